@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both create or refresh
+# the virtual environment in .venv from this project's own files first.
+PYTHON ?= python3
+VENV ?= .venv
+# torch as it comes on this project's machines; override on yours, e.g.
+#   make test TORCH_SPEC="torch torchvision"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo
+
+.PHONY: setup demo test lint clean
+
+$(BIN)/.creaturekit-installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[dev]" $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+setup: $(BIN)/.creaturekit-installed
+
+demo: setup
+	$(BIN)/python -m creaturekit.demo $(DEMO_DIR)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks plugins
+	$(BIN)/ruff format --check src tests benchmarks plugins
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,86 @@
+"""What every command shares: options, the console, and turning errors into messages."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from creaturekit.errors import CreatureKitError
+from creaturekit.progress import quiet as quiet_progress
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class State:
+    """Process-wide CLI flags set by the top-level callback."""
+
+    debug: bool = os.environ.get("CREATUREKIT_DEBUG", "") not in ("", "0")
+
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-C",
+        help="Project folder (default: the current folder or its nearest parent with "
+        "creaturekit.toml).",
+        show_default=False,
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` as an error and return the Exit to raise."""
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Run a command: library errors become a message and exit 1, Ctrl-C exits 130.
+
+    Unexpected exceptions are bugs; they are shown as one line (traceback with --debug).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with quiet_progress(bool(kwargs.get("quiet")) or bool(kwargs.get("json_output"))):
+                return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except CreatureKitError as err:
+            if State.debug:
+                raise
+            raise fail(str(err), err.exit_code) from None
+        except KeyboardInterrupt:
+            if State.debug:
+                raise
+            raise fail("Interrupted. Files already in the project are intact.", 130) from None
+        except Exception as err:
+            if State.debug:
+                raise
+            raise fail(
+                f"Unexpected {type(err).__name__}: {err}. This is a bug in creaturekit; "
+                "re-run with --debug for the traceback and report it.",
+                2,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout (no rich markup, so it can be piped)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

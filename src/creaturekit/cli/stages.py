@@ -1,0 +1,38 @@
+"""Commands whose stage is not implemented in this version: they say so and exit non-zero."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from creaturekit import __version__
+from creaturekit.cli.common import handle_errors
+from creaturekit.errors import NotImplementedYetError
+
+PENDING = {
+    "discover": "Discover parts and sub-concepts in the project's images (stage 1).",
+    "fit": "Fit part tokens, projector and LoRA on the discovered parts (stage 2).",
+    "mix": "Compose new creatures from named parts (stage 3).",
+    "eval": "Evaluate a run: EMR, CoSim and image metrics.",
+    "export": "Export a run's LoRA and part vocabulary for other Stable Diffusion tools.",
+    "parts": "List and name the discovered parts.",
+}
+
+
+def _pending(name: str, summary: str) -> Callable[[], None]:
+    def command() -> None:
+        raise NotImplementedYetError(
+            f"`creaturekit {name}` is not implemented in creaturekit {__version__} yet; "
+            "nothing was done."
+        )
+
+    command.__doc__ = f"{summary} (not implemented yet)"
+    return command
+
+
+def register(app: typer.Typer) -> None:
+    for name, summary in PENDING.items():
+        app.command(
+            name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+        )(handle_errors(_pending(name, summary)))

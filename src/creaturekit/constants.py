@@ -1,0 +1,24 @@
+"""File and folder names shared by the code that writes and the code that reads them."""
+
+from __future__ import annotations
+
+CONFIG_NAME = "creaturekit.toml"
+LOCK_NAME = ".creaturekit.lock"
+FORMAT_VERSION = 1
+
+IMAGES_DIR = "images"
+MANIFEST_NAME = "manifest.jsonl"
+IMPORT_REPORT_NAME = "import-report.json"
+KEYPOINTS_NAME = "keypoints.jsonl"
+
+DISCOVERY_DIR = "discovery"
+RUNS_DIR = "runs"
+MIXES_DIR = "mixes"
+EVAL_DIR = "eval"
+
+STAGE_DIRS = (DISCOVERY_DIR, RUNS_DIR, MIXES_DIR, EVAL_DIR)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+)
+BACKGROUND_PART = "bg"

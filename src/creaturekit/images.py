@@ -1,0 +1,244 @@
+"""Import images into a project: validate, normalise to 8-bit RGB, deduplicate, record.
+
+Every file of a source ends up either in ``images/`` (listed in ``manifest.jsonl``) or
+in the import report with the reason it was skipped. Odd but readable images (CMYK,
+16-bit, palette, alpha, grayscale, EXIF-rotated, animated) are converted to RGB PNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from creaturekit import fsutil
+from creaturekit.progress import track
+from creaturekit.sources import ImageSource, SourceImage
+
+PASSTHROUGH_FORMATS = {"JPEG": {".jpg", ".jpeg"}, "PNG": {".png"}}
+
+
+@dataclass
+class ImageRecord:
+    """One imported image, as stored in ``images/manifest.jsonl``."""
+
+    id: int
+    file: str  # relative to the project's images/ folder, POSIX separators
+    sha256: str
+    width: int
+    height: int
+    source: str  # path inside the source it came from
+    dataset: str  # "folder", "cub", "dogs" or "toy"
+    split: str = "train"
+    label: str | None = None
+    converted: str | None = None  # why the file was re-encoded, if it was
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageRecord:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts, conversions and skipped files with reasons."""
+
+    source: str
+    kind: str
+    added: int = 0
+    already_present: int = 0
+    converted: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    keypoints: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportReport:
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("converted", "skipped"):
+            fields[key] = [tuple(pair) for pair in fields.get(key, [])]
+        return cls(**fields)
+
+
+class ImageProblem(Exception):
+    """An image that cannot be imported; the message is the reason."""
+
+
+def load_rgb(path: Path, min_side: int) -> tuple[Image.Image, str | None]:
+    """Open ``path`` as 8-bit RGB; return the image and why it must be re-encoded.
+
+    The reason is None when the file can be used byte for byte (an RGB JPEG or PNG).
+    """
+    try:
+        with Image.open(path) as probe:
+            probe.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im: Image.Image = Image.open(path)
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageProblem(f"corrupt or not an image ({type(err).__name__})") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageProblem("image too large (decompression bomb guard)") from err
+    reasons = []
+    fmt = im.format or ""
+    ext_ok = path.suffix.lower() in PASSTHROUGH_FORMATS.get(fmt, set())
+    if not ext_ok:
+        reasons.append(f"{fmt or 'unknown'} file re-encoded as PNG")
+    if getattr(im, "n_frames", 1) > 1:
+        reasons.append("first frame of an animation")
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation not in (0, 1):
+        im = ImageOps.exif_transpose(im)
+        reasons.append("EXIF rotation applied")
+    if im.mode != "RGB":
+        reasons.append(f"{im.mode} -> RGB")
+        im = _to_rgb(im)
+    if min(im.size) < min_side:
+        raise ImageProblem(f"too small ({im.width}x{im.height} < {min_side} px)")
+    return im, "; ".join(reasons) or None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _dest_name(rel: str, converted: bool, taken: set[str], digest: str) -> str:
+    p = PurePosixPath(rel)
+    if converted:
+        p = p.with_suffix(".png")
+    name = str(p)
+    if name in taken:
+        name = str(p.with_name(f"{p.stem}_{digest[:8]}{p.suffix}"))
+    return name
+
+
+def import_images(
+    images_dir: Path,
+    source: ImageSource,
+    existing: list[ImageRecord],
+    *,
+    link: bool = False,
+    min_side: int = 64,
+    splits: tuple[str, ...] = ("train", "test"),
+) -> tuple[list[ImageRecord], ImportReport, dict[int, dict[str, tuple[float, float]]]]:
+    """Copy (or link) ``source``'s images into ``images_dir``.
+
+    Returns the new records (to append to the manifest), the report, and keypoints of
+    the new images by image id. Files are written atomically one by one; the caller
+    writes the manifest, also when interrupted, so it always matches the files.
+    """
+    report = ImportReport(source=source.root.name, kind=source.kind)
+    report.skipped.extend(source.ignored)
+    by_hash = {r.sha256: r for r in existing}
+    taken = {r.file for r in existing}
+    next_id = max((r.id for r in existing), default=0) + 1
+    new: list[ImageRecord] = []
+    keypoints: dict[int, dict[str, tuple[float, float]]] = {}
+    wanted = [s for s in source.images if s.split in splits]
+    try:
+        for item in track(wanted, "Importing images", total=len(wanted)):
+            record = _import_one(
+                images_dir,
+                source.kind,
+                item,
+                by_hash,
+                taken,
+                next_id,
+                report,
+                link=link,
+                min_side=min_side,
+            )
+            if record is None:
+                continue
+            new.append(record)
+            by_hash[record.sha256] = record
+            taken.add(record.file)
+            if item.key is not None and item.key in source.keypoints:
+                keypoints[record.id] = source.keypoints[item.key]
+            next_id += 1
+    finally:
+        report.added = len(new)
+        report.keypoints = len(keypoints)
+    return new, report, keypoints
+
+
+def _import_one(
+    images_dir: Path,
+    kind: str,
+    item: SourceImage,
+    by_hash: dict[str, ImageRecord],
+    taken: set[str],
+    next_id: int,
+    report: ImportReport,
+    *,
+    link: bool,
+    min_side: int,
+) -> ImageRecord | None:
+    if not item.path.is_file():
+        report.skipped.append((item.rel, "listed by the data set but missing"))
+        return None
+    digest = fsutil.sha256_file(item.path)
+    if digest in by_hash:
+        twin = by_hash[digest]
+        if twin.source == item.rel:
+            report.already_present += 1
+        else:
+            report.skipped.append((item.rel, f"duplicate of {twin.file}"))
+        return None
+    try:
+        im, change = load_rgb(item.path, min_side)
+    except ImageProblem as err:
+        report.skipped.append((item.rel, str(err)))
+        return None
+    name = _dest_name(item.rel, change is not None, taken, digest)
+    dest = images_dir / name
+    if change is not None:
+        with fsutil.atomic_path(dest) as tmp:
+            im.save(tmp, format="PNG")
+        report.converted.append((item.rel, change))
+    elif link:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        os.symlink(item.path.resolve(), dest)
+    else:
+        with fsutil.atomic_path(dest) as tmp:
+            shutil.copyfile(item.path, tmp)
+    return ImageRecord(
+        id=next_id,
+        file=name,
+        sha256=digest,
+        width=im.width,
+        height=im.height,
+        source=item.rel,
+        dataset=kind,
+        split=item.split,
+        label=item.label,
+        converted=change,
+    )
+
+
+def content_hash(records: list[ImageRecord]) -> str:
+    """A hash of an image set (ids and contents): later stages record what they used."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r.id):
+        h.update(f"{r.id}:{r.sha256}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,93 @@
+"""A per-project lock so that two mutating commands never change one project at once.
+
+The lock is a small JSON file created with ``O_EXCL``. It names its holder (command,
+pid, host, start time) so the message to a second command can say who holds it. A lock
+whose process is gone (same host, dead pid) is stale and is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from creaturekit.errors import ProjectLockedError
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _is_stale(holder: dict[str, Any] | None) -> bool:
+    if holder is None:
+        return True  # unreadable or half-written lock: its writer died mid-write
+    if holder.get("host") != socket.gethostname():
+        return False  # cannot check a process on another machine
+    return not _pid_alive(int(holder.get("pid", -1)))
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    """Human description of a lock holder, e.g. ``creaturekit fit (pid 12, since 10:40)``."""
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.get("started", 0)))
+    return (
+        f"`creaturekit {holder.get('command', '?')}` "
+        f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {since})"
+    )
+
+
+@contextlib.contextmanager
+def project_lock(path: Path, command: str) -> Iterator[None]:
+    """Hold the lock file ``path`` for the duration of the block."""
+    record = {
+        "command": command,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.time(),
+    }
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_holder(path)
+            if (
+                holder is not None
+                and holder.get("pid") == os.getpid()
+                and (holder.get("host") == socket.gethostname())
+            ):
+                yield  # re-entrant: this process already holds it
+                return
+            if _is_stale(holder):
+                path.unlink(missing_ok=True)
+                continue
+            assert holder is not None
+            raise ProjectLockedError(
+                f"This project is being changed by {describe_holder(holder)}. "
+                f"Wait for it to finish, or delete {path} if that process is gone."
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+        break
+    else:  # pragma: no cover - another process raced us twice
+        raise ProjectLockedError(f"Could not take the project lock {path}; try again.")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)

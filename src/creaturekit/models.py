@@ -1,0 +1,151 @@
+"""One place that resolves model references for every stage, and picks device and precision.
+
+A reference is a named preset (``sd15``, ``dinov2-base``...), a local folder, or a hub
+id. :func:`load_pretrained` calls the library's own ``from_pretrained`` with it, so a
+local folder and a hub id take the same code path; when weights are missing (offline,
+not cached, wrong path) the user gets one sentence saying what was looked for and how
+to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from creaturekit.errors import ConfigError, ModelNotFoundError
+
+T = TypeVar("T")
+
+#: Named presets: short names for the models the method uses.
+PRESETS: dict[str, str] = {
+    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "sd21-base": "stabilityai/stable-diffusion-2-1-base",
+    "dinov2-small": "facebook/dinov2-small",
+    "dinov2-base": "facebook/dinov2-base",
+    "dinov2-large": "facebook/dinov2-large",
+    "dino-vits16": "facebook/dino-vits16",
+    "dino-vitb16": "facebook/dino-vitb16",
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model reference: where ``from_pretrained`` will look."""
+
+    ref: str  # as the user wrote it
+    kind: str  # "preset", "local" or "hub"
+    location: str  # a folder path or a hub id
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.location).is_dir()
+
+
+def resolve_model(ref: str, base: Path | None = None) -> ModelRef:
+    """Resolve ``ref`` to a local folder or hub id.
+
+    Relative folders are looked up from the working directory, then from ``base``
+    (the project folder), so ``model = "models/sd"`` inside a project keeps working
+    after the project moves.
+    """
+    if not ref or not ref.strip():
+        raise ConfigError("The model reference is empty; pass --model ID_OR_PATH.")
+    if ref in PRESETS:
+        inner = resolve_model(PRESETS[ref], base)
+        return ModelRef(ref=ref, kind="preset", location=inner.location)
+    path = Path(ref).expanduser()
+    candidates = [path] if path.is_absolute() else [path, *([base / path] if base else [])]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return ModelRef(ref=ref, kind="local", location=str(candidate.resolve()))
+    if ref.startswith((".", "/", "~")) or not _HUB_ID.match(ref):
+        raise ModelNotFoundError(
+            f"The model folder {ref!r} does not exist. Pass an existing folder or a hub id "
+            f"with --model (presets: {', '.join(PRESETS)})."
+        )
+    return ModelRef(ref=ref, kind="hub", location=ref)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def missing_weights_message(model: ModelRef, what: str, reason: str = "") -> str:
+    """The one-sentence explanation (plus fix) for weights that could not be loaded."""
+    if model.kind == "local" or Path(model.location).is_dir():
+        detail = f" ({reason})" if reason else ""
+        return (
+            f"Could not load the {what} from the folder {model.location}{detail}. "
+            "Check that it holds a complete model saved with save_pretrained, or pass "
+            "another one with --model PATH."
+        )
+    where = "the hub is disabled (HF_HUB_OFFLINE=1)" if _offline() else "the hub is unreachable"
+    return (
+        f"Could not find the {what} {model.location!r}: it is not in the local Hugging Face "
+        f"cache and {where}. Download it on a connected machine "
+        f"(`huggingface-cli download {model.location}`) and copy the cache, or pass a local "
+        "folder with --model PATH; set HF_HUB_OFFLINE=1 to skip network attempts."
+    )
+
+
+def load_pretrained(loader: Callable[..., T], model: ModelRef | str, what: str, **kwargs: Any) -> T:
+    """``loader(location, **kwargs)`` (a ``from_pretrained``) with a clear missing-weights error.
+
+    ``what`` names the model in the message, e.g. "feature backbone" or "base model".
+    """
+    ref = resolve_model(model) if isinstance(model, str) else model
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return loader(ref.location, **kwargs)
+    except (OSError, HFValidationError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelNotFoundError(missing_weights_message(ref, what, reason[:200])) from err
+
+
+def select_device(preference: str = "auto") -> Any:
+    """The torch device to run on: ``auto`` picks CUDA, then Apple MPS, then CPU."""
+    import torch
+
+    if preference != "auto":
+        try:
+            device = torch.device(preference)
+        except RuntimeError as err:
+            raise ConfigError(f"Unknown device {preference!r}.") from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but no CUDA GPU is available.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def select_dtype(device: Any, preference: str = "auto") -> Any:
+    """Compute precision: bf16 where the GPU supports it, else fp16 on GPUs; CPU is fp32."""
+    import torch
+
+    if preference == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    if preference not in _DTYPES:
+        raise ConfigError(f"Unknown precision {preference!r}; choose auto, {', '.join(_DTYPES)}.")
+    if device.type == "cpu" and preference != "fp32":
+        raise ConfigError(f"{preference} is not supported for training on the CPU; use fp32.")
+    dtype = getattr(torch, _DTYPES[preference])
+    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("This GPU does not support bf16; use fp16 or auto.")
+    return dtype

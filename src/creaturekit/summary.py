@@ -1,0 +1,50 @@
+"""A plain-data summary of a project (what ``creaturekit info`` shows)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from creaturekit.project import Project
+
+
+def project_summary(project: Project) -> dict[str, Any]:
+    """Images, parts, runs and the latest metrics of ``project``, as JSON-ready data."""
+    records = project.manifest()
+    result_path = project.discovery_dir / "result.json"
+    parts = None
+    if result_path.is_file():
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        parts = [
+            {**p, "name": project.config.part_name(p["index"], p.get("is_background", False))}
+            for p in result.get("parts", [])
+        ]
+    runs = sorted(p.name for p in project.runs_dir.glob("*") if p.is_dir())
+    return {
+        "root": str(project.root),
+        "name": project.config.project.name,
+        "category": project.config.project.category,
+        "images": {
+            "total": len(records),
+            "by_split": dict(sorted(Counter(r.split for r in records).items())),
+            "by_dataset": dict(sorted(Counter(r.dataset for r in records).items())),
+            "labelled": sum(r.label is not None for r in records),
+        },
+        "parts": parts,
+        "runs": runs,
+        "metrics": _latest_metrics(project),
+    }
+
+
+def _latest_metrics(project: Project) -> dict[str, Any] | None:
+    files = sorted(project.eval_dir.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    data = json.loads(files[-1].read_text(encoding="utf-8"))
+    values = {
+        k: v
+        for k, v in data.get("overall", data).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    return {"run": files[-1].parent.name, "values": values}
