@@ -1,0 +1,45 @@
+"""Shared fixtures: every test runs offline, in a tmp folder, with a fresh CLI state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No network, and a private (empty) Hugging Face cache for every test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+    monkeypatch.delenv("CREATUREKIT_DEBUG", raising=False)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write_image(path: Path, size: tuple[int, int] = (96, 80), seed: int = 0,
+                mode: str = "RGB", fmt: str | None = None) -> Path:
+    """Write a random image of ``size`` (w, h) in ``mode`` to ``path``."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    im = Image.fromarray(arr, "RGB")
+    if mode != "RGB":
+        im = im.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 6 distinct small RGB images in two sub-folders."""
+    root = tmp_path / "photos"
+    for i in range(6):
+        write_image(root / f"group{i % 2}" / f"img{i}.jpg", seed=i)
+    return root
