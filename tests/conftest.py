@@ -23,8 +23,13 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def write_image(path: Path, size: tuple[int, int] = (96, 80), seed: int = 0,
-                mode: str = "RGB", fmt: str | None = None) -> Path:
+def write_image(
+    path: Path,
+    size: tuple[int, int] = (96, 80),
+    seed: int = 0,
+    mode: str = "RGB",
+    fmt: str | None = None,
+) -> Path:
     """Write a random image of ``size`` (w, h) in ``mode`` to ``path``."""
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)

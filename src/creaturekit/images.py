@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -135,50 +136,41 @@ def import_images(
     images_dir: Path,
     source: ImageSource,
     existing: list[ImageRecord],
+    report: ImportReport,
     *,
     link: bool = False,
     min_side: int = 64,
     splits: tuple[str, ...] = ("train", "test"),
-) -> tuple[list[ImageRecord], ImportReport, dict[int, dict[str, tuple[float, float]]]]:
-    """Copy (or link) ``source``'s images into ``images_dir``.
+) -> Iterator[tuple[ImageRecord, dict[str, tuple[float, float]] | None]]:
+    """Copy (or link) ``source``'s images into ``images_dir``, one at a time.
 
-    Returns the new records (to append to the manifest), the report, and keypoints of
-    the new images by image id. Files are written atomically one by one; the caller
-    writes the manifest, also when interrupted, so it always matches the files.
+    Yields each new record with its keypoints (CUB) as soon as its file is written
+    (atomically), so a caller interrupted mid-way still knows exactly what is on disk.
+    Skips and conversions are added to ``report``.
     """
-    report = ImportReport(source=source.root.name, kind=source.kind)
     report.skipped.extend(source.ignored)
     by_hash = {r.sha256: r for r in existing}
     taken = {r.file for r in existing}
     next_id = max((r.id for r in existing), default=0) + 1
-    new: list[ImageRecord] = []
-    keypoints: dict[int, dict[str, tuple[float, float]]] = {}
     wanted = [s for s in source.images if s.split in splits]
-    try:
-        for item in track(wanted, "Importing images", total=len(wanted)):
-            record = _import_one(
-                images_dir,
-                source.kind,
-                item,
-                by_hash,
-                taken,
-                next_id,
-                report,
-                link=link,
-                min_side=min_side,
-            )
-            if record is None:
-                continue
-            new.append(record)
-            by_hash[record.sha256] = record
-            taken.add(record.file)
-            if item.key is not None and item.key in source.keypoints:
-                keypoints[record.id] = source.keypoints[item.key]
-            next_id += 1
-    finally:
-        report.added = len(new)
-        report.keypoints = len(keypoints)
-    return new, report, keypoints
+    for item in track(wanted, "Importing images", total=len(wanted)):
+        record = _import_one(
+            images_dir,
+            source.kind,
+            item,
+            by_hash,
+            taken,
+            next_id,
+            report,
+            link=link,
+            min_side=min_side,
+        )
+        if record is None:
+            continue
+        by_hash[record.sha256] = record
+        taken.add(record.file)
+        next_id += 1
+        yield record, source.keypoints.get(item.key) if item.key is not None else None
 
 
 def _import_one(

@@ -132,22 +132,28 @@ class Project:
         if not src.images:
             raise ImageSourceError(f"No images found in {src.root}.")
         splits = ("train", "test") if split == "all" else (split,)
+        report = ImportReport(source=src.root.name, kind=src.kind)
         with self.lock("init"):
             existing = self.manifest()
             new: list[ImageRecord] = []
-            keypoints: dict[int, Any] = {}
+            keypoints: dict[int, dict[str, tuple[float, float]]] = {}
             try:
-                new, report, keypoints = import_images(
+                for record, points in import_images(
                     self.images_dir,
                     src,
                     existing,
+                    report,
                     link=link,
                     min_side=self.config.images.min_side,
                     splits=splits,
-                )
+                ):
+                    new.append(record)
+                    if points:
+                        keypoints[record.id] = points
             finally:
+                report.added, report.keypoints = len(new), len(keypoints)
                 self._append_manifest(existing, new, keypoints)
-            fsutil.write_json(self.images_dir / C.IMPORT_REPORT_NAME, report.to_dict())
+                fsutil.write_json(self.images_dir / C.IMPORT_REPORT_NAME, report.to_dict())
         if not new and not report.already_present:
             raise ImageSourceError(
                 f"None of the {len(src.images)} files in {src.root} could be imported; "

@@ -1,0 +1,106 @@
+"""Model references: presets, local folders and hub ids take one loading path; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from creaturekit.errors import ConfigError, ModelNotFoundError
+from creaturekit.models import (
+    PRESETS,
+    load_pretrained,
+    resolve_model,
+    select_device,
+    select_dtype,
+)
+
+
+def test_presets_resolve_to_hub_ids() -> None:
+    ref = resolve_model("sd15")
+    assert ref.kind == "preset" and ref.location == PRESETS["sd15"]
+    assert resolve_model("facebook/dinov2-base").kind == "hub"
+
+
+def test_local_folder_relative_to_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "proj" / "models" / "sd").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    ref = resolve_model("models/sd", base=tmp_path / "proj")
+    assert ref.kind == "local" and Path(ref.location) == (tmp_path / "proj/models/sd").resolve()
+
+
+@pytest.mark.parametrize("ref", ["./nope", "/definitely/not/here", "~/no/such/model", "a/b/c"])
+def test_missing_folder(ref: str) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_model(ref)
+
+
+def test_offline_hub_id_gives_one_clear_sentence() -> None:
+    from transformers import AutoModel
+
+    with pytest.raises(ModelNotFoundError) as err:
+        load_pretrained(AutoModel.from_pretrained, "facebook/dinov2-base", "feature backbone")
+    message = str(err.value)
+    assert "facebook/dinov2-base" in message and "--model PATH" in message
+    assert "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
+def test_tiny_text_encoder_round_trips_through_the_hub_path(tmp_path: Path) -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=100,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPTextModel(config).save_pretrained(tmp_path / "te")
+    loaded = load_pretrained(CLIPTextModel.from_pretrained, str(tmp_path / "te"), "text encoder")
+    ids = torch.tensor([[1, 2, 3]])
+    again = CLIPTextModel.from_pretrained(tmp_path / "te")
+    assert torch.equal(loaded(ids).last_hidden_state, again(ids).last_hidden_state)
+
+
+def test_tiny_unet_round_trips(tmp_path: Path) -> None:
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        layers_per_block=1,
+        norm_num_groups=4,
+        attention_head_dim=2,
+    )
+    unet.save_pretrained(tmp_path / "unet")
+    loaded = load_pretrained(UNet2DConditionModel.from_pretrained, str(tmp_path / "unet"), "UNet")
+    assert loaded.config.cross_attention_dim == 16
+
+
+def test_incomplete_local_folder(tmp_path: Path) -> None:
+    from transformers import CLIPTextModel
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="from the folder"):
+        load_pretrained(CLIPTextModel.from_pretrained, str(tmp_path / "empty"), "text encoder")
+
+
+def test_device_and_precision() -> None:
+    cpu = torch.device("cpu")
+    assert select_dtype(cpu) is torch.float32
+    with pytest.raises(ConfigError, match="not supported"):
+        select_dtype(cpu, "fp16")
+    with pytest.raises(ConfigError, match="Unknown precision"):
+        select_dtype(cpu, "fp8")
+    if not torch.cuda.is_available():
+        assert select_device().type in ("cpu", "mps")
+        with pytest.raises(ConfigError, match="no CUDA"):
+            select_device("cuda")
