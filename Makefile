@@ -8,14 +8,15 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
+LINTED := $(wildcard src tests benchmarks plugins)
 
 .PHONY: setup demo test lint clean
 
 $(BIN)/.creaturekit-installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev]" $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 setup: $(BIN)/.creaturekit-installed
@@ -24,8 +25,8 @@ demo: setup
 	$(BIN)/python -m creaturekit.demo $(DEMO_DIR)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks plugins
-	$(BIN)/ruff format --check src tests benchmarks plugins
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 test: lint

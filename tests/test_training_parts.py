@@ -1,0 +1,144 @@
+"""Stage-2 building blocks on tiny random models: mapper, part tokens, attention maps, losses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from creaturekit.errors import CreatureKitError
+from creaturekit.training.attention import install_attention_recorder
+from creaturekit.training.losses import (
+    attention_loss,
+    diffusion_loss,
+    min_snr_weights,
+    part_attention,
+)
+from creaturekit.training.mapper import MapperConfig, TokenMapper
+from creaturekit.training.text import add_part_tokens, encode_with_parts, part_token
+from tests.tiny_sd import tiny_text_stack, tiny_unet
+
+
+def test_clip_tokenizer_matches_stable_diffusion() -> None:
+    from creaturekit.clip_vocab import clip_tokenizer
+
+    tok = clip_tokenizer()
+    assert len(tok) == 49408
+    # Token ids of Stable Diffusion 1.5's tokenizer for these strings.
+    assert tok("a photo of a bird").input_ids == [49406, 320, 1125, 539, 320, 3329, 49407]
+    assert tok("a dog").input_ids == [49406, 320, 1929, 49407]
+
+
+def test_mapper_shapes_absent_row_and_round_trip(tmp_path: Path) -> None:
+    mapper = TokenMapper(MapperConfig(num_codes=(3, 5, 2), dim=8, depth=3))
+    assert sum(isinstance(m, torch.nn.Linear) for m in mapper.projector) == 3
+    assert mapper.code_embedding.num_embeddings == 4 + 6 + 3
+    parts = torch.tensor([0, 1, 2, 2])
+    codes = torch.tensor([2, 4, 0, mapper.absent_code(2)])
+    out = mapper(parts, codes)
+    assert out.shape == (4, 8)
+    with pytest.raises(IndexError):
+        mapper(torch.tensor([0]), torch.tensor([4]))
+    mapper.save(tmp_path / "mapper.safetensors")
+    again = TokenMapper.load(tmp_path / "mapper.safetensors")
+    assert again.config == mapper.config
+    assert torch.equal(again(parts, codes), out)
+
+
+def test_mapper_load_refuses_other_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CreatureKitError, match="not a creaturekit token mapper"):
+        TokenMapper.load(tmp_path / "other.safetensors")
+
+
+def test_part_tokens_are_single_new_tokens_and_idempotent() -> None:
+    tokenizer, encoder = tiny_text_stack()
+    before = len(tokenizer)
+    ids = add_part_tokens(tokenizer, encoder, 3)
+    assert ids == [before, before + 1, before + 2]
+    assert encoder.get_input_embeddings().num_embeddings == before + 3
+    assert add_part_tokens(tokenizer, encoder, 3) == ids
+    assert tokenizer(f"a {part_token(1)} bird").input_ids[2] == ids[1]
+
+
+def test_encode_with_parts_swaps_only_part_positions() -> None:
+    tokenizer, encoder = tiny_text_stack()
+    ids = add_part_tokens(tokenizer, encoder, 3)
+    mapper = TokenMapper(MapperConfig(num_codes=(4, 4, 4), dim=32, depth=2))
+    prompts = [f"a {part_token(0)} {part_token(2)} bird", f"{part_token(1)} {part_token(1)}"]
+    input_ids = tokenizer(
+        prompts, padding="max_length", max_length=16, return_tensors="pt"
+    ).input_ids
+    hidden, found = encode_with_parts(encoder, input_ids, ids, [[1, 3], [0, 2]], mapper)
+    assert found == [[(2, 0), (3, 2)], [(1, 1), (2, 1)]]
+    assert hidden.shape == (2, 16, 32)
+    other, _ = encode_with_parts(encoder, input_ids, ids, [[1, 0], [0, 2]], mapper)
+    assert not torch.allclose(hidden[0], other[0])  # code changed -> embedding changed
+    assert torch.allclose(hidden[1], other[1])
+    loss = hidden.sum()
+    loss.backward()
+    assert mapper.code_embedding.weight.grad is not None
+    with pytest.raises(CreatureKitError, match="part tokens but"):
+        encode_with_parts(encoder, input_ids, ids, [[1], [0, 2]], mapper)
+
+
+def test_recorder_keeps_only_the_chosen_resolution() -> None:
+    unet = tiny_unet()
+    store = install_attention_recorder(unet, resolution=8)
+    latents = torch.randn(2, 4, 8, 8)
+    context = torch.randn(2, 10, 32)
+    with torch.no_grad():
+        recorded = unet(latents, torch.tensor([10, 500]), context).sample
+    maps = store.maps()
+    assert maps.shape == (2, 64, 10)
+    assert store.layers == 3  # at 8x8: 1 layer going down, 2 coming up (SD 1.5: 2 + 3 at 16)
+    assert torch.allclose(maps.sum(-1), torch.ones(2, 64), atol=1e-5)  # softmax rows
+    # The recording processor computes the same output as diffusers' default processor.
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0())
+    with torch.no_grad():
+        plain = unet(latents, torch.tensor([10, 500]), context).sample
+    assert torch.allclose(recorded, plain, atol=1e-5)
+
+
+def test_attention_loss_ignores_absent_parts() -> None:
+    maps = torch.rand(2, 16, 10, requires_grad=True)
+    occurrences = [[(1, 0), (2, 1), (3, 2)], [(1, 0), (3, 2)]]  # part 1 absent in image 1
+    part_maps = part_attention(maps, occurrences, num_parts=3)
+    assert part_maps.shape == (2, 3, 16)
+    assert torch.equal(part_maps[1, 1], torch.zeros(16))
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[:, :4] = 2
+    masks[0, 4:, :4] = 1
+    loss = attention_loss(part_maps, masks)
+    loss.backward()
+    assert maps.grad is not None
+    assert torch.count_nonzero(maps.grad[:, :, [0, 4, 5, 6, 7, 8, 9]]) == 0  # non-part tokens
+    assert torch.count_nonzero(maps.grad[1, :, 2]) == 0  # image 1 has no token at position 2
+
+
+def test_attention_loss_is_lower_for_matching_maps() -> None:
+    masks = torch.zeros(1, 4, 4, dtype=torch.long)
+    masks[0, :2] = 1
+    good = torch.full((1, 2, 16), 0.05)
+    good[0, 1, :8] = 0.95
+    good[0, 0, 8:] = 0.95
+    bad = good.flip(1)
+    assert attention_loss(good, masks) < attention_loss(bad, masks)
+
+
+def test_min_snr_weights() -> None:
+    ac = torch.linspace(0.999, 0.01, 1000)
+    t = torch.tensor([0, 500, 999])
+    w = min_snr_weights(ac, t, gamma=5.0, prediction="epsilon")
+    snr = ac[t] / (1 - ac[t])
+    assert torch.allclose(w, torch.minimum(snr, torch.tensor(5.0)) / snr)
+    assert w[0] < 1 and w[2] == 1  # low-noise steps down-weighted, high-noise ones kept
+    v = min_snr_weights(ac, t, gamma=5.0, prediction="v_prediction")
+    assert torch.all(v < w)
+    loss = diffusion_loss(torch.ones(3, 2), torch.zeros(3, 2), w)
+    assert torch.isclose(loss, w.mean())
