@@ -142,3 +142,25 @@ def test_min_snr_weights() -> None:
     assert torch.all(v < w)
     loss = diffusion_loss(torch.ones(3, 2), torch.zeros(3, 2), w)
     assert torch.isclose(loss, w.mean())
+
+
+def test_training_captions_shuffle_and_template() -> None:
+    import random
+
+    from creaturekit.training.captions import training_caption
+
+    rng = random.Random(0)
+    codes = {0: 5, 2: 7, 8: 1}
+    seen_orders, templated = set(), 0
+    for _ in range(200):
+        text, ordered = training_caption(codes, rng, "bird")
+        tokens = [w for w in text.split() if w.startswith("<part_")]
+        parts = [int(t[6:-1]) for t in tokens]
+        assert sorted(parts) == [0, 2, 8] and ordered == [codes[p] for p in parts]
+        seen_orders.add(tuple(parts))
+        templated += text.endswith("bird")
+    assert len(seen_orders) == 6  # every order of three parts occurs
+    assert 70 < templated < 130  # about half templated
+    assert training_caption(codes, random.Random(1), "bird") == training_caption(
+        codes, random.Random(1), "bird"
+    )
