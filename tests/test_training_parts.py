@@ -164,3 +164,90 @@ def test_training_captions_shuffle_and_template() -> None:
     assert training_caption(codes, random.Random(1), "bird") == training_caption(
         codes, random.Random(1), "bird"
     )
+
+
+def _objective(attn_weight: float) -> tuple[object, list[torch.nn.Parameter], torch.Tensor]:
+    from diffusers import DDPMScheduler
+
+    from creaturekit.training.objective import Objective, add_lora
+
+    tokenizer, encoder = tiny_text_stack()
+    encoder.requires_grad_(False)
+    ids = add_part_tokens(tokenizer, encoder, 3)
+    unet = tiny_unet()
+    lora = add_lora(unet, rank=4)
+    store = install_attention_recorder(unet, resolution=8)
+    mapper = TokenMapper(MapperConfig(num_codes=(2, 2, 2), dim=32, depth=2))
+    objective = Objective(
+        encoder,
+        unet,
+        DDPMScheduler(num_train_timesteps=100),
+        mapper,
+        ids,
+        store,
+        attn_weight=attn_weight,
+    )
+    prompts = [f"{part_token(0)} {part_token(1)} {part_token(2)}"] * 4
+    input_ids = tokenizer(
+        prompts, padding="max_length", max_length=8, return_tensors="pt"
+    ).input_ids
+    return objective, [*lora, *mapper.parameters()], input_ids
+
+
+def test_lora_targets_only_attention_projections() -> None:
+    from creaturekit.training.objective import add_lora
+
+    unet = tiny_unet()
+    params = add_lora(unet, rank=2)
+    names = [n for n, p in unet.named_parameters() if p.requires_grad]
+    assert params and len(names) == len(params)
+    assert all(
+        "lora" in n and any(t in n for t in ("to_q", "to_k", "to_v", "to_out.0")) for n in names
+    )
+
+
+def test_loss_decreases_on_a_tiny_set() -> None:
+    torch.manual_seed(0)
+    objective, params, input_ids = _objective(attn_weight=0.01)
+    latents = torch.randn(4, 4, 8, 8)
+    codes = [[0, 1, 0], [1, 0, 1], [0, 0, 1], [1, 1, 0]]
+    masks = torch.zeros(4, 4, 4, dtype=torch.long)
+    masks[:, :2] = 1
+    masks[:, 2:, :2] = 2
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return objective(
+                latents,
+                input_ids,
+                codes,
+                masks,  # type: ignore[operator]
+                torch.Generator().manual_seed(123),
+            )[1]["loss"]
+
+    before = fixed_loss()
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    for step in range(12):
+        loss, logs = objective(
+            latents,
+            input_ids,
+            codes,
+            masks,  # type: ignore[operator]
+            torch.Generator().manual_seed(step),
+        )
+        assert {"loss", "loss_ldm", "loss_attn"} <= set(logs)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert fixed_loss() < before
+
+
+def test_attention_loss_off_skips_recording() -> None:
+    objective, _, input_ids = _objective(attn_weight=0.0)
+    _, logs = objective(
+        torch.randn(4, 4, 8, 8),
+        input_ids,
+        [[0, 0, 0]] * 4,  # type: ignore[operator]
+        torch.zeros(4, 4, 4, dtype=torch.long),
+    )
+    assert "loss_attn" not in logs and objective.store.layers == 0  # type: ignore[attr-defined]

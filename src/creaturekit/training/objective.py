@@ -1,0 +1,96 @@
+"""One training objective evaluation: noise, encode with part tokens, denoise, both losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from creaturekit.training.attention import AttentionStore
+from creaturekit.training.losses import (
+    attention_loss,
+    diffusion_loss,
+    min_snr_weights,
+    part_attention,
+)
+from creaturekit.training.mapper import TokenMapper
+from creaturekit.training.text import encode_with_parts
+
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def add_lora(
+    unet: Any, rank: int, alpha: int | None = None, targets: Sequence[str] = LORA_TARGETS
+) -> list[torch.nn.Parameter]:
+    """Freeze ``unet`` and add a peft LoRA adapter on its attention projections.
+
+    Returns the trainable LoRA parameters.
+    """
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(
+            r=rank,
+            lora_alpha=alpha or rank,
+            init_lora_weights="gaussian",
+            target_modules=list(targets),
+        )
+    )
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+@dataclass
+class Objective:
+    """The frozen and trained pieces one loss evaluation needs."""
+
+    text_encoder: Any
+    unet: Any
+    scheduler: Any
+    mapper: TokenMapper
+    part_token_ids: list[int]
+    store: AttentionStore
+    attn_weight: float = 0.01
+    snr_gamma: float | None = 5.0
+
+    def __call__(
+        self,
+        latents: torch.Tensor,
+        input_ids: torch.Tensor,
+        codes: Sequence[Sequence[int]],
+        masks: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts for a batch of latents, captions and part masks."""
+        batch = latents.shape[0]
+        noise = torch.randn(
+            latents.shape, generator=generator, device=latents.device, dtype=latents.dtype
+        )
+        steps = self.scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (batch,), generator=generator, device=latents.device)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        hidden, found = encode_with_parts(
+            self.text_encoder, input_ids, self.part_token_ids, codes, self.mapper
+        )
+        self.store.reset()
+        self.store.active = self.attn_weight > 0
+        pred = self.unet(noisy, t, hidden).sample
+        prediction = self.scheduler.config.prediction_type
+        target = (
+            noise if prediction == "epsilon" else self.scheduler.get_velocity(latents, noise, t)
+        )
+        weights = None
+        if self.snr_gamma:
+            weights = min_snr_weights(self.scheduler.alphas_cumprod, t, self.snr_gamma, prediction)
+        ldm = diffusion_loss(pred, target, weights)
+        total, logs = ldm, {"loss_ldm": ldm.item()}
+        if self.attn_weight > 0:
+            attn = attention_loss(
+                part_attention(self.store.maps(), found, self.mapper.num_parts), masks
+            )
+            total = total + self.attn_weight * attn
+            logs["loss_attn"] = attn.item()
+        logs["loss"] = total.item()
+        return total, logs
