@@ -22,3 +22,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 )
 BACKGROUND_PART = "bg"
+
+# Toy world ground truth, under images/ (see docs/toy-world.md).
+TOY_DIR = "toy"
+TOY_WORLD_NAME = "world.json"
+TOY_GROUND_TRUTH_NAME = "ground_truth.jsonl"
+TOY_MASKS_DIR = "masks"

@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from creaturekit.cli.common import JsonOpt, QuietOpt, console, handle_errors, print_json
+from creaturekit.cli.common import JsonOpt, QuietOpt, console, fail, handle_errors, print_json
 from creaturekit.images import ImportReport
 from creaturekit.project import init_project
+from creaturekit.toy.dataset import create_toy_project
+
+EXAMPLES = ("toy",)
 
 
 def register(app: typer.Typer) -> None:
@@ -42,13 +45,42 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Add images to an existing project (settings kept).")
     ] = False,
+    example: Annotated[
+        str | None,
+        typer.Option(
+            help="Create a ready example project instead of importing images: "
+            "toy (drawn creatures with ground truth, offline; see docs/toy-world.md)."
+        ),
+    ] = None,
+    species: Annotated[int, typer.Option(help="Toy species.", rich_help_panel="Toy example")] = 24,
+    per_species: Annotated[
+        int, typer.Option(help="Toy images per species.", rich_help_panel="Toy example")
+    ] = 40,
+    size: Annotated[
+        int, typer.Option(help="Toy image side in pixels.", rich_help_panel="Toy example")
+    ] = 64,
+    seed: Annotated[int, typer.Option(help="Toy world seed.", rich_help_panel="Toy example")] = 0,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Create a project folder (creaturekit.toml + images/) and import images."""
     if split not in ("all", "train", "test"):
         raise typer.BadParameter("must be all, train or test", param_hint="--split")
-    project = init_project(directory, images=images, link=link, name=name, force=force, split=split)
+    if example is not None:
+        _check_example(example, images)
+        project = create_toy_project(
+            directory,
+            species=species,
+            per_species=per_species,
+            size=size,
+            seed=seed,
+            name=name,
+            force=force,
+        )
+    else:
+        project = init_project(
+            directory, images=images, link=link, name=name, force=force, split=split
+        )
     report = project.last_import() if images is not None else None
     n = len(project.manifest())
     if json_output:
@@ -66,6 +98,13 @@ def init(
     if report is not None:
         _print_report(report)
     console.print("Next: [bold]creaturekit discover[/] inside the folder (or with -C).")
+
+
+def _check_example(example: str, images: Path | None) -> None:
+    if example not in EXAMPLES:
+        raise fail(f"Unknown example {example!r}; valid examples: {', '.join(EXAMPLES)}.")
+    if images is not None:
+        raise fail("Use either --example or --images, not both.")
 
 
 def _print_report(report: ImportReport) -> None:
