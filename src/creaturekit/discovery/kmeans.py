@@ -1,0 +1,114 @@
+"""Seeded, memory-bounded spherical k-means (cosine distance) over feature rows.
+
+The rows to cluster are copied once at unit length (float32 up to 2 GiB, else fp16)
+and then visited in chunks, converted to float32 chunk by chunk, so memory is bounded
+by about twice the fp16 input plus ``O(chunk x (D + k))``. Every Lloyd pass visits ALL
+rows; the cost of a pass is linear in the number of rows. Initialisation is k-means++ on a seeded
+sample, so results are deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from creaturekit.discovery.errors import DiscoveryDataError
+
+CHUNK_ROWS = 65_536
+INIT_SAMPLE = 20_000
+FLOAT32_BUDGET = 2 << 30  # bytes; larger row sets are held as fp16
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32); zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-8)
+
+
+def _unit_rows(x: np.ndarray, rows: np.ndarray | None, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` (of the subset ``rows``) as a unit-length float32 torch tensor."""
+    import torch
+
+    part = x[start:stop] if rows is None else x[rows[start:stop]]
+    return torch.nn.functional.normalize(torch.from_numpy(np.asarray(part)).float(), dim=1)
+
+
+def assign(
+    x: np.ndarray, centroids: np.ndarray, rows: np.ndarray | None = None, chunk: int = CHUNK_ROWS
+) -> np.ndarray:
+    """Index of the most similar centroid for every row (of ``rows`` when given)."""
+    import torch
+
+    n = len(x) if rows is None else len(rows)
+    c = torch.from_numpy(normalize(centroids))
+    out = [
+        torch.argmax(_unit_rows(x, rows, s, s + chunk) @ c.T, dim=1).numpy()
+        for s in range(0, n, chunk)
+    ]
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def _kmeans_pp(sample: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centers = [sample[rng.integers(len(sample))]]
+    dist = 1.0 - sample @ centers[0]
+    for _ in range(1, k):
+        weights = np.clip(dist, 0.0, None)
+        total = float(weights.sum())
+        if total <= 1e-12:
+            raise DiscoveryDataError(
+                f"The features hold fewer than {k} distinct values, so {k} clusters cannot be "
+                "formed; use fewer clusters or more varied images."
+            )
+        centers.append(sample[rng.choice(len(sample), p=weights / total)])
+        dist = np.minimum(dist, 1.0 - sample @ centers[-1])
+    return np.stack(centers)
+
+
+def spherical_kmeans(
+    x: np.ndarray,
+    k: int,
+    seed: int,
+    rows: np.ndarray | None = None,
+    max_iter: int = 30,
+    tol: float = 1e-4,
+    chunk: int = CHUNK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster the rows of ``x`` (or the subset ``rows``) into ``k`` groups by cosine.
+
+    Returns unit-length centroids ``(k, D)`` and each row's label, clusters ordered by
+    decreasing size. Deterministic for a given ``seed``.
+    """
+    import torch
+
+    n = len(x) if rows is None else len(rows)
+    if n < k:
+        raise DiscoveryDataError(f"Cannot form {k} clusters from {n} feature vectors.")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, size=min(n, INIT_SAMPLE), replace=False))
+    sample = normalize(x[pick] if rows is None else x[rows[pick]])
+    centroids = torch.from_numpy(_kmeans_pp(sample, k, rng))
+    dtype = torch.float32 if n * x.shape[1] * 4 <= FLOAT32_BUDGET else torch.float16
+    unit = torch.cat([_unit_rows(x, rows, s, s + chunk).to(dtype) for s in range(0, n, chunk)])
+    labels = torch.zeros(n, dtype=torch.int64)
+    for _ in range(max_iter):
+        sums = torch.zeros_like(centroids)
+        for s in range(0, n, chunk):
+            part = unit[s : s + chunk].float()
+            labels[s : s + chunk] = torch.argmax(part @ centroids.T, dim=1)
+            sums.index_add_(0, labels[s : s + chunk], part)
+        counts = torch.bincount(labels, minlength=k)
+        new = torch.where(
+            counts[:, None] > 0, torch.nn.functional.normalize(sums, dim=1), centroids
+        )
+        shift = float(torch.max(1.0 - (new * centroids).sum(dim=1)))
+        centroids = new
+        if shift < tol:
+            break
+    for s in range(0, n, chunk):
+        labels[s : s + chunk] = torch.argmax(unit[s : s + chunk].float() @ centroids.T, dim=1)
+    order = np.argsort(-np.bincount(labels.numpy(), minlength=k), kind="stable")
+    remap = np.empty(k, np.int64)
+    remap[order] = np.arange(k)
+    return centroids.numpy()[order], remap[labels.numpy()]

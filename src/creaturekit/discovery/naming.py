@@ -1,0 +1,70 @@
+"""Part names: listed with sizes, set by the user (``creaturekit.toml``), or guessed from keypoints.
+
+A part is identified by its index in the discovery result; its name lives in the
+project's settings. The background is always ``bg``; unnamed parts are ``part<index>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from creaturekit.config import config_from_dict, config_to_dict
+from creaturekit.constants import BACKGROUND_PART
+from creaturekit.discovery.errors import DiscoveryResultError
+from creaturekit.discovery.metrics import keypoint_part_labels
+from creaturekit.discovery.result import DiscoveryResult
+from creaturekit.errors import ConfigError
+from creaturekit.project import Project
+
+_DEFAULT_NAME = re.compile(r"^part(\d+)$")
+
+
+def part_table(project: Project, result: DiscoveryResult) -> list[dict[str, Any]]:
+    """Every part with its name, sizes and sub-concept count (what ``parts --json`` prints)."""
+    return [
+        {**p, "name": project.config.part_name(p["index"], p["is_background"])}
+        for p in result.parts
+    ]
+
+
+def set_part_name(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
+    """Name foreground part ``index`` and save the project's settings."""
+    part = next((p for p in result.parts if p["index"] == index), None)
+    if part is None:
+        raise DiscoveryResultError(
+            f"There is no part {index}; parts are 0..{len(result.parts) - 1} "
+            "(see `creaturekit parts`)."
+        )
+    if part["is_background"]:
+        raise ConfigError(
+            f'Part {index} is the background; its name is always "{BACKGROUND_PART}".'
+        )
+    default = _DEFAULT_NAME.match(name)
+    if default and int(default.group(1)) != index:
+        raise ConfigError(f"{name!r} is the default name of another part; choose another name.")
+    data = config_to_dict(project.config)
+    data["parts"]["names"] = {**data["parts"]["names"], str(index): name}
+    project.config = config_from_dict(data)  # validates the name
+    project.save_config()
+
+
+def auto_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
+    """The majority annotated keypoint of each foreground part (CUB keypoints; else empty)."""
+    keypoints = project.keypoints()
+    if not keypoints:
+        return {}
+    records = {r.id: r for r in project.manifest()}
+    votes: dict[int, Counter[str]] = {}
+    for label, name in keypoint_part_labels(result, records, keypoints):
+        votes.setdefault(label, Counter())[name] += 1
+    bg = result.background_index
+    names: dict[int, str] = {}
+    for label, counter in sorted(votes.items()):
+        if label == bg or label >= len(result.parts):
+            continue
+        word = re.sub(r"\W+", "_", counter.most_common(1)[0][0]).strip("_").lower()
+        if word and word.isidentifier() and word not in names.values() and word != BACKGROUND_PART:
+            names[label] = word
+    return names

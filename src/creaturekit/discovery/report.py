@@ -1,0 +1,174 @@
+"""The human view of a discovery: ``report.html`` plus PNGs showing what every part is.
+
+* ``report/overview.png``: sample images with every part as a coloured overlay;
+* ``report/part<i>.png``: for each part, a row per sub-concept with crops of that part
+  from a few member images. This is how a user learns what part 3 is, and names it.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from creaturekit import fsutil
+from creaturekit.discovery.result import DiscoveryResult
+from creaturekit.project import Project
+
+REPORT_HTML = "report.html"
+REPORT_DIR = "report"
+THUMB = 160
+CROP = 96
+SAMPLES = 8
+ROWS = 8
+PER_ROW = 5
+PALETTE = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+    (170, 255, 195),
+]  # fmt: skip
+BACKGROUND_COLOUR = (40, 40, 40)
+
+
+def part_colour(index: int, is_background: bool) -> tuple[int, int, int]:
+    """The colour of a part in every picture of the report."""
+    return BACKGROUND_COLOUR if is_background else PALETTE[index % len(PALETTE)]
+
+
+def _image(project: Project, row: dict[str, Any], size: int) -> Image.Image:
+    with Image.open(project.images_dir / row["file"]) as im:
+        return im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _upsample(mask: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST))
+
+
+def overlay(image: Image.Image, mask: np.ndarray, colours: np.ndarray) -> Image.Image:
+    """``image`` with each patch tinted by its part's colour (the background darkened)."""
+    labels = _upsample(mask, image.width)
+    tint = colours[np.minimum(labels, len(colours) - 1)]
+    blended = 0.5 * np.asarray(image, np.float32) + 0.5 * tint
+    return Image.fromarray(blended.clip(0, 255).astype(np.uint8))
+
+
+def _sheet(tiles: list[Image.Image], per_row: int, size: int) -> Image.Image:
+    rows = max(1, -(-len(tiles) // per_row))
+    sheet = Image.new("RGB", (per_row * (size + 4), rows * (size + 4)), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % per_row) * (size + 4), (i // per_row) * (size + 4)))
+    return sheet
+
+
+def _crop(image: Image.Image, mask: np.ndarray, part: int) -> Image.Image:
+    """The part's bounding box in ``image`` (other parts dimmed), as a square thumbnail."""
+    labels = _upsample(mask, image.width) == part
+    ys, xs = np.nonzero(labels)
+    arr = np.asarray(image, np.float32) * np.where(labels, 1.0, 0.35)[..., None]
+    dimmed = Image.fromarray(arr.astype(np.uint8))
+    pad = image.width // 16
+    box = (
+        max(0, xs.min() - pad),
+        max(0, ys.min() - pad),
+        min(image.width, xs.max() + 1 + pad),
+        min(image.height, ys.max() + 1 + pad),
+    )
+    return dimmed.crop(box).resize((CROP, CROP), Image.Resampling.BICUBIC)
+
+
+def _gallery(project: Project, result: DiscoveryResult, part: int) -> Image.Image:
+    key = str(part)
+    members: dict[int, list[int]] = {}
+    for i, row in enumerate(result.codes):
+        if key in row["codes"]:
+            members.setdefault(row["codes"][key], []).append(i)
+    biggest = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:ROWS]
+    label_w = 70
+    sheet = Image.new(
+        "RGB", (label_w + PER_ROW * (CROP + 4), max(1, len(biggest)) * (CROP + 4)), "white"
+    )
+    draw = ImageDraw.Draw(sheet)
+    for r, (code, idx) in enumerate(biggest):
+        y = r * (CROP + 4)
+        draw.text((4, y + CROP // 2 - 12), f"code {code}\n{len(idx)} img", fill="black")
+        for c, i in enumerate(idx[:PER_ROW]):
+            image = _image(project, result.codes[i], THUMB)
+            sheet.paste(_crop(image, result.masks[i], part), (label_w + c * (CROP + 4), y))
+    return sheet
+
+
+def write_report(folder: Path, project: Project, result: DiscoveryResult) -> tuple[str, ...]:
+    """Write ``report.html`` and ``report/*.png`` into ``folder``; return the names written."""
+    pictures = folder / REPORT_DIR
+    pictures.mkdir(parents=True, exist_ok=True)
+    colours = np.array(
+        [part_colour(p["index"], p["is_background"]) for p in result.parts] + [(255, 255, 255)],
+        np.float32,
+    )
+    n = len(result.codes)
+    picks = sorted({int(i) for i in np.linspace(0, n - 1, min(SAMPLES, n))})
+    tiles = [
+        overlay(_image(project, result.codes[i], THUMB), result.masks[i], colours) for i in picks
+    ]
+    _sheet(tiles, 4, THUMB).save(pictures / "overview.png")
+    for p in result.parts:
+        _gallery(project, result, p["index"]).save(pictures / f"part{p['index']}.png")
+    fsutil.write_text(folder / REPORT_HTML, render_html(project, result))
+    return REPORT_DIR, REPORT_HTML
+
+
+def render_html(project: Project, result: DiscoveryResult) -> str:
+    """The report page (PNGs referenced relatively, so the folder can move)."""
+    esc = html.escape
+    rows, sections = [], []
+    for p in result.parts:
+        name = project.config.part_name(p["index"], p["is_background"])
+        r, g, b = part_colour(p["index"], p["is_background"])
+        swatch = f'<span class="sw" style="background:rgb({r},{g},{b})"></span>'
+        rows.append(
+            f"<tr><td>{p['index']}</td><td>{swatch}{esc(name)}</td><td>{p['coverage']:.1%}</td>"
+            f"<td>{p['presence']:.0%}</td><td>{p['subconcepts']}</td></tr>"
+        )
+        hint = (
+            ""
+            if p["is_background"]
+            else (f"<p>Name it: <code>creaturekit parts name {p['index']} NAME</code></p>")
+        )
+        sections.append(
+            f"<h3>{swatch}Part {p['index']}: {esc(name)}</h3>{hint}"
+            f'<img src="{REPORT_DIR}/part{p["index"]}.png" alt="sub-concepts of part {p["index"]}">'
+        )
+    evidence = "".join(
+        f"<tr><td>{i}</td><td>{c['size_share']:.1%}</td><td>{c['border_share']:.1%}</td>"
+        f"<td>{'background' if c['background'] else 'foreground'}</td></tr>"
+        for i, c in enumerate(result.foreground.get("clusters", []))
+    )
+    notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes) or "<li>none</li>"
+    timing = result.timing
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Discovery: {esc(project.config.project.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}td,th{{padding:2px 10px}}
+.sw{{display:inline-block;width:1em;height:1em;margin-right:.4em;vertical-align:middle}}</style>
+</head><body>
+<h1>Parts discovered in {esc(project.config.project.name)}</h1>
+<p>Backend <b>{esc(result.backend)}</b>, model <code>{esc(str(result.params.get("model")))}</code>,
+{len(result.codes)} images, patch grid {result.grid[0]}x{result.grid[1]}, features
+{timing.get("features_s", 0):.1f} s, clustering {timing.get("clustering_s", 0):.1f} s.</p>
+<h2>Parts</h2>
+<table><tr><th>index</th><th>name</th><th>coverage</th><th>present in</th><th>sub-concepts</th></tr>
+{"".join(rows)}</table>
+<p>Names come from creaturekit.toml as of this report; each part's sub-concepts (rows) are shown
+below with crops of the part from member images.</p>
+<h2>Sample images</h2><img src="{REPORT_DIR}/overview.png" alt="part overlays">
+<h2>Sub-concepts per part</h2>{"".join(sections)}
+<h2>Foreground choice</h2><p>{esc(result.foreground.get("rule", ""))}; foreground share
+{result.foreground.get("foreground_share", 0):.1%}.</p>
+<table><tr><th>cluster</th><th>size</th><th>border share</th><th>decision</th></tr>
+{evidence}</table>
+<h2>Notes</h2><ul>{notes}</ul>
+</body></html>
+"""

@@ -1,0 +1,178 @@
+"""The discovery result in a project's ``discovery/`` folder: written once, read by later stages.
+
+Files (names shared by writer and reader)::
+
+    result.json            backend, params, parts, fg/bg evidence, notes, timing, image-set hash
+    config.json            the fitted discoverer's options (see Discoverer.save)
+    centroids.safetensors  every level's centroids
+    codes.jsonl            per image: {"id", "file", "codes": {part: code}, "caption"}
+    masks.safetensors      "masks": (N, h, w) uint8 part labels at patch resolution
+
+Everything is written to a staging folder first and then moved in with ``result.json``
+last, so an interrupted discovery leaves the previous result intact. Every file carries
+the same ``stamp``; a reader that finds mismatched stamps reports an incomplete result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from creaturekit import fsutil
+from creaturekit.discovery.base import CENTROIDS_FILE, CONFIG_FILE, Discoverer
+from creaturekit.discovery.errors import DiscoveryResultError
+
+RESULT_FILE = "result.json"
+CODES_FILE = "codes.jsonl"
+MASKS_FILE = "masks.safetensors"
+FEATURES_DIR = "features"
+STAGING_PREFIX = ".staging-"
+RESULT_FILES = (CONFIG_FILE, CENTROIDS_FILE, CODES_FILE, MASKS_FILE, RESULT_FILE)
+
+
+@dataclass
+class DiscoveryResult:
+    """What ``discover`` found, as stored in the project (masks are loaded with it)."""
+
+    backend: str
+    params: dict[str, Any]
+    parts: list[dict[str, Any]]
+    foreground: dict[str, Any]
+    notes: list[str]
+    timing: dict[str, Any]
+    images_hash: str
+    grid: tuple[int, int]
+    stamp: str
+    codes: list[dict[str, Any]] = field(repr=False)
+    masks: np.ndarray = field(repr=False)
+
+    @property
+    def background_index(self) -> int:
+        return next(p["index"] for p in self.parts if p["is_background"])
+
+    def summary(self) -> dict[str, Any]:
+        """``result.json``'s content (everything but codes and masks)."""
+        data = asdict(self)
+        del data["codes"], data["masks"]
+        data["grid"] = list(self.grid)
+        data["images"] = len(self.codes)
+        return data
+
+
+def caption(codes: dict[str, int]) -> str:
+    """The image's codes as part tokens, e.g. ``<0:12> <3:7> <8:3>``."""
+    return " ".join(f"<{m}:{k}>" for m, k in codes.items())
+
+
+def build_result(discoverer: Discoverer, records: list[Any], images_hash: str) -> DiscoveryResult:
+    """Turn a fitted discoverer (fitted on ``records``' images) into a storable result."""
+    coding, report = discoverer.coding_, discoverer.report_
+    rows = []
+    for record, codes in zip(records, coding.codes, strict=True):
+        present = {str(m): int(k) for m, k in enumerate(codes) if k >= 0}
+        rows.append(
+            {"id": record.id, "file": record.file, "codes": present, "caption": caption(present)}
+        )
+    h, w = discoverer.grid_
+    return DiscoveryResult(
+        backend=discoverer.name,
+        params=discoverer.get_params(),
+        parts=report.parts,
+        foreground=report.foreground,
+        notes=report.notes,
+        timing=discoverer.timing_,
+        images_hash=images_hash,
+        grid=(h, w),
+        stamp=f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}",
+        codes=rows,
+        masks=coding.masks.reshape(-1, h, w),
+    )
+
+
+def write_result(
+    folder: Path, result: DiscoveryResult, discoverer: Discoverer, extra_dirs: tuple[str, ...] = ()
+) -> None:
+    """Store ``result`` in ``folder`` all at once (see the module docstring).
+
+    ``extra_dirs`` are folders already written into the staging folder by the caller
+    (e.g. the report), obtained with :func:`staging_folder`.
+    """
+    from safetensors.numpy import save_file
+
+    staging = staging_folder(folder, result.stamp)
+    meta = {"stamp": result.stamp}
+    discoverer.save(staging, metadata=meta)
+    fsutil.write_jsonl(staging / CODES_FILE, result.codes)
+    save_file(
+        {"masks": np.ascontiguousarray(result.masks)}, str(staging / MASKS_FILE), metadata=meta
+    )
+    fsutil.write_json(staging / RESULT_FILE, result.summary())
+    for name in extra_dirs:
+        old = folder / name
+        if old.exists():
+            os.replace(old, staging / f".old-{name}")
+        os.replace(staging / name, old)
+    for name in RESULT_FILES:
+        os.replace(staging / name, folder / name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def staging_folder(folder: Path, stamp: str) -> Path:
+    """The staging folder of the result with ``stamp`` (created on first use)."""
+    staging = folder / f"{STAGING_PREFIX}{stamp}"
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging
+
+
+def clean_staging(folder: Path) -> None:
+    """Remove staging folders left by interrupted runs."""
+    for stale in folder.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_result(folder: Path) -> DiscoveryResult:
+    """The result stored in ``folder`` (a project's ``discovery/``)."""
+    from safetensors import safe_open
+
+    path = folder / RESULT_FILE
+    if not path.is_file():
+        raise DiscoveryResultError(
+            "No discovery result in this project yet; run `creaturekit discover` first."
+        )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        with safe_open(str(folder / MASKS_FILE), framework="numpy") as fh:
+            stamp = (fh.metadata() or {}).get("stamp")
+            masks = fh.get_tensor("masks")
+        codes = fsutil.read_jsonl(folder / CODES_FILE)
+    except (OSError, ValueError) as err:
+        raise DiscoveryResultError(
+            f"The discovery result in {folder} is incomplete ({type(err).__name__}); "
+            "run `creaturekit discover` again."
+        ) from err
+    if stamp != data["stamp"] or len(codes) != len(masks):
+        raise DiscoveryResultError(
+            f"The discovery result files in {folder} do not belong together; "
+            "run `creaturekit discover` again."
+        )
+    return DiscoveryResult(
+        backend=data["backend"],
+        params=data["params"],
+        parts=data["parts"],
+        foreground=data["foreground"],
+        notes=data["notes"],
+        timing=data["timing"],
+        images_hash=data["images_hash"],
+        grid=(int(data["grid"][0]), int(data["grid"][1])),
+        stamp=data["stamp"],
+        codes=codes,
+        masks=masks,
+    )

@@ -1,0 +1,99 @@
+"""Stage 1 on a project: pick the backend, fit on ALL the project's images, store the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from creaturekit.discovery.base import CONFIG_FILE, Discoverer
+from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError
+from creaturekit.discovery.registry import load_backend
+from creaturekit.discovery.result import (
+    FEATURES_DIR,
+    DiscoveryResult,
+    build_result,
+    clean_staging,
+    read_result,
+    staging_folder,
+    write_result,
+)
+from creaturekit.errors import ConfigError
+from creaturekit.project import Project
+
+#: Settings of ``[discover]`` in creaturekit.toml that are discoverer options.
+_SETTINGS = ("model", "parts", "subconcepts", "bg_subconcepts", "image_size", "batch_size", "seed")
+
+
+def make_discoverer(project: Project, backend: str | None = None, **options: Any) -> Discoverer:
+    """The backend's discoverer with options from flags, then ``[discover]``, then its defaults.
+
+    The configured ``model`` applies only to the configured backend: another backend
+    asked for by name uses its own default model unless ``model`` is given.
+    """
+    settings = project.config.discover
+    name = backend or settings.backend
+    cls = load_backend(name)
+    if not (isinstance(cls, type) and issubclass(cls, Discoverer)):
+        raise DiscoveryDataError(f"The backend {name!r} is not a creaturekit Discoverer.")
+    known = set(cls.param_names())
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in known)
+    if unknown:
+        raise ConfigError(f"The backend {name!r} has no option {', '.join(unknown)}.")
+    merged = {k: getattr(settings, k) for k in _SETTINGS if k in known}
+    if name != settings.backend:
+        merged.pop("model", None)
+    merged.update({k: v for k, v in options.items() if v is not None})
+    if merged.get("model"):
+        merged["model"] = _project_relative(project, str(merged["model"]))
+    return cls(**merged)
+
+
+def _project_relative(project: Project, model: str) -> str:
+    """A model folder given relative to the project, made absolute; others unchanged."""
+    candidate = project.root / model
+    return str(candidate) if not Path(model).is_absolute() and candidate.exists() else model
+
+
+def discover(
+    project: Project, backend: str | None = None, *, report: bool = True, **options: Any
+) -> DiscoveryResult:
+    """Fit ``backend`` on the project's images and store the result (and report) atomically."""
+    records = project.images()
+    if not records:
+        raise DiscoveryDataError(
+            f"The project has no {project.config.images.split!r} images to discover parts in; "
+            "import some with `creaturekit init DIR --images SRC --force`."
+        )
+    discoverer = make_discoverer(project, backend, **options)
+    folder = project.discovery_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_staging(folder)
+    paths = [project.image_path(r) for r in records]
+    discoverer.fit(paths, cache_dir=folder / FEATURES_DIR)
+    result = build_result(discoverer, records, project.images_hash())
+    extra: tuple[str, ...] = ()
+    if report:
+        from creaturekit.discovery.report import write_report
+
+        extra = write_report(staging_folder(folder, result.stamp), project, result)
+    write_result(folder, result, discoverer, extra_dirs=extra)
+    return result
+
+
+def load_result(project: Project) -> DiscoveryResult:
+    """The project's stored discovery result."""
+    return read_result(project.discovery_dir)
+
+
+def load_discoverer(folder: str | Path) -> Discoverer:
+    """The fitted discoverer saved in ``folder`` (e.g. a project's ``discovery/``)."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DiscoveryResultError(
+            f"No fitted discoverer in {folder}; run `creaturekit discover` first."
+        ) from err
+    cls = load_backend(config["backend"])
+    return cls.load(folder)

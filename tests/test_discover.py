@@ -1,0 +1,169 @@
+"""dino-kmeans with a tiny random DINOv2, the discover/parts commands and the stored result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from creaturekit.cli import app
+from creaturekit.discovery.conformance import check_discoverer
+from creaturekit.discovery.dino import DinoKMeans
+from creaturekit.discovery.stage import load_discoverer, load_result
+from creaturekit.errors import ModelNotFoundError
+from creaturekit.project import init_project
+
+OPTS = ["--parts", "2", "--subconcepts", "2", "--bg-subconcepts", "2", "--image-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dino(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 1-layer DINOv2 saved like a downloaded one."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        patch_size=8, image_size=32,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("tiny-dinov2")
+    Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
+def creature_images(folder: Path, n: int = 8) -> list[Path]:
+    """Small pictures: a coloured square 'body' with a 'head' on a plain background."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        a = np.full((64, 64, 3), rng.integers(0, 256, 3), np.uint8)
+        a[20:52, 16:48] = rng.integers(0, 256, 3)
+        a[12:24, 24:40] = rng.integers(0, 256, 3)
+        paths.append(folder / f"img{i}.png")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(paths[-1])
+    return paths
+
+
+def test_dino_kmeans_conforms(tiny_dino: Path, tmp_path: Path) -> None:
+    images = creature_images(tmp_path / "images")
+    check_discoverer(
+        lambda seed: DinoKMeans(
+            str(tiny_dino), parts=2, subconcepts=2, bg_subconcepts=2, image_size=32, seed=seed
+        ),
+        images,
+        tmp_path,
+    )
+
+
+def test_feature_cache_skips_extraction(tiny_dino: Path, tmp_path: Path) -> None:
+    images = creature_images(tmp_path / "images", n=4)
+    first = DinoKMeans(str(tiny_dino), image_size=32).extract(images, tmp_path / "cache")
+    second = DinoKMeans(str(tiny_dino), image_size=32)
+    second._embed = None  # type: ignore[assignment,method-assign]  # must not be called
+    np.testing.assert_array_equal(second.extract(images, tmp_path / "cache"), first)
+    assert first.dtype == np.float16
+
+
+def test_missing_weights_offline_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # huggingface_hub reads HF_HUB_OFFLINE at import, which may predate the env fixture.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    images = creature_images(tmp_path / "images", n=2)
+    with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache"):
+        DinoKMeans("facebook/dinov2-base").fit(images)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    creature_images(tmp_path / "src")
+    init_project(tmp_path / "proj", images=tmp_path / "src")
+    return tmp_path / "proj"
+
+
+def test_discover_parts_and_names(runner: CliRunner, project: Path, tiny_dino: Path) -> None:
+    res = runner.invoke(app, ["discover", "-C", str(project), "--model", str(tiny_dino), *OPTS])
+    assert res.exit_code == 0, res.output
+    folder = project / "discovery"
+    for name in (
+        "result.json",
+        "codes.jsonl",
+        "masks.safetensors",
+        "centroids.safetensors",
+        "config.json",
+        "report.html",
+        "report/overview.png",
+        "report/part0.png",
+    ):
+        assert (folder / name).is_file(), name
+    assert not list(folder.glob(".staging-*"))
+    res = runner.invoke(app, ["parts", "-C", str(project), "--json"])
+    parts = json.loads(res.stdout)
+    assert [p["name"] for p in parts] == ["part0", "part1", "bg"]
+    assert {"index", "name", "is_background", "subconcepts", "coverage"} <= set(parts[0])
+    assert runner.invoke(app, ["parts", "name", "1", "head", "-C", str(project)]).exit_code == 0
+    assert "head" in (project / "creaturekit.toml").read_text()
+    parts = json.loads(runner.invoke(app, ["parts", "-C", str(project), "--json"]).stdout)
+    assert parts[1]["name"] == "head"
+    res = runner.invoke(app, ["parts", "name", "2", "sky", "-C", str(project)])
+    assert res.exit_code == 1 and "background" in res.output
+    res = runner.invoke(app, ["parts", "name", "0", "two words", "-C", str(project)])
+    assert res.exit_code == 1 and "single word" in res.output
+
+    result = load_result(__import__("creaturekit").open_project(project))
+    assert result.masks.shape == (8, 4, 4) and result.masks.dtype == np.uint8
+    assert len(result.codes) == 8 and result.codes[0]["caption"].startswith("<")
+    coding = load_discoverer(folder).encode([project / "images" / result.codes[0]["file"]])
+    assert coding.masks.shape == (1, 16)
+
+
+def test_interrupted_discovery_keeps_previous_result(
+    runner: CliRunner, project: Path, tiny_dino: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["discover", "-C", str(project), "--model", str(tiny_dino), "--no-report", *OPTS]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (project / "discovery" / "result.json").read_text()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("creaturekit.discovery.hierarchy.fit", interrupted)
+    res = runner.invoke(app, [*args, "--seed", "3"])
+    assert res.exit_code == 130
+    assert (project / "discovery" / "result.json").read_text() == before
+    assert not (project / ".creaturekit.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "nope"], "Unknown discovery backend 'nope'"),
+        (["--parts", "400"], "too few for 400 parts"),
+        (["--pretrained", "x"], "has no option pretrained"),
+    ],
+)
+def test_discover_bad_input(
+    runner: CliRunner, project: Path, tiny_dino: Path, args: list[str], message: str
+) -> None:
+    res = runner.invoke(
+        app,
+        ["discover", "-C", str(project), "--model", str(tiny_dino), "--image-size", "32", *args],
+    )
+    assert res.exit_code == 1
+    assert message in " ".join(res.output.split())
+
+
+def test_discover_without_images_and_parts_before_discover(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    init_project(tmp_path / "empty")
+    res = runner.invoke(app, ["discover", "-C", str(tmp_path / "empty")])
+    assert res.exit_code == 1 and "no 'train' images" in " ".join(res.output.split())
+    res = runner.invoke(app, ["parts", "-C", str(tmp_path / "empty")])
+    assert res.exit_code == 1 and "creaturekit discover" in res.output

@@ -1,0 +1,121 @@
+"""The shared discovery core: k-means, the 3-level hierarchy, bad input, keypoint metrics."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from creaturekit.discovery import hierarchy
+from creaturekit.discovery.errors import DiscoveryDataError
+from creaturekit.discovery.kmeans import assign, spherical_kmeans
+from creaturekit.discovery.metrics import keypoint_nmi_ari
+
+GRID = (6, 6)
+
+
+def synthetic_features(n: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images whose border is background and whose centre holds 3 parts with 2 variants each.
+
+    Returns features (n, 36, D), the true part map (36,) (0 = background) and variants (n, 3).
+    """
+    rng = np.random.default_rng(seed)
+    d = 32
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    layout = np.zeros(GRID, np.int64)
+    layout[1:3, 1:5], layout[3:5, 1:3], layout[3:5, 3:5] = 1, 2, 3
+    variants = rng.integers(0, 2, size=(n, 3))
+    feats = np.zeros((n, 36, d), np.float32)
+    for i in range(n):
+        for p, label in enumerate(layout.ravel()):
+            vec = (
+                basis[0] * 3 + basis[1 + (i % 3)]
+                if label == 0
+                else (
+                    basis[4 + 2 * label] * 3
+                    + basis[5 + 2 * label] * (2 * variants[i, label - 1] - 1)
+                )
+            )
+            feats[i, p] = vec + 0.05 * rng.normal(size=d)
+    return feats.astype(np.float16), layout.ravel(), variants
+
+
+def test_kmeans_is_seeded_and_finds_clear_clusters() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(8, dtype=np.float32)[:3] * 5
+    x = np.concatenate([c + 0.1 * rng.normal(size=(50, 8)) for c in centres]).astype(np.float16)
+    c1, l1 = spherical_kmeans(x, 3, seed=1)
+    c2, l2 = spherical_kmeans(x, 3, seed=1)
+    np.testing.assert_array_equal(l1, l2)
+    np.testing.assert_array_equal(c1, c2)
+    assert len(set(zip(l1, np.repeat([0, 1, 2], 50), strict=True))) == 3
+    np.testing.assert_array_equal(assign(x, c1), l1)
+
+
+def test_hierarchy_finds_foreground_parts_and_variants() -> None:
+    feats, layout, variants = synthetic_features()
+    params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3, fg_clusters=4)
+    h, coding, report = hierarchy.fit(feats, GRID, params)
+    bg = h.n_parts - 1
+    assert report.parts[bg]["is_background"] and h.n_parts == 4
+    predicted_fg = coding.masks[0] != bg
+    np.testing.assert_array_equal(predicted_fg, layout > 0)
+    assert report.foreground["clusters"] and "rule" in report.foreground
+    for part in range(1, 4):
+        label = coding.masks[0][layout == part][0]
+        assert (coding.masks[:, layout == part] == label).all()
+        codes = coding.codes[:, label]
+        assert len(set(zip(codes, variants[:, part - 1], strict=True))) == 2  # codes = variants
+    again = hierarchy.encode(h, feats, GRID)
+    np.testing.assert_array_equal(again.masks, coding.masks)
+    np.testing.assert_array_equal(again.codes, coding.codes)
+
+
+def test_rare_part_is_dropped_with_a_note() -> None:
+    feats, _, _ = synthetic_features(n=60)
+    params = hierarchy.HierarchyParams(
+        parts=4, subconcepts=2, bg_subconcepts=2, fg_clusters=4, min_presence=0.5
+    )
+    h, coding, report = hierarchy.fit(feats, GRID, params)
+    assert h.n_parts == 4  # 4 parts asked, one (a variant split, in 35% of images) dropped
+    assert any("Dropped 1 part" in n for n in report.notes)
+    assert coding.masks.max() <= 3
+
+
+def test_subconcepts_are_capped_for_small_sets() -> None:
+    feats, _, _ = synthetic_features(n=8)
+    params = hierarchy.HierarchyParams(parts=3, subconcepts=256, bg_subconcepts=256, fg_clusters=4)
+    h, _, report = hierarchy.fit(feats, GRID, params)
+    assert all(len(c) <= 4 for c in h.sub_centroids)
+    assert any("instead of 256" in n for n in report.notes)
+
+
+@pytest.mark.parametrize(
+    ("n", "parts", "message"),
+    [(1, 3, "at least 2 images"), (4, 500, "too few for 500 parts")],
+)
+def test_bad_input_is_explained(n: int, parts: int, message: str) -> None:
+    feats, _, _ = synthetic_features(n=max(n, 2))
+    params = hierarchy.HierarchyParams(parts=parts, fg_clusters=4)
+    with pytest.raises(DiscoveryDataError, match=message):
+        hierarchy.fit(feats[:n], GRID, params)
+
+
+def test_identical_images_are_refused() -> None:
+    feats, _, _ = synthetic_features(n=2)
+    same = np.repeat(feats[:1], 5, axis=0)
+    with pytest.raises(DiscoveryDataError, match="identical"):
+        hierarchy.fit(same, GRID, hierarchy.HierarchyParams(parts=3, fg_clusters=4))
+
+
+def test_keypoint_nmi_ari_protocol() -> None:
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[:, :2] = 1  # top half is part 1
+    result = SimpleNamespace(grid=(4, 4), codes=[{"id": 1}, {"id": 2}], masks=masks)
+    records = {i: SimpleNamespace(width=40, height=40) for i in (1, 2)}
+    perfect = {i: {"crown": (20.0, 5.0), "belly": (20.0, 35.0)} for i in (1, 2)}
+    scores = keypoint_nmi_ari(result, records, perfect)
+    assert scores["nmi"] == pytest.approx(100.0) and scores["keypoints"] == 4
+    swapped = {1: {"crown": (20.0, 5.0)}, 2: {"crown": (20.0, 35.0)}}
+    assert keypoint_nmi_ari(result, records, swapped)["nmi"] == pytest.approx(0.0)
