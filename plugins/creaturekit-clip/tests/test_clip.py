@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from creaturekit_clip import ClipKMeans
 from PIL import Image
 
 from creaturekit.discovery.conformance import check_discoverer
 from creaturekit.errors import ModelNotFoundError
-from creaturekit_clip import ClipKMeans
 
 TINY = {
     "embed_dim": 16,

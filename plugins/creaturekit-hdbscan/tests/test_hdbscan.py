@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from creaturekit_hdbscan import DinoHDBSCAN, HDBSCANGrouper
 from PIL import Image
 
 from creaturekit.discovery.conformance import check_discoverer
-from creaturekit_hdbscan import DinoHDBSCAN, HDBSCANGrouper
 
 
 @pytest.fixture(scope="module")
