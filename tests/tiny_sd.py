@@ -47,3 +47,40 @@ def tiny_unet(cross_dim: int = 32, sample_size: int = 8) -> Any:
         norm_num_groups=8,
         attention_head_dim=4,
     )
+
+
+def tiny_vae() -> Any:
+    """A 2-level AutoencoderKL (downsampling 2) with 4 latent channels."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+
+
+def save_tiny_pipeline(folder: Any) -> Any:
+    """A complete StableDiffusionPipeline folder of tiny random components."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    tokenizer, text_encoder = tiny_text_stack()
+    pipe = StableDiffusionPipeline(
+        vae=tiny_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=tiny_unet(),
+        scheduler=DDPMScheduler(num_train_timesteps=100),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    return folder

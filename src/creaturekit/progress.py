@@ -37,6 +37,11 @@ def quiet(disable: bool = True) -> Iterator[None]:
         _enabled.reset(token)
 
 
+def progress_enabled() -> bool:
+    """Whether progress bars are shown in the current context."""
+    return _enabled.get()
+
+
 def make_progress() -> Progress:
     """The project's progress bar layout, on stderr."""
     return Progress(
@@ -54,7 +59,7 @@ def make_progress() -> Progress:
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate over ``items`` with a progress bar (unless progress is disabled)."""
-    if not _enabled.get():
+    if not progress_enabled():
         yield from items
         return
     with make_progress() as bar:

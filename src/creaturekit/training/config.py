@@ -1,0 +1,143 @@
+"""The typed configuration of a fit run, its presets, and how settings are layered.
+
+Layering (later wins): the preset, ``[fit] overrides`` in creaturekit.toml, then flags.
+The resolved config is saved with the run (``config.toml``) so a run can always be
+reproduced or resumed exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from creaturekit.errors import ConfigError
+
+
+@dataclass
+class FitConfig:
+    """Every hyper-parameter of stage 2 (see METHOD.md for the reference values)."""
+
+    model: str = "sd15"  # base model: preset name, hub id or local folder
+    resolution: int = 512  # training image side (images are squashed, like discovery)
+    steps: int = 75_000  # total optimisation steps (after gradient accumulation)
+    batch_size: int = 2
+    grad_accum: int = 4
+    lr: float = 1e-4  # LoRA and token mapper
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    rank: int = 4  # LoRA rank (0: textual inversion only, no LoRA)
+    lora_alpha: int = 4
+    lora_layers: str = "all"  # "all", "cross" (attn2 only) or "self" (attn1 only)
+    attn_loss: float = 0.01  # lambda of the attention loss (0 disables it)
+    attn_resolution: int = 16  # side of the cross-attention maps the loss uses
+    projector_depth: int = 3
+    snr_gamma: float = 5.0  # Min-SNR gamma (0 disables the weighting)
+    template_probability: float = 0.5
+    flip: bool = True  # random horizontal flip of image AND part masks
+    cache_latents: bool = True  # encode every image once with the VAE
+    gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto, fp32, fp16, bf16
+    seed: int = 42
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    sample_every: int = 1000  # 0: no samples during training
+    sample_steps: int = 30
+    log_every: int = 10
+    workers: int = 0  # data-loader worker processes
+
+    def validate(self) -> FitConfig:
+        """Check value ranges; return self."""
+        positive = (
+            "resolution",
+            "steps",
+            "batch_size",
+            "grad_accum",
+            "attn_resolution",
+            "projector_depth",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+            "sample_steps",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"fit {name} must be at least 1, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ConfigError(f"fit lr must be positive, got {self.lr}.")
+        if self.rank < 0 or self.attn_loss < 0 or self.snr_gamma < 0:
+            raise ConfigError("fit rank, attn_loss and snr_gamma cannot be negative.")
+        if self.lora_layers not in ("all", "cross", "self"):
+            raise ConfigError('fit lora_layers must be "all", "cross" or "self".')
+        if self.resolution % 8:
+            raise ConfigError(f"fit resolution must be a multiple of 8, got {self.resolution}.")
+        return self
+
+
+#: Named presets. ``sd15`` is the reference implementation's recipe.
+PRESETS: dict[str, FitConfig] = {
+    "sd15": FitConfig(),
+    "toy": FitConfig(
+        model="toy",
+        resolution=64,
+        steps=1500,
+        batch_size=16,
+        grad_accum=1,
+        lr=1e-3,
+        rank=4,
+        lora_alpha=4,
+        attn_loss=0.01,
+        attn_resolution=16,
+        projector_depth=3,
+        checkpoint_every=250,
+        sample_every=500,
+        sample_steps=20,
+        log_every=10,
+    ),
+}
+
+
+def field_names() -> list[str]:
+    """Names of every FitConfig value (the keys flags and overrides may set)."""
+    return [f.name for f in dataclasses.fields(FitConfig)]
+
+
+def resolve_fit_config(
+    preset: str, overrides: dict[str, Any] | None = None, flags: dict[str, Any] | None = None
+) -> FitConfig:
+    """``preset`` updated by ``overrides`` (creaturekit.toml) then ``flags`` (None = unset)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"Unknown fit preset {preset!r}; choose {', '.join(PRESETS)}.")
+    hints = get_type_hints(FitConfig)
+    values = dataclasses.asdict(PRESETS[preset])
+    for source, updates in (
+        ("creaturekit.toml [fit] overrides", overrides or {}),
+        ("flags", flags or {}),
+    ):
+        for key, value in updates.items():
+            if value is None:
+                continue
+            if key not in hints:
+                raise ConfigError(
+                    f"Unknown fit setting {key!r} in {source}; known: {', '.join(hints)}."
+                )
+            values[key] = _coerce(key, value, hints[key])
+    return FitConfig(**values).validate()
+
+
+def _coerce(key: str, value: Any, expected: Any) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"fit {key} must be {expected.__name__}, got {value!r}.")
+    return value
+
+
+def config_dict(config: FitConfig) -> dict[str, Any]:
+    """Plain-data form (what a run's config.toml holds)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> FitConfig:
+    """Rebuild a saved config; unknown keys (from a newer version) are an error."""
+    return resolve_fit_config("sd15", flags=data)

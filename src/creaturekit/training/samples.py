@@ -1,0 +1,108 @@
+"""Images from part codes with the current mapper and UNet (samples during training).
+
+:func:`part_prompt_embeddings` is the one place a prompt with (part, code) occurrences
+becomes text-encoder embeddings; generation uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from creaturekit.training.mapper import TokenMapper
+from creaturekit.training.text import encode_with_parts
+
+
+def tokenize(tokenizer: Any, prompts: Sequence[str]) -> torch.Tensor:
+    """Token ids padded to the tokenizer's maximum length (77 for CLIP)."""
+    return tokenizer(
+        list(prompts),
+        padding="max_length",
+        truncation=True,
+        max_length=tokenizer.model_max_length,
+        return_tensors="pt",
+    ).input_ids
+
+
+@torch.no_grad()
+def part_prompt_embeddings(
+    text_encoder: Any,
+    tokenizer: Any,
+    part_token_ids: Sequence[int],
+    mapper: TokenMapper,
+    prompts: Sequence[str],
+    codes: Sequence[Sequence[int]],
+) -> torch.Tensor:
+    """Text-encoder hidden states of prompts whose part tokens carry ``codes``."""
+    hidden, _ = encode_with_parts(
+        text_encoder, tokenize(tokenizer, prompts), part_token_ids, codes, mapper
+    )
+    return hidden
+
+
+@torch.no_grad()
+def generate(
+    base: Any,
+    mapper: TokenMapper,
+    part_token_ids: Sequence[int],
+    prompts: Sequence[str],
+    codes: Sequence[Sequence[int]],
+    seeds: Sequence[int],
+    *,
+    resolution: int,
+    steps: int,
+    guidance: float,
+    negative: str,
+) -> list[Image.Image]:
+    """One image per prompt, seeded, with a DDIM pipeline built from ``base``'s parts."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe: Any = StableDiffusionPipeline(
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=base.unet,
+        scheduler=DDIMScheduler.from_config(base.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    embeds = part_prompt_embeddings(
+        base.text_encoder, base.tokenizer, part_token_ids, mapper, prompts, codes
+    )
+    negative_ids = tokenize(base.tokenizer, [negative] * len(prompts))
+    negative_embeds = base.text_encoder(negative_ids.to(base.text_encoder.device))[0]
+    images = []
+    for i, seed in enumerate(seeds):
+        out = pipe(
+            prompt_embeds=embeds[i : i + 1],
+            negative_prompt_embeds=negative_embeds[i : i + 1],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=resolution,
+            width=resolution,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        images.append(out.images[0])
+    return images
+
+
+def contact_sheet(images: Sequence[Image.Image], columns: int = 4) -> Image.Image:
+    """Images side by side in a grid."""
+    w, h = images[0].size
+    rows = (len(images) + columns - 1) // columns
+    sheet = Image.new("RGB", (w * min(columns, len(images)), h * rows), "white")
+    for i, im in enumerate(images):
+        sheet.paste(im, ((i % columns) * w, (i // columns) * h))
+    return sheet
+
+
+def is_blank(image: Image.Image) -> bool:
+    """True for an all-black (NaN-produced) or constant image."""
+    arr = np.asarray(image)
+    return bool(arr.max() == arr.min())

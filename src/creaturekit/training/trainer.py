@@ -1,0 +1,436 @@
+"""The fit trainer: a typed config, small steps, checkpoints that resume exactly.
+
+``Trainer(project, config, run).fit()`` trains the token mapper and the UNet's LoRA on
+the project's discovery result and writes ``runs/<run>/``. Ctrl-C saves a checkpoint
+first; a NaN loss stops the run and keeps the last good checkpoint; ``resume=True``
+continues from the newest checkpoint and ends with the same weights as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from creaturekit import fsutil
+from creaturekit.errors import CreatureKitError, StageMissingError
+from creaturekit.progress import make_progress, progress_enabled
+from creaturekit.project import Project
+from creaturekit.training import checkpoint as ckpt
+from creaturekit.training.attention import install_attention_recorder
+from creaturekit.training.captions import training_caption
+from creaturekit.training.components import BaseModel, load_base_model
+from creaturekit.training.config import FitConfig
+from creaturekit.training.data import (
+    FitExample,
+    cached_latents,
+    encode_latents,
+    epoch_order,
+    examples_from_discovery,
+    latent_cache_key,
+    load_pixels,
+)
+from creaturekit.training.mapper import MapperConfig, TokenMapper
+from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
+from creaturekit.training.run import RunFolder
+from creaturekit.training.samples import contact_sheet, generate, tokenize
+from creaturekit.training.text import add_part_tokens, part_token
+
+
+class FitError(CreatureKitError):
+    """Training cannot go on (NaN loss, incompatible resume, bad discovery input)."""
+
+
+class FitInterrupted(CreatureKitError):
+    """Ctrl-C during fit: a checkpoint was saved."""
+
+    exit_code = 130
+
+
+@dataclass
+class FitResult:
+    """What a finished (or interrupted) fit produced."""
+
+    run_dir: Path
+    step: int
+    loss: float | None
+    seconds: float
+
+
+class Trainer:
+    """Stage 2 on one project: mapper + LoRA + attention loss, resumable."""
+
+    def __init__(
+        self,
+        project: Project,
+        config: FitConfig,
+        run: str = "default",
+        *,
+        resume: bool = False,
+        device: str = "auto",
+    ) -> None:
+        self.project = project
+        self.config = config.validate()
+        self.run = RunFolder(project.runs_dir / run)
+        self.resume = resume
+        self.device = device
+
+    # -- set-up ---------------------------------------------------------------------
+    def _discovery(self) -> Any:
+        from creaturekit.discovery.stage import load_result
+
+        try:
+            result = load_result(self.project)
+        except CreatureKitError as err:
+            raise StageMissingError(
+                "fit needs a discovery result: run `creaturekit discover` first."
+            ) from err
+        if result.images_hash != self.project.images_hash():
+            raise StageMissingError(
+                "The project's images changed since the last discovery; run "
+                "`creaturekit discover` again before fitting."
+            )
+        return result
+
+    def _setup(self) -> None:
+        from accelerate import Accelerator
+
+        from creaturekit.models import select_device, select_dtype
+
+        cfg = self.config
+        self.result = self._discovery()
+        self.examples: list[FitExample] = examples_from_discovery(
+            self.project.images_dir, self.result
+        )
+        device = select_device(self.device)
+        dtype = select_dtype(device, cfg.precision)
+        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "no")
+        self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+        self.base: BaseModel = load_base_model(cfg.model, self.project.root)
+        base = self.base
+        for module in (base.text_encoder, base.vae, base.unet):
+            module.requires_grad_(False)
+            module.to(self.accelerator.device)
+        parts = self.result.parts
+        self.token_ids = add_part_tokens(base.tokenizer, base.text_encoder, len(parts))
+        torch.manual_seed(cfg.seed)
+        self.mapper = TokenMapper(
+            MapperConfig(
+                num_codes=tuple(int(p["subconcepts"]) for p in parts),
+                dim=int(base.text_encoder.config.hidden_size),
+                depth=cfg.projector_depth,
+            )
+        ).to(self.accelerator.device)
+        lora = (
+            add_lora(base.unet, cfg.rank, cfg.lora_alpha, lora_targets(cfg.lora_layers))
+            if (cfg.rank > 0)
+            else []
+        )
+        if cfg.gradient_checkpointing:
+            base.unet.enable_gradient_checkpointing()
+        self._check_attention_resolution()
+        store = install_attention_recorder(base.unet, cfg.attn_resolution)
+        self.objective = Objective(
+            base.text_encoder,
+            base.unet,
+            base.scheduler,
+            self.mapper,
+            self.token_ids,
+            store,
+            cfg.attn_loss,
+            cfg.snr_gamma or None,
+        )
+        self.optimizer = torch.optim.AdamW(
+            [*self.mapper.parameters(), *lora], lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        self.params = [*self.mapper.parameters(), *lora]
+        self.latents = None
+        if cfg.cache_latents:
+            key = latent_cache_key(base.ref.location, cfg.resolution, self.examples)
+            self.latents = cached_latents(
+                base.vae, self.examples, cfg.resolution, self.project.runs_dir / ".cache", key
+            )
+        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.noise_gen = torch.Generator(device=self.accelerator.device).manual_seed(cfg.seed + 2)
+        self.caption_rng = random.Random(cfg.seed + 3)
+
+    def _check_attention_resolution(self) -> None:
+        cfg = self.config
+        if cfg.attn_loss <= 0:
+            return
+        latent = cfg.resolution // self.base.vae_scale
+        levels = len(self.base.unet.config.block_out_channels)
+        sides = {latent // 2**i for i in range(levels)}
+        if cfg.attn_resolution not in sides:
+            raise FitError(
+                f"attn_resolution {cfg.attn_resolution} does not exist in this UNet at "
+                f"{cfg.resolution} px; choose one of {sorted(sides)}."
+            )
+
+    # -- one step -------------------------------------------------------------------
+    def _batch(
+        self, indices: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[list[int]]]:
+        cfg = self.config
+        flips = (
+            (torch.rand(len(indices), generator=self.data_gen) < 0.5).tolist()
+            if (cfg.flip)
+            else [False] * len(indices)
+        )
+        category = self.project.config.project.category
+        captions, codes, masks, latents = [], [], [], []
+        for i, flip in zip(indices, flips, strict=True):
+            ex = self.examples[i]
+            text, ordered = training_caption(
+                ex.codes, self.caption_rng, category, cfg.template_probability
+            )
+            captions.append(text)
+            codes.append(ordered)
+            mask = torch.from_numpy(ex.mask.astype("int64"))
+            if self.latents is not None:
+                lat = self.latents[i]
+            else:
+                lat = encode_latents(self.base.vae, load_pixels(ex.path, cfg.resolution)[None])[0]
+            if flip:
+                mask, lat = mask.flip(-1), lat.flip(-1)
+            masks.append(mask)
+            latents.append(lat)
+        return torch.stack(latents), torch.stack(masks), captions, codes
+
+    def _optimisation_step(
+        self, cursor: tuple[int, int]
+    ) -> tuple[dict[str, float], tuple[int, int]]:
+        cfg = self.config
+        epoch, pos = cursor
+        logs_sum: dict[str, float] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        for _ in range(cfg.grad_accum):
+            order = epoch_order(len(self.examples), cfg.seed, epoch)
+            indices = order[pos : pos + cfg.batch_size]
+            pos += cfg.batch_size
+            if pos >= len(order):
+                epoch, pos = epoch + 1, 0
+            latents, masks, captions, codes = self._batch(indices)
+            device = self.accelerator.device
+            with self.accelerator.autocast():
+                loss, logs = self.objective(
+                    latents.to(device),
+                    tokenize(self.base.tokenizer, captions),
+                    codes,
+                    masks.to(device),
+                    self.noise_gen,
+                )
+            if not math.isfinite(logs["loss"]):
+                raise FitError(
+                    "The loss became NaN/inf; training stopped. The last good checkpoint is "
+                    "kept; lower --lr or use fp32, then `creaturekit fit --resume`."
+                )
+            self.accelerator.backward(loss / cfg.grad_accum)
+            for k, v in logs.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + v / cfg.grad_accum
+        if cfg.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        return logs_sum, (epoch, pos)
+
+    # -- checkpoints and outputs ----------------------------------------------------
+    def _save_checkpoint(self, step: int, cursor: tuple[int, int]) -> Path:
+        staging = ckpt.staging_dir(self.run.checkpoints, step)
+        self.mapper.save(staging / "mapper.safetensors")
+        self._save_lora(staging / "lora.safetensors")
+        ckpt.optimizer_to_files(self.optimizer, staging)
+        ckpt.rng_to_file({"data": self.data_gen, "noise": self.noise_gen}, staging / ckpt.RNG_FILE)
+        fsutil.write_json(
+            staging / ckpt.STATE_FILE,
+            {
+                "step": step,
+                "epoch": cursor[0],
+                "position": cursor[1],
+                "caption_rng": _random_state(self.caption_rng),
+                "stamp": self.result.stamp,
+            },
+        )
+        return ckpt.commit_checkpoint(
+            staging, self.run.checkpoints, step, self.config.keep_checkpoints
+        )
+
+    def _save_lora(self, path: Path) -> None:
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        if self.config.rank > 0:
+            state = {
+                k: v.detach().cpu().contiguous()
+                for k, v in get_peft_model_state_dict(self.base.unet).items()
+            }
+            save_file(state, str(path))
+
+    def _load_checkpoint(self, folder: Path) -> tuple[int, tuple[int, int]]:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = ckpt.read_state(folder)
+        if state.get("stamp") != self.result.stamp:
+            raise FitError(
+                "The checkpoint was trained on another discovery result; start a "
+                "new run (--run NAME) instead of --resume."
+            )
+        self.mapper.load_state_dict(TokenMapper.load(folder / "mapper.safetensors").state_dict())
+        if self.config.rank > 0:
+            set_peft_model_state_dict(self.base.unet, load_file(str(folder / "lora.safetensors")))
+        ckpt.optimizer_from_files(self.optimizer, folder)
+        ckpt.rng_from_file({"data": self.data_gen, "noise": self.noise_gen}, folder / ckpt.RNG_FILE)
+        self.caption_rng.setstate(_to_random_state(state["caption_rng"]))
+        return int(state["step"]), (int(state["epoch"]), int(state["position"]))
+
+    def _write_outputs(self, step: int) -> None:
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        meta = {
+            "base_model": self.base.ref.ref,
+            "step": str(step),
+            "parts": json.dumps([p.get("name", "") for p in self.run_vocab()["parts"]]),
+        }
+        self.mapper.save(self.run.mapper, extra=meta)
+        if self.config.rank > 0:
+            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.base.unet))
+            staging = Path(tempfile.mkdtemp(prefix=".lora-", dir=self.run.path))
+            try:
+                StableDiffusionPipeline.save_lora_weights(
+                    staging, unet_lora_layers=layers, safe_serialization=True
+                )
+                os.replace(staging / self.run.lora.name, self.run.lora)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def run_vocab(self) -> dict[str, Any]:
+        """The part vocabulary the run is trained on (``vocab.json``)."""
+        cfg = self.project.config
+        return {
+            "discovery_stamp": self.result.stamp,
+            "images_hash": self.result.images_hash,
+            "category": cfg.project.category,
+            "parts": [
+                {
+                    "index": p["index"],
+                    "is_background": p["is_background"],
+                    "name": cfg.part_name(p["index"], p["is_background"]),
+                    "subconcepts": int(p["subconcepts"]),
+                    "token": part_token(i),
+                    "token_id": self.token_ids[i],
+                }
+                for i, p in enumerate(self.result.parts)
+            ],
+        }
+
+    def _samples(self, step: int) -> None:
+        cfg = self.config
+        picks = self.examples[:4]
+        category = self.project.config.project.category
+        prompts, codes = [], []
+        for ex in picks:
+            parts = sorted(ex.codes)
+            prompts.append(f"a photo of a {' '.join(part_token(p) for p in parts)} {category}")
+            codes.append([ex.codes[p] for p in parts])
+        self.objective.store.active = False
+        images = generate(
+            self.base,
+            self.mapper,
+            self.token_ids,
+            prompts,
+            codes,
+            list(range(len(picks))),
+            resolution=cfg.resolution,
+            steps=cfg.sample_steps,
+            guidance=self.project.config.mix.guidance,
+            negative=self.project.config.mix.negative,
+        )
+        with fsutil.atomic_path(self.run.samples / f"step-{step:06d}.png") as tmp:
+            contact_sheet(images).save(tmp, format="PNG")
+
+    # -- the loop -------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        """Train to ``config.steps`` (continuing from the newest checkpoint with resume)."""
+        started = time.monotonic()
+        self._setup()
+        cfg = self.config
+        step, cursor = 0, (0, 0)
+        if self.resume:
+            latest = ckpt.list_checkpoints(self.run.checkpoints)
+            if not latest:
+                raise FitError(f"No checkpoint to resume in {self.run.path}.")
+            self.run.check_config(cfg)
+            step, cursor = self._load_checkpoint(latest[-1])
+            self.run.truncate_log(step)
+        else:
+            self.run.start(cfg, self.run_vocab(), base_model=self.base.ref.ref)
+        last: dict[str, float] = {}
+        progress = make_progress() if progress_enabled() else None
+        try:
+            if progress is not None:
+                progress.start()
+                task = progress.add_task("Fitting", total=cfg.steps, completed=step, status="")
+            while step < cfg.steps:
+                t0 = time.monotonic()
+                last, new_cursor = self._optimisation_step(cursor)
+                step, cursor = step + 1, new_cursor
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    self.run.log(
+                        {
+                            "step": step,
+                            **last,
+                            "lr": cfg.lr,
+                            "seconds": round(time.monotonic() - t0, 4),
+                        }
+                    )
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    self._save_checkpoint(step, cursor)
+                if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                    self._samples(step)
+                if progress is not None:
+                    progress.update(task, completed=step, status=f"loss {last['loss']:.4f}")
+        except KeyboardInterrupt:
+            saved = self._save_checkpoint(step, cursor) if step > 0 else None
+            where = f"; checkpoint {saved.name} saved" if saved else ""
+            raise FitInterrupted(
+                f"Interrupted at step {step}{where}. Continue with `creaturekit fit --resume`."
+            ) from None
+        finally:
+            if progress is not None:
+                progress.stop()
+        self._write_outputs(step)
+        return FitResult(
+            run_dir=self.run.path,
+            step=step,
+            loss=last.get("loss"),
+            seconds=time.monotonic() - started,
+        )
+
+
+def lora_targets(layers: str) -> tuple[str, ...]:
+    """peft target-module names for "all", "cross" (attn2) or "self" (attn1) attention."""
+    if layers == "all":
+        return LORA_TARGETS
+    prefix = "attn2" if layers == "cross" else "attn1"
+    return tuple(f"{prefix}.{t}" for t in LORA_TARGETS)
+
+
+def _random_state(rng: random.Random) -> list[Any]:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _to_random_state(data: list[Any]) -> tuple[Any, ...]:
+    return (data[0], tuple(data[1]), data[2])

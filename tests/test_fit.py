@@ -1,0 +1,126 @@
+"""fit end to end at tiny scale: a toy project, effnet-kmeans discovery, a tiny random SD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from creaturekit.errors import ModelNotFoundError, StageMissingError
+from creaturekit.project import Project, open_project
+from creaturekit.training.config import PRESETS, resolve_fit_config
+from creaturekit.training.trainer import FitError, Trainer
+from tests.tiny_sd import save_tiny_pipeline
+
+TINY = {
+    "resolution": 16,
+    "steps": 4,
+    "batch_size": 2,
+    "grad_accum": 2,
+    "lr": 1e-3,
+    "attn_resolution": 8,
+    "checkpoint_every": 2,
+    "sample_every": 0,
+    "log_every": 1,
+    "projector_depth": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="module")
+def discovered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small toy project discovered with effnet-kmeans (real, offline ImageNet weights)."""
+    from creaturekit.discovery.stage import discover
+    from creaturekit.progress import quiet
+    from creaturekit.toy.dataset import create_toy_project
+
+    root = tmp_path_factory.mktemp("fit") / "toy"
+    with quiet():
+        project = create_toy_project(root, species=5, per_species=2, seed=0)
+        discover(project, "effnet-kmeans", report=False, parts=2, subconcepts=2,
+                 bg_subconcepts=2, image_size=64)
+    return root
+
+
+def _trainer(
+    project: Project, tiny_sd: Path, run: str, resume: bool = False, **changes: object
+) -> Trainer:
+    config = resolve_fit_config("toy", flags={**TINY, "model": str(tiny_sd), **changes})
+    return Trainer(project, config, run, resume=resume)
+
+
+def test_presets_resolve() -> None:
+    sd15 = resolve_fit_config("sd15")
+    assert (
+        sd15.resolution,
+        sd15.batch_size,
+        sd15.grad_accum,
+        sd15.lr,
+        sd15.rank,
+        sd15.attn_loss,
+        sd15.attn_resolution,
+        sd15.projector_depth,
+        sd15.snr_gamma,
+    ) == (512, 2, 4, 1e-4, 4, 0.01, 16, 3, 5.0)
+    toy = resolve_fit_config("toy", overrides={"steps": 10}, flags={"lr": 2e-3, "rank": None})
+    assert toy.steps == 10 and toy.lr == 2e-3 and toy.rank == PRESETS["toy"].rank
+
+
+def test_fit_writes_loadable_outputs(discovered: Path, tiny_sd: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from creaturekit.progress import quiet
+    from creaturekit.training.mapper import TokenMapper
+
+    project = open_project(discovered)
+    with quiet():
+        result = _trainer(project, tiny_sd, "full").fit()
+    run = result.run_dir
+    assert result.step == 4 and (run / "config.toml").is_file() and (run / "vocab.json").is_file()
+    log = [line for line in (run / "log.jsonl").read_text().splitlines() if line]
+    assert len(log) == 4 and '"loss_attn"' in log[0]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002", "step-000004"]
+    mapper = TokenMapper.load(run / "mapper.safetensors")
+    assert mapper.config.depth == 2
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    pipe.load_lora_weights(run)  # the diffusers LoRA format
+    assert any("lora" in n for n, _ in pipe.unet.named_parameters())
+
+
+def test_resume_equals_uninterrupted(discovered: Path, tiny_sd: Path) -> None:
+    from safetensors.torch import load_file
+
+    from creaturekit.progress import quiet
+
+    project = open_project(discovered)
+    with quiet():
+        _trainer(project, tiny_sd, "straight").fit()
+        _trainer(project, tiny_sd, "halves", steps=2).fit()
+        _trainer(project, tiny_sd, "halves", resume=True).fit()
+    for name in ("mapper.safetensors", "pytorch_lora_weights.safetensors"):
+        a = load_file(str(project.runs_dir / "straight" / name))
+        b = load_file(str(project.runs_dir / "halves" / name))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+
+
+def test_fit_bad_input(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
+    from creaturekit.progress import quiet
+
+    project = open_project(discovered)
+    with quiet():
+        with pytest.raises(FitError, match="attn_resolution 5"):
+            _trainer(project, tiny_sd, "bad-res", attn_resolution=5).fit()
+        with pytest.raises(ModelNotFoundError, match="does not exist"):
+            _trainer(project, tmp_path / "no-model", "nomodel").fit()
+        with pytest.raises(FitError, match="No checkpoint"):
+            _trainer(project, tiny_sd, "never-ran", resume=True).fit()
+    bare = Project(root=tmp_path / "bare")
+    with pytest.raises(StageMissingError, match="discover"):
+        _trainer(bare, tiny_sd, "x").fit()
