@@ -42,8 +42,15 @@ def discovered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fit") / "toy"
     with quiet():
         project = create_toy_project(root, species=5, per_species=2, seed=0)
-        discover(project, "effnet-kmeans", report=False, parts=2, subconcepts=2,
-                 bg_subconcepts=2, image_size=64)
+        discover(
+            project,
+            "effnet-kmeans",
+            report=False,
+            parts=2,
+            subconcepts=2,
+            bg_subconcepts=2,
+            image_size=64,
+        )
     return root
 
 
@@ -124,3 +131,56 @@ def test_fit_bad_input(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     bare = Project(root=tmp_path / "bare")
     with pytest.raises(StageMissingError, match="discover"):
         _trainer(bare, tiny_sd, "x").fit()
+
+
+def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from creaturekit.cli import app
+
+    project = tmp_path / "moved"
+    shutil.copytree(discovered, project, ignore=shutil.ignore_patterns("runs"))
+    runner = CliRunner()
+    args = [
+        "fit",
+        "-C",
+        str(project),
+        "--model",
+        str(tiny_sd),
+        "--steps",
+        "2",
+        "--resolution",
+        "16",
+        "--batch-size",
+        "2",
+        "--run",
+        "cli",
+        "--json",
+    ]
+    proj = open_project(project)  # settings without a flag come from creaturekit.toml
+    proj.config.fit.overrides = {"attn_resolution": 8, "sample_every": 0, "checkpoint_every": 1}
+    proj.save_config()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["step"] == 2 and data["run"] == "cli"
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "--resume" in again.stderr
+    resumed = runner.invoke(app, [*args[:-1], "--steps", "3", "--resume", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["step"] == 3
+
+
+def test_fit_before_discover_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from creaturekit.cli import app
+    from creaturekit.toy.dataset import create_toy_project
+
+    create_toy_project(tmp_path / "p", species=5, per_species=1)
+    result = CliRunner().invoke(app, ["fit", "-C", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    assert "run `creaturekit discover` first" in result.stderr

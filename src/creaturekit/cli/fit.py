@@ -1,0 +1,89 @@
+"""``creaturekit fit``: stage 2, part tokens through a projector, LoRA, attention loss."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
+from creaturekit.project import open_project
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fit")(handle_errors(fit))
+
+
+def fit(
+    preset: Annotated[
+        str | None, typer.Option(help="Hyper-parameter preset: sd15 (reference) or toy (CPU).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Base model: preset name, hub id or local folder.")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Total optimisation steps.", min=1)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per micro-batch.", min=1)] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option(help="Micro-batches per optimisation step.", min=1)
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (LoRA and mapper).")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank; 0 = no LoRA.", min=0)] = None,
+    attn_loss: Annotated[
+        float | None, typer.Option(help="Attention-loss weight lambda; 0 disables it.", min=0)
+    ] = None,
+    resolution: Annotated[int | None, typer.Option(help="Training image side (px).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="auto, fp32, fp16 or bf16 (CPU: fp32).")
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            help="Trade compute for memory.",
+            show_default=False,
+        ),
+    ] = None,
+    run: Annotated[str, typer.Option(help="Run name (folder under runs/).")] = "default",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its newest checkpoint.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    project: ProjectOpt = None,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Train the part tokens' mapper and the UNet LoRA on the discovered parts."""
+    from creaturekit.training.stage import fit as run_fit
+
+    flags = {
+        "model": model,
+        "steps": steps,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "lr": lr,
+        "rank": rank,
+        "attn_loss": attn_loss,
+        "resolution": resolution,
+        "seed": seed,
+        "precision": precision,
+        "gradient_checkpointing": gradient_checkpointing,
+    }
+    result = run_fit(
+        open_project(project), preset=preset, run=run, resume=resume, device=device, **flags
+    )
+    summary = {
+        "run": result.run_dir.name,
+        "path": str(result.run_dir),
+        "step": result.step,
+        "loss": result.loss,
+        "seconds": round(result.seconds, 1),
+    }
+    if json_output:
+        print_json(summary)
+    elif not quiet:
+        loss = f"{result.loss:.4f}" if result.loss is not None else "n/a"
+        console.print(
+            f"[bold green]Run {summary['run']}[/]: {result.step} steps, final loss "
+            f"{loss}, {summary['seconds']} s -> {result.run_dir}"
+        )
