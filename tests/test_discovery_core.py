@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from creaturekit.discovery import hierarchy
 from creaturekit.discovery.errors import DiscoveryDataError
+from creaturekit.discovery.features import FeatureCache
 from creaturekit.discovery.kmeans import assign, spherical_kmeans
 from creaturekit.discovery.metrics import keypoint_nmi_ari
 
@@ -55,16 +57,15 @@ def test_kmeans_is_seeded_and_finds_clear_clusters() -> None:
 
 def test_hierarchy_finds_foreground_parts_and_variants() -> None:
     feats, layout, variants = synthetic_features()
-    params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3, fg_clusters=4)
+    params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3, position_weight=0)
     h, coding, report = hierarchy.fit(feats, GRID, params)
     bg = h.n_parts - 1
     assert report.parts[bg]["is_background"] and h.n_parts == 4
-    predicted_fg = coding.masks[0] != bg
-    np.testing.assert_array_equal(predicted_fg, layout > 0)
-    assert report.foreground["clusters"] and "rule" in report.foreground
+    assert ((coding.masks != bg) == (layout > 0)).mean() > 0.98
+    assert report.foreground["threshold"] and "rule" in report.foreground
     for part in range(1, 4):
         label = coding.masks[0][layout == part][0]
-        assert (coding.masks[:, layout == part] == label).all()
+        assert (coding.masks[:, layout == part] == label).mean() > 0.95
         codes = coding.codes[:, label]
         assert len(set(zip(codes, variants[:, part - 1], strict=True))) == 2  # codes = variants
     again = hierarchy.encode(h, feats, GRID)
@@ -74,9 +75,7 @@ def test_hierarchy_finds_foreground_parts_and_variants() -> None:
 
 def test_rare_part_is_dropped_with_a_note() -> None:
     feats, _, _ = synthetic_features(n=60)
-    params = hierarchy.HierarchyParams(
-        parts=4, subconcepts=2, bg_subconcepts=2, fg_clusters=4, min_presence=0.5
-    )
+    params = hierarchy.HierarchyParams(parts=4, subconcepts=2, bg_subconcepts=2, min_presence=0.5)
     h, coding, report = hierarchy.fit(feats, GRID, params)
     assert h.n_parts == 4  # 4 parts asked, one (a variant split, in 35% of images) dropped
     assert any("Dropped 1 part" in n for n in report.notes)
@@ -85,7 +84,7 @@ def test_rare_part_is_dropped_with_a_note() -> None:
 
 def test_subconcepts_are_capped_for_small_sets() -> None:
     feats, _, _ = synthetic_features(n=8)
-    params = hierarchy.HierarchyParams(parts=3, subconcepts=256, bg_subconcepts=256, fg_clusters=4)
+    params = hierarchy.HierarchyParams(parts=3, subconcepts=256, bg_subconcepts=256)
     h, _, report = hierarchy.fit(feats, GRID, params)
     assert all(len(c) <= 4 for c in h.sub_centroids)
     assert any("instead of 256" in n for n in report.notes)
@@ -97,7 +96,7 @@ def test_subconcepts_are_capped_for_small_sets() -> None:
 )
 def test_bad_input_is_explained(n: int, parts: int, message: str) -> None:
     feats, _, _ = synthetic_features(n=max(n, 2))
-    params = hierarchy.HierarchyParams(parts=parts, fg_clusters=4)
+    params = hierarchy.HierarchyParams(parts=parts)
     with pytest.raises(DiscoveryDataError, match=message):
         hierarchy.fit(feats[:n], GRID, params)
 
@@ -106,7 +105,7 @@ def test_identical_images_are_refused() -> None:
     feats, _, _ = synthetic_features(n=2)
     same = np.repeat(feats[:1], 5, axis=0)
     with pytest.raises(DiscoveryDataError, match="identical"):
-        hierarchy.fit(same, GRID, hierarchy.HierarchyParams(parts=3, fg_clusters=4))
+        hierarchy.fit(same, GRID, hierarchy.HierarchyParams(parts=3))
 
 
 def test_keypoint_nmi_ari_protocol() -> None:
@@ -119,3 +118,10 @@ def test_keypoint_nmi_ari_protocol() -> None:
     assert scores["nmi"] == pytest.approx(100.0) and scores["keypoints"] == 4
     swapped = {1: {"crown": (20.0, 5.0)}, 2: {"crown": (20.0, 35.0)}}
     assert keypoint_nmi_ari(result, records, swapped)["nmi"] == pytest.approx(0.0)
+
+
+def test_feature_cache_round_trips_non_contiguous_grids(tmp_path: Path) -> None:
+    grid = np.arange(24, dtype=np.float32).reshape(4, 3, 2).transpose(2, 1, 0)
+    cache = FeatureCache(tmp_path, {"backend": "x"})
+    cache.put("ab" * 32, grid)
+    np.testing.assert_array_equal(cache.get("ab" * 32), grid.astype(np.float16))

@@ -59,7 +59,7 @@ class Discoverer:
         image_size: int = 224,
         batch_size: int = 32,
         seed: int = 42,
-        fg_clusters: int = 8,
+        position_weight: float = 1.0,
         device: str = "auto",
     ) -> None:
         self.model = model
@@ -69,7 +69,7 @@ class Discoverer:
         self.image_size = image_size
         self.batch_size = batch_size
         self.seed = seed
-        self.fg_clusters = fg_clusters
+        self.position_weight = position_weight
         self.device = device
 
     # -- what a backend implements -------------------------------------------------------
@@ -104,8 +104,6 @@ class Discoverer:
         for key in ("parts", "subconcepts", "bg_subconcepts", "image_size", "batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}.")
-        if self.fg_clusters < 2:
-            raise ConfigError(f"fg_clusters must be at least 2, got {self.fg_clusters}.")
 
     # -- features ------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -164,7 +162,7 @@ class Discoverer:
             subconcepts=self.subconcepts,
             bg_subconcepts=self.bg_subconcepts,
             seed=self.seed,
-            fg_clusters=self.fg_clusters,
+            position_weight=self.position_weight,
         )
         self.hierarchy_, self.coding_, self.report_ = hierarchy.fit(
             feats, self.grid_, params, self._grouper()

@@ -30,7 +30,7 @@ class DinoKMeans(Discoverer):
         image_size: int = 224,
         batch_size: int = 32,
         seed: int = 42,
-        fg_clusters: int = 8,
+        position_weight: float = 1.0,
         device: str = "auto",
     ) -> None:
         super().__init__(
@@ -41,7 +41,7 @@ class DinoKMeans(Discoverer):
             image_size=image_size,
             batch_size=batch_size,
             seed=seed,
-            fg_clusters=fg_clusters,
+            position_weight=position_weight,
             device=device,
         )
 

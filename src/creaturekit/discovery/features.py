@@ -79,7 +79,8 @@ class FeatureCache:
 
         if not (self.folder / KEY_FILE).is_file():
             fsutil.write_json(self.folder / KEY_FILE, self.key)
-        fsutil.write_bytes(self._path(digest), save({TENSOR: grid.astype(np.float16)}))
+        grid = np.ascontiguousarray(grid, dtype=np.float16)  # safetensors writes raw buffers
+        fsutil.write_bytes(self._path(digest), save({TENSOR: grid}))
 
 
 def image_digest(image: ImageInput) -> str | None:

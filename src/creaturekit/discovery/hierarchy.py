@@ -4,11 +4,15 @@ Input is one fp16 array of patch features ``(N images, P = h*w patches, D)``. Ba
 differ only in the features and in the :class:`~creaturekit.discovery.grouping.Grouper`
 used at the part and sub-concept levels.
 
-Level 1 improves on the reference's hand-picked 2-means: patches are grouped into
-``fg_clusters`` clusters, and every cluster that dominates the image borders (its share
-of border patches is at least half the border's share of the image) is background. The
-decision and its evidence are recorded. Isolated patches are then cleaned from each
-image's foreground mask.
+Level 2 adds to each foreground patch its position relative to the object (centroid
+and spread of the image's foreground, mirror-invariant), so parts are where they are
+as well as what they look like.
+
+Level 1 improves on the reference's hand-picked global 2-means with a per-image border
+prior: a patch's background score is how closely it matches its OWN image's border
+patches (3rd-best cosine similarity, robust to a part touching the border); one Otsu
+threshold over all images' scores splits foreground from background, and isolated
+patches are cleaned. The threshold and the score distribution are recorded as evidence.
 """
 
 from __future__ import annotations
@@ -20,11 +24,10 @@ import numpy as np
 
 from creaturekit.discovery.errors import DiscoveryDataError
 from creaturekit.discovery.grouping import UNASSIGNED, Grouper, KMeansGrouper
-from creaturekit.discovery.kmeans import assign, normalize, spherical_kmeans
+from creaturekit.discovery.kmeans import assign, normalize
 
 #: Mask value of a patch no part claims (density-based groupers' noise).
 MASK_UNASSIGNED = 255
-BORDER_RULE = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,18 +38,18 @@ class HierarchyParams:
     subconcepts: int = 256
     bg_subconcepts: int = 256
     seed: int = 42
-    fg_clusters: int = 8
     min_presence: float = 0.02  # parts present in fewer images than this share are dropped
+    position_weight: float = 1.0  # weight of the object-centred position cue at the part level
 
 
 @dataclass
 class Hierarchy:
     """The fitted centroids of every level: enough to code new images."""
 
-    fgbg_centroids: np.ndarray  # (C, D)
-    fgbg_is_background: np.ndarray  # (C,) bool
-    part_centroids: np.ndarray  # (M, D), foreground parts; the background is part M
+    fg_threshold: float  # border-similarity score below which a patch is foreground
+    part_centroids: np.ndarray  # (M, D + 2), foreground parts; the background is part M
     sub_centroids: list[np.ndarray]  # M + 1 arrays (K_m, D); the last is the background's
+    position_weight: float = 0.0
 
     @property
     def n_parts(self) -> int:
@@ -56,9 +59,9 @@ class Hierarchy:
     def tensors(self) -> dict[str, np.ndarray]:
         """Flat name -> array form (for safetensors)."""
         out: dict[str, np.ndarray] = {
-            "fgbg.centroids": self.fgbg_centroids.astype(np.float32),
-            "fgbg.is_background": self.fgbg_is_background.astype(np.uint8),
+            "fgbg.threshold": np.array([self.fg_threshold], np.float32),
             "parts.centroids": self.part_centroids.astype(np.float32),
+            "parts.position_weight": np.array([self.position_weight], np.float32),
         }
         out.update({f"sub.{m}": c.astype(np.float32) for m, c in enumerate(self.sub_centroids)})
         return out
@@ -67,10 +70,10 @@ class Hierarchy:
     def from_tensors(cls, t: dict[str, np.ndarray]) -> Hierarchy:
         n_parts = len(t["parts.centroids"]) + 1
         return cls(
-            fgbg_centroids=t["fgbg.centroids"],
-            fgbg_is_background=t["fgbg.is_background"].astype(bool),
+            fg_threshold=float(t["fgbg.threshold"][0]),
             part_centroids=t["parts.centroids"],
             sub_centroids=[t[f"sub.{m}"] for m in range(n_parts)],
+            position_weight=float(t["parts.position_weight"][0]),
         )
 
 
@@ -114,31 +117,65 @@ def smooth_foreground(fg: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return np.where(fg, around > 1, around >= 7)
 
 
-def _choose_background(
-    labels: np.ndarray, n_clusters: int, grid: tuple[int, int]
-) -> tuple[np.ndarray, dict[str, Any]]:
-    border = np.broadcast_to(border_mask(grid), labels.shape)
-    size = np.bincount(labels.ravel(), minlength=n_clusters).astype(np.float64)
-    on_border = np.bincount(labels[border], minlength=n_clusters).astype(np.float64)
-    share = on_border / np.maximum(size, 1)
-    expected = float(border_mask(grid).mean())
-    is_bg = share >= BORDER_RULE * expected
-    is_bg[int(np.argmax(share))] = True  # at least one background cluster
-    is_bg[int(np.argmin(share))] = False  # at least one foreground cluster
-    evidence = {
-        "rule": f"background = clusters whose border share >= {BORDER_RULE} x the border's "
-        "share of the image",
-        "border_fraction": round(expected, 4),
-        "clusters": [
-            {
-                "size_share": round(float(size[c] / size.sum()), 4),
-                "border_share": round(float(share[c]), 4),
-                "background": bool(is_bg[c]),
-            }
-            for c in range(n_clusters)
-        ],
+def with_position(
+    feats: np.ndarray, fg: np.ndarray, grid: tuple[int, int], weight: float
+) -> np.ndarray:
+    """Unit features plus an object-centred, mirror-invariant position ``(dy, |dx|)``.
+
+    Positions are relative to each image's foreground centroid and scaled by its spread,
+    so "top of the creature" means the same at any size or place, facing either way.
+    Returns ``(N * P, D + 2)`` fp16.
+    """
+    n, p, d = feats.shape
+    ys, xs = np.divmod(np.arange(p, dtype=np.float32), grid[1])
+    out = np.empty((n, p, d + 2), np.float16)
+    for i in range(n):
+        m = fg[i] if fg[i].any() else np.ones(p, bool)
+        cy, cx = ys[m].mean(), xs[m].mean()
+        spread = float(np.sqrt(((ys[m] - cy) ** 2 + (xs[m] - cx) ** 2).mean())) + 1.0
+        out[i, :, :d] = normalize(feats[i])
+        out[i, :, d] = weight * (ys - cy) / spread
+        out[i, :, d + 1] = weight * np.abs(xs - cx) / spread
+    return out.reshape(n * p, d + 2)
+
+
+BORDER_RANK = 3
+
+
+def border_similarity(feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``(N, P)``: each patch's 3rd-best cosine similarity to its own image's border patches."""
+    border = border_mask(grid)
+    rank = min(BORDER_RANK, int(border.sum()))
+    out = np.empty(feats.shape[:2], np.float32)
+    for i in range(len(feats)):
+        unit = normalize(feats[i])
+        sims = unit @ unit[border].T
+        out[i] = np.partition(sims, -rank, axis=1)[:, -rank]
+    return out
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """The threshold that best splits ``values`` in two (maximal between-class variance)."""
+    hist, edges = np.histogram(values, bins)
+    mids = (edges[1:] + edges[:-1]) / 2
+    below = np.cumsum(hist)
+    above = below[-1] - below
+    mass = np.cumsum(hist * mids)
+    mean_below = mass / np.maximum(below, 1)
+    mean_above = (mass[-1] - mass) / np.maximum(above, 1)
+    return float(mids[np.argmax(below * above * (mean_below - mean_above) ** 2)])
+
+
+def _evidence(scores: np.ndarray, threshold: float, fg: np.ndarray) -> dict[str, Any]:
+    quantiles = np.quantile(scores, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {
+        "rule": "foreground = patches unlike their own image's border (border-similarity "
+        "score below an Otsu threshold over all images), isolated patches cleaned",
+        "threshold": round(threshold, 4),
+        "score_quantiles": [round(float(q), 4) for q in quantiles],
+        "foreground_share": round(float(fg.mean()), 4),
+        "images_without_foreground": int((~fg.any(axis=1)).sum()),
     }
-    return is_bg, evidence
 
 
 def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,19 +194,14 @@ def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.n
     return means, present
 
 
-def _foreground(h: Hierarchy, flat: np.ndarray, n: int, grid: tuple[int, int]) -> np.ndarray:
-    cluster = assign(flat, h.fgbg_centroids).reshape(n, -1)
-    return smooth_foreground(~h.fgbg_is_background[cluster], grid)
-
-
 def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     """Code new images with fitted centroids: every patch and part mean to its nearest."""
-    n, p, d = feats.shape
-    flat = feats.reshape(n * p, d)
-    fg = _foreground(h, flat, n, grid).reshape(-1)
+    n, p, _ = feats.shape
+    fg = smooth_foreground(border_similarity(feats, grid) < h.fg_threshold, grid)
+    placed = with_position(feats, fg, grid, h.position_weight)
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
-    rows = np.flatnonzero(fg)
-    masks[rows] = assign(flat, h.part_centroids, rows)
+    rows = np.flatnonzero(fg.reshape(-1))
+    masks[rows] = assign(placed, h.part_centroids, rows)
     masks = masks.reshape(n, p)
     means, present = part_means(feats, masks, h.n_parts)
     codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
@@ -199,18 +231,18 @@ def fit(
 ) -> tuple[Hierarchy, Coding, FitReport]:
     """Fit all three levels on ALL images' patch features ``(N, P, D)``."""
     grouper = grouper or KMeansGrouper()
-    n, p, d = feats.shape
+    n, p, _ = feats.shape
     if n < 2:
         raise DiscoveryDataError("Discovery needs at least 2 images; the project has 1.")
-    flat = feats.reshape(n * p, d)
     notes: list[str] = []
 
     # Level 1: foreground / background.
-    fg_centroids, cluster = spherical_kmeans(flat, params.fg_clusters, params.seed)
-    is_bg, evidence = _choose_background(cluster.reshape(n, p), params.fg_clusters, grid)
-    fg = smooth_foreground(~is_bg[cluster.reshape(n, p)], grid).reshape(-1)
+    scores = border_similarity(feats, grid)
+    threshold = otsu_threshold(scores)
+    fg2d = smooth_foreground(scores < threshold, grid)
+    evidence = _evidence(scores, threshold, fg2d)
+    fg = fg2d.reshape(-1)
     rows = np.flatnonzero(fg)
-    evidence["foreground_share"] = round(float(fg.mean()), 4)
     if len(rows) < params.parts:
         raise DiscoveryDataError(
             f"Only {len(rows)} foreground patches were found, too few for {params.parts} parts; "
@@ -218,7 +250,8 @@ def fit(
         )
 
     # Level 2: parts over foreground patches only; rarely present parts are dropped.
-    part_centroids, part_labels = grouper.fit(flat, params.parts, params.seed + 1, rows=rows)
+    placed = with_position(feats, fg2d, grid, params.position_weight)
+    part_centroids, part_labels = grouper.fit(placed, params.parts, params.seed + 1, rows=rows)
     presence = _presence(part_labels, rows // p, n, len(part_centroids))
     keep = presence >= params.min_presence
     if not keep.all():
@@ -232,7 +265,7 @@ def fit(
         moved = part_labels >= 0
         moved[moved] = ~keep[part_labels[moved]]
         part_labels = np.where(part_labels >= 0, remap[part_labels], UNASSIGNED)
-        part_labels[moved] = assign(flat, part_centroids, rows[moved])
+        part_labels[moved] = assign(placed, part_centroids, rows[moved])
     masks = np.full(n * p, len(part_centroids), np.uint8)
     masks[rows] = np.where(part_labels < 0, MASK_UNASSIGNED, part_labels)
     n_parts = len(part_centroids) + 1
@@ -273,6 +306,7 @@ def fit(
             f"All {n} images give identical features, so there is nothing to tell apart; "
             "discovery needs images that differ."
         )
-    hierarchy = Hierarchy(fg_centroids, is_bg, part_centroids, subs)
+    del placed
+    hierarchy = Hierarchy(threshold, part_centroids, subs, params.position_weight)
     coding = Coding(masks=masks, codes=codes, part_features=means, present=present)
     return hierarchy, coding, FitReport(foreground=evidence, parts=part_info, notes=notes)

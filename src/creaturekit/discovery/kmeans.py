@@ -90,7 +90,9 @@ def spherical_kmeans(
     sample = normalize(x[pick] if rows is None else x[rows[pick]])
     centroids = torch.from_numpy(_kmeans_pp(sample, k, rng))
     dtype = torch.float32 if n * x.shape[1] * 4 <= FLOAT32_BUDGET else torch.float16
-    unit = torch.cat([_unit_rows(x, rows, s, s + chunk).to(dtype) for s in range(0, n, chunk)])
+    unit = torch.empty((n, x.shape[1]), dtype=dtype)
+    for s in range(0, n, chunk):
+        unit[s : s + chunk] = _unit_rows(x, rows, s, s + chunk)
     labels = torch.zeros(n, dtype=torch.int64)
     for _ in range(max_iter):
         sums = torch.zeros_like(centroids)

@@ -142,11 +142,8 @@ def render_html(project: Project, result: DiscoveryResult) -> str:
             f"<h3>{swatch}Part {p['index']}: {esc(name)}</h3>{hint}"
             f'<img src="{REPORT_DIR}/part{p["index"]}.png" alt="sub-concepts of part {p["index"]}">'
         )
-    evidence = "".join(
-        f"<tr><td>{i}</td><td>{c['size_share']:.1%}</td><td>{c['border_share']:.1%}</td>"
-        f"<td>{'background' if c['background'] else 'foreground'}</td></tr>"
-        for i, c in enumerate(result.foreground.get("clusters", []))
-    )
+    fg = result.foreground
+    evidence = ", ".join(f"{q:.3f}" for q in fg.get("score_quantiles", []))
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes) or "<li>none</li>"
     timing = result.timing
     return f"""<!doctype html>
@@ -165,10 +162,10 @@ def render_html(project: Project, result: DiscoveryResult) -> str:
 below with crops of the part from member images.</p>
 <h2>Sample images</h2><img src="{REPORT_DIR}/overview.png" alt="part overlays">
 <h2>Sub-concepts per part</h2>{"".join(sections)}
-<h2>Foreground choice</h2><p>{esc(result.foreground.get("rule", ""))}; foreground share
-{result.foreground.get("foreground_share", 0):.1%}.</p>
-<table><tr><th>cluster</th><th>size</th><th>border share</th><th>decision</th></tr>
-{evidence}</table>
+<h2>Foreground choice</h2><p>{esc(fg.get("rule", ""))}: threshold
+{fg.get("threshold", 0):.3f}; score quantiles (5, 25, 50, 75, 95%) {evidence}; foreground share
+{fg.get("foreground_share", 0):.1%}; images without foreground
+{fg.get("images_without_foreground", 0)}.</p>
 <h2>Notes</h2><ul>{notes}</ul>
 </body></html>
 """

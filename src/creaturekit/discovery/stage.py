@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from creaturekit.config import DiscoverSettings
 from creaturekit.discovery.base import CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError
 from creaturekit.discovery.registry import load_backend
@@ -28,8 +29,8 @@ _SETTINGS = ("model", "parts", "subconcepts", "bg_subconcepts", "image_size", "b
 def make_discoverer(project: Project, backend: str | None = None, **options: Any) -> Discoverer:
     """The backend's discoverer with options from flags, then ``[discover]``, then its defaults.
 
-    The configured ``model`` applies only to the configured backend: another backend
-    asked for by name uses its own default model unless ``model`` is given.
+    The configured ``model`` applies only to the configured backend, and only when it
+    was changed from the stock default: otherwise each backend uses its own default.
     """
     settings = project.config.discover
     name = backend or settings.backend
@@ -41,8 +42,8 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
     if unknown:
         raise ConfigError(f"The backend {name!r} has no option {', '.join(unknown)}.")
     merged = {k: getattr(settings, k) for k in _SETTINGS if k in known}
-    if name != settings.backend:
-        merged.pop("model", None)
+    if name != settings.backend or settings.model == DiscoverSettings().model:
+        merged.pop("model", None)  # an unchanged default is the backend's own choice
     merged.update({k: v for k, v in options.items() if v is not None})
     if merged.get("model"):
         merged["model"] = _project_relative(project, str(merged["model"]))

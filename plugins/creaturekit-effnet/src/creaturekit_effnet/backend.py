@@ -69,7 +69,7 @@ class EffnetKMeans(Discoverer):
         image_size: int = 224,
         batch_size: int = 32,
         seed: int = 42,
-        fg_clusters: int = 8,
+        position_weight: float = 1.0,
         device: str = "auto",
         colour_weight: float = 0.5,
         grid_stride: int = 8,
@@ -82,7 +82,7 @@ class EffnetKMeans(Discoverer):
             image_size=image_size,
             batch_size=batch_size,
             seed=seed,
-            fg_clusters=fg_clusters,
+            position_weight=position_weight,
             device=device,
         )
         self.colour_weight = colour_weight

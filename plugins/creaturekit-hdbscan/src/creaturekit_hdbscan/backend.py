@@ -58,7 +58,7 @@ class DinoHDBSCAN(DinoKMeans):
         image_size: int = 224,
         batch_size: int = 32,
         seed: int = 42,
-        fg_clusters: int = 8,
+        position_weight: float = 1.0,
         device: str = "auto",
         min_cluster_size: int = 5,
         sample: int = 20_000,
@@ -71,7 +71,7 @@ class DinoHDBSCAN(DinoKMeans):
             image_size=image_size,
             batch_size=batch_size,
             seed=seed,
-            fg_clusters=fg_clusters,
+            position_weight=position_weight,
             device=device,
         )
         self.min_cluster_size = min_cluster_size
