@@ -184,3 +184,124 @@ def test_fit_before_discover_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["fit", "-C", str(tmp_path / "p")])
     assert result.exit_code == 1
     assert "run `creaturekit discover` first" in result.stderr
+
+
+def _failing_objective(
+    monkeypatch: pytest.MonkeyPatch, at_call: int, failure: type[BaseException] | None
+) -> None:
+    """Make the objective's ``at_call``-th evaluation raise ``failure`` (or give NaN)."""
+    from creaturekit.training.objective import Objective
+
+    real = Objective.__call__
+    calls = {"n": 0}
+
+    def patched(self: Objective, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        loss, logs = real(self, *args, **kwargs)  # type: ignore[arg-type]
+        if calls["n"] == at_call:
+            if failure is not None:
+                raise failure
+            logs["loss"] = float("nan")
+        return loss, logs
+
+    monkeypatch.setattr(Objective, "__call__", patched)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches(
+    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    from creaturekit.progress import quiet
+    from creaturekit.training.trainer import FitInterrupted
+
+    project = open_project(discovered)
+    with quiet():
+        _trainer(project, tiny_sd, "reference", checkpoint_every=100).fit()
+        with monkeypatch.context() as m:
+            _failing_objective(m, at_call=6, failure=KeyboardInterrupt)  # mid step 3
+            with pytest.raises(FitInterrupted, match="step 2"):
+                _trainer(project, tiny_sd, "ctrl-c", checkpoint_every=100).fit()
+        run = project.runs_dir / "ctrl-c"
+        assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
+        _trainer(project, tiny_sd, "ctrl-c", resume=True, checkpoint_every=100).fit()
+    a = load_file(str(run / "mapper.safetensors"))
+    b = load_file(str(project.runs_dir / "reference" / "mapper.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creaturekit.progress import quiet
+
+    project = open_project(discovered)
+    _failing_objective(monkeypatch, at_call=5, failure=None)
+    with quiet(), pytest.raises(FitError, match="NaN"):
+        _trainer(project, tiny_sd, "nan").fit()
+    checkpoints = project.runs_dir / "nan" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["step-000002"]
+    assert not (project.runs_dir / "nan" / "mapper.safetensors").exists()
+
+
+def test_disk_full_while_saving_keeps_previous_checkpoint(
+    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from creaturekit.progress import quiet
+    from creaturekit.training import checkpoint
+
+    real = checkpoint.optimizer_to_files
+    calls = {"n": 0}
+
+    def full(*args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checkpoint, "optimizer_to_files", full)
+    project = open_project(discovered)
+    with quiet(), pytest.raises(FitError, match=r"No space left.*intact"):
+        _trainer(project, tiny_sd, "full-disk").fit()
+    checkpoints = project.runs_dir / "full-disk" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["step-000002"]
+
+
+def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny_sd: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    from creaturekit.progress import quiet
+    from creaturekit.training.mapper import TokenMapper
+    from creaturekit.training.samples import part_prompt_embeddings
+    from creaturekit.training.text import add_part_tokens
+
+    project = open_project(discovered)
+    trainer = _trainer(
+        project, tiny_sd, "samples", steps=2, sample_every=2, sample_steps=2, cache_latents=False
+    )
+    with quiet():
+        trainer.fit()
+    run = project.runs_dir / "samples"
+    assert (run / "samples" / "step-000002.png").is_file()
+    prompt, codes = ["a photo of a <part_0> <part_1> creature"], [[1, 0]]
+    trained = part_prompt_embeddings(
+        trainer.base.text_encoder,
+        trainer.base.tokenizer,
+        trainer.token_ids,
+        trainer.mapper,
+        prompt,
+        codes,
+    )
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    ids = add_part_tokens(pipe.tokenizer, pipe.text_encoder, len(trainer.result.parts))
+    fresh = part_prompt_embeddings(
+        pipe.text_encoder,
+        pipe.tokenizer,
+        ids,
+        TokenMapper.load(run / "mapper.safetensors"),
+        prompt,
+        codes,
+    )
+    assert ids == trainer.token_ids and torch.equal(trained, fresh)

@@ -222,14 +222,21 @@ class Trainer:
                 epoch, pos = epoch + 1, 0
             latents, masks, captions, codes = self._batch(indices)
             device = self.accelerator.device
-            with self.accelerator.autocast():
-                loss, logs = self.objective(
-                    latents.to(device),
-                    tokenize(self.base.tokenizer, captions),
-                    codes,
-                    masks.to(device),
-                    self.noise_gen,
-                )
+            try:
+                with self.accelerator.autocast():
+                    loss, logs = self.objective(
+                        latents.to(device),
+                        tokenize(self.base.tokenizer, captions),
+                        codes,
+                        masks.to(device),
+                        self.noise_gen,
+                    )
+            except torch.OutOfMemoryError as err:
+                raise FitError(
+                    f"A batch of {cfg.batch_size} does not fit in memory; lower --batch-size "
+                    "and raise --grad-accum to keep the effective batch (or enable "
+                    "--gradient-checkpointing)."
+                ) from err
             if not math.isfinite(logs["loss"]):
                 raise FitError(
                     "The loss became NaN/inf; training stopped. The last good checkpoint is "
@@ -244,22 +251,50 @@ class Trainer:
         return logs_sum, (epoch, pos)
 
     # -- checkpoints and outputs ----------------------------------------------------
+    def _rng_snapshot(self) -> tuple[Any, ...]:
+        return (
+            torch.get_rng_state(),
+            self.data_gen.get_state(),
+            self.noise_gen.get_state(),
+            self.caption_rng.getstate(),
+        )
+
+    def _rng_restore(self, snapshot: tuple[Any, ...]) -> None:
+        torch.set_rng_state(snapshot[0])
+        self.data_gen.set_state(snapshot[1])
+        self.noise_gen.set_state(snapshot[2])
+        self.caption_rng.setstate(snapshot[3])
+
     def _save_checkpoint(self, step: int, cursor: tuple[int, int]) -> Path:
+        try:
+            return self._write_checkpoint(step, cursor)
+        except OSError as err:
+            raise FitError(
+                f"Could not save the checkpoint of step {step} ({err.strerror or err}); the "
+                "previous checkpoints are intact. Free disk space, then `creaturekit fit "
+                "--resume`."
+            ) from err
+
+    def _write_checkpoint(self, step: int, cursor: tuple[int, int]) -> Path:
         staging = ckpt.staging_dir(self.run.checkpoints, step)
-        self.mapper.save(staging / "mapper.safetensors")
-        self._save_lora(staging / "lora.safetensors")
-        ckpt.optimizer_to_files(self.optimizer, staging)
-        ckpt.rng_to_file({"data": self.data_gen, "noise": self.noise_gen}, staging / ckpt.RNG_FILE)
-        fsutil.write_json(
-            staging / ckpt.STATE_FILE,
-            {
+        try:
+            self.mapper.save(staging / "mapper.safetensors")
+            self._save_lora(staging / "lora.safetensors")
+            ckpt.optimizer_to_files(self.optimizer, staging)
+            ckpt.rng_to_file(
+                {"data": self.data_gen, "noise": self.noise_gen}, staging / ckpt.RNG_FILE
+            )
+            state = {
                 "step": step,
                 "epoch": cursor[0],
                 "position": cursor[1],
                 "caption_rng": _random_state(self.caption_rng),
                 "stamp": self.result.stamp,
-            },
-        )
+            }
+            fsutil.write_json(staging / ckpt.STATE_FILE, state)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return ckpt.commit_checkpoint(
             staging, self.run.checkpoints, step, self.config.keep_checkpoints
         )
@@ -377,6 +412,7 @@ class Trainer:
         else:
             self.run.start(cfg, self.run_vocab(), base_model=self.base.ref.ref)
         last: dict[str, float] = {}
+        snapshot: tuple[Any, ...] | None = None
         progress = make_progress() if progress_enabled() else None
         try:
             if progress is not None:
@@ -384,6 +420,7 @@ class Trainer:
                 task = progress.add_task("Fitting", total=cfg.steps, completed=step, status="")
             while step < cfg.steps:
                 t0 = time.monotonic()
+                snapshot = self._rng_snapshot()
                 last, new_cursor = self._optimisation_step(cursor)
                 step, cursor = step + 1, new_cursor
                 if step % cfg.log_every == 0 or step == cfg.steps:
@@ -402,6 +439,10 @@ class Trainer:
                 if progress is not None:
                     progress.update(task, completed=step, status=f"loss {last['loss']:.4f}")
         except KeyboardInterrupt:
+            # Back to the state at the start of the unfinished step, so a resumed run
+            # replays that step exactly as an uninterrupted run would.
+            if snapshot is not None:
+                self._rng_restore(snapshot)
             saved = self._save_checkpoint(step, cursor) if step > 0 else None
             where = f"; checkpoint {saved.name} saved" if saved else ""
             raise FitInterrupted(
