@@ -4,13 +4,13 @@
     python benchmarks/fit_overhead.py --tiny     # tiny UNet only (seconds)
 
 Both variants train a rank-4 LoRA on to_q/to_k/to_v/to_out.0 with AdamW, batch 2, on
-the CPU with random weights (no download). "plain" is what diffusers' LoRA example does
-per step: caption encoding (no grad), noise, UNet, MSE. "creaturekit" adds what fit adds: part tokens through the
-token mapper into the text encoder, the cross-attention recorder at 16x16, Min-SNR
-weighting and the attention loss. Each (model, variant) runs in a fresh process so its
-peak memory (max RSS) is its own. It also times one DINOv2-base forward pass per
-batch, which the reference implementation ran every step to recompute part masks,
-against reading the stored masks.
+the CPU with random weights (no download). "plain" is what diffusers' LoRA example
+does per step: caption encoding (no grad), noise, UNet, MSE. "creaturekit" adds what
+fit adds: part tokens through the token mapper into the text encoder (with gradient),
+the cross-attention recorder, Min-SNR weighting and the attention loss. Each (model,
+variant) runs in a fresh process so its peak memory (max RSS) is its own. It also
+times one DINOv2-base forward pass per batch, which the reference implementation ran
+every step to recompute part masks, against reading the stored masks.
 """
 
 from __future__ import annotations
