@@ -104,3 +104,16 @@ def test_device_and_precision() -> None:
         assert select_device().type in ("cpu", "mps")
         with pytest.raises(ConfigError, match="no CUDA"):
             select_device("cuda")
+
+
+def test_bundled_preset_missing_is_explained(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from creaturekit import models
+
+    monkeypatch.setitem(models.BUNDLED, "toy", tmp_path / "absent")
+    with pytest.raises(ModelNotFoundError, match="not included in this version"):
+        resolve_model("toy")
+    (tmp_path / "absent").mkdir()
+    ref = resolve_model("toy")
+    assert ref.kind == "preset" and ref.location == str(tmp_path / "absent")

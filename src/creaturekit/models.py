@@ -31,6 +31,9 @@ PRESETS: dict[str, str] = {
     "dino-vitb16": "facebook/dino-vitb16",
 }
 
+#: Presets that are folders shipped inside the package (trained by this project).
+BUNDLED: dict[str, Path] = {"toy": Path(__file__).parent / "assets" / "toy-base"}
+
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
@@ -56,6 +59,14 @@ def resolve_model(ref: str, base: Path | None = None) -> ModelRef:
     """
     if not ref or not ref.strip():
         raise ConfigError("The model reference is empty; pass --model ID_OR_PATH.")
+    if ref in BUNDLED:
+        if not BUNDLED[ref].is_dir():
+            raise ModelNotFoundError(
+                f"The {ref!r} base model is not included in this version of creaturekit "
+                f"(looked in {BUNDLED[ref]}); pass a Stable-Diffusion-style model with "
+                "--model PATH_OR_HUB_ID."
+            )
+        return ModelRef(ref=ref, kind="preset", location=str(BUNDLED[ref]))
     if ref in PRESETS:
         inner = resolve_model(PRESETS[ref], base)
         return ModelRef(ref=ref, kind="preset", location=inner.location)
