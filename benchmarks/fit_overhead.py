@@ -77,10 +77,10 @@ def run(model: str, variant: str) -> dict[str, float]:
     """Mean seconds per optimisation step of one variant, in this process."""
     from diffusers import DDPMScheduler
 
+    from creaturekit.generation.pipeline import tokenize
     from creaturekit.training.attention import install_attention_recorder
     from creaturekit.training.mapper import MapperConfig, TokenMapper
     from creaturekit.training.objective import Objective, add_lora
-    from creaturekit.training.samples import tokenize
     from creaturekit.training.text import add_part_tokens, part_token
 
     torch.manual_seed(0)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
+# Tiny models gain nothing from threads, and oversubscribed OpenMP threads on a busy
+# 2-core machine make each matmul orders of magnitude slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
+
+from tests.tiny_sd import save_tiny_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -47,4 +55,31 @@ def image_folder(tmp_path: Path) -> Path:
     root = tmp_path / "photos"
     for i in range(6):
         write_image(root / f"group{i % 2}" / f"img{i}.jpg", seed=i)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def discovered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small toy project discovered with effnet-kmeans (real, offline ImageNet weights)."""
+    from creaturekit.discovery.stage import discover
+    from creaturekit.progress import quiet
+    from creaturekit.toy.dataset import create_toy_project
+
+    root = tmp_path_factory.mktemp("fit") / "toy"
+    with quiet():
+        project = create_toy_project(root, species=5, per_species=2, seed=0)
+        discover(
+            project,
+            "effnet-kmeans",
+            report=False,
+            parts=2,
+            subconcepts=2,
+            bg_subconcepts=2,
+            image_size=64,
+        )
     return root

@@ -11,7 +11,6 @@ from creaturekit.errors import ModelNotFoundError, StageMissingError
 from creaturekit.project import Project, open_project
 from creaturekit.training.config import PRESETS, resolve_fit_config
 from creaturekit.training.trainer import FitError, Trainer
-from tests.tiny_sd import save_tiny_pipeline
 
 TINY = {
     "resolution": 16,
@@ -25,33 +24,6 @@ TINY = {
     "log_every": 1,
     "projector_depth": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
-
-
-@pytest.fixture(scope="module")
-def discovered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small toy project discovered with effnet-kmeans (real, offline ImageNet weights)."""
-    from creaturekit.discovery.stage import discover
-    from creaturekit.progress import quiet
-    from creaturekit.toy.dataset import create_toy_project
-
-    root = tmp_path_factory.mktemp("fit") / "toy"
-    with quiet():
-        project = create_toy_project(root, species=5, per_species=2, seed=0)
-        discover(
-            project,
-            "effnet-kmeans",
-            report=False,
-            parts=2,
-            subconcepts=2,
-            bg_subconcepts=2,
-            image_size=64,
-        )
-    return root
 
 
 def _trainer(
@@ -272,9 +244,9 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
 def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny_sd: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
+    from creaturekit.generation.pipeline import part_prompt_embeddings
     from creaturekit.progress import quiet
     from creaturekit.training.mapper import TokenMapper
-    from creaturekit.training.samples import part_prompt_embeddings
     from creaturekit.training.text import add_part_tokens
 
     project = open_project(discovered)

@@ -11,7 +11,6 @@ from creaturekit.cli.common import handle_errors
 from creaturekit.errors import NotImplementedYetError
 
 PENDING = {
-    "mix": "Compose new creatures from named parts (stage 3).",
     "eval": "Evaluate a run: EMR, CoSim and image metrics.",
     "export": "Export a run's LoRA and part vocabulary for other Stable Diffusion tools.",
 }

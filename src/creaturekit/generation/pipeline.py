@@ -1,7 +1,7 @@
-"""Images from part codes with the current mapper and UNet (samples during training).
+"""Images from part codes: prompt embeddings with the mapper, then a diffusers pipeline.
 
 :func:`part_prompt_embeddings` is the one place a prompt with (part, code) occurrences
-becomes text-encoder embeddings; generation uses it too.
+becomes text-encoder embeddings; training samples and ``mix`` both go through it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from creaturekit.errors import CreatureKitError
 from creaturekit.training.mapper import TokenMapper
 from creaturekit.training.text import encode_with_parts
 
@@ -44,48 +45,69 @@ def part_prompt_embeddings(
     return hidden
 
 
+#: Sampler names accepted by ``--scheduler`` -> diffusers scheduler classes.
+SCHEDULERS = {
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler-a": "EulerAncestralDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+}
+
+
+def build_pipeline(base: Any, scheduler: str = "ddim") -> Any:
+    """A ``StableDiffusionPipeline`` sharing ``base``'s modules, with the named sampler."""
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    if scheduler not in SCHEDULERS:
+        raise CreatureKitError(
+            f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}."
+        )
+    sampler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(base.scheduler.config)
+    pipe: Any = StableDiffusionPipeline(
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=base.unet,
+        scheduler=sampler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 @torch.no_grad()
 def generate(
-    base: Any,
+    pipe: Any,
     mapper: TokenMapper,
     part_token_ids: Sequence[int],
     prompts: Sequence[str],
     codes: Sequence[Sequence[int]],
     seeds: Sequence[int],
     *,
-    resolution: int,
+    size: int,
     steps: int,
     guidance: float,
     negative: str,
 ) -> list[Image.Image]:
-    """One image per prompt, seeded, with a DDIM pipeline built from ``base``'s parts."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    pipe: Any = StableDiffusionPipeline(
-        vae=base.vae,
-        text_encoder=base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=base.unet,
-        scheduler=DDIMScheduler.from_config(base.scheduler.config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    """One image per (prompt, codes, seed); the same seed gives the same image."""
     embeds = part_prompt_embeddings(
-        base.text_encoder, base.tokenizer, part_token_ids, mapper, prompts, codes
+        pipe.text_encoder, pipe.tokenizer, part_token_ids, mapper, prompts, codes
     )
-    negative_ids = tokenize(base.tokenizer, [negative] * len(prompts))
-    negative_embeds = base.text_encoder(negative_ids.to(base.text_encoder.device))[0]
+    negative_ids = tokenize(pipe.tokenizer, [negative])
+    negative_embeds = pipe.text_encoder(negative_ids.to(pipe.text_encoder.device))[0]
     images = []
     for i, seed in enumerate(seeds):
         out = pipe(
             prompt_embeds=embeds[i : i + 1],
-            negative_prompt_embeds=negative_embeds[i : i + 1],
+            negative_prompt_embeds=negative_embeds,
             num_inference_steps=steps,
             guidance_scale=guidance,
-            height=resolution,
-            width=resolution,
+            height=size,
+            width=size,
             generator=torch.Generator().manual_seed(seed),
         )
         images.append(out.images[0])

@@ -24,6 +24,7 @@ import torch
 
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError, StageMissingError
+from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, tokenize
 from creaturekit.progress import make_progress, progress_enabled
 from creaturekit.project import Project
 from creaturekit.training import checkpoint as ckpt
@@ -43,7 +44,6 @@ from creaturekit.training.data import (
 from creaturekit.training.mapper import MapperConfig, TokenMapper
 from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
 from creaturekit.training.run import RunFolder
-from creaturekit.training.samples import contact_sheet, generate, tokenize
 from creaturekit.training.text import add_part_tokens, part_token
 
 
@@ -381,13 +381,13 @@ class Trainer:
             codes.append([ex.codes[p] for p in parts])
         self.objective.store.active = False
         images = generate(
-            self.base,
+            build_pipeline(self.base),
             self.mapper,
             self.token_ids,
             prompts,
             codes,
             list(range(len(picks))),
-            resolution=cfg.resolution,
+            size=cfg.resolution,
             steps=cfg.sample_steps,
             guidance=self.project.config.mix.guidance,
             negative=self.project.config.mix.negative,

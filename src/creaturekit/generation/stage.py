@@ -1,0 +1,227 @@
+"""Stage 3 on a project: load a fitted run once, then compose creatures by part name."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from creaturekit import __version__, fsutil
+from creaturekit.errors import CreatureKitError, StageMissingError
+from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, is_blank
+from creaturekit.generation.requests import (
+    PartRequest,
+    Vocabulary,
+    compose_prompt,
+    parse_prompt,
+)
+from creaturekit.project import Project
+from creaturekit.training.run import RunFolder
+
+
+@dataclass
+class Mix:
+    """Generated images with what produced them; ``folder`` is set once written."""
+
+    images: list[Image.Image]
+    records: list[dict[str, Any]]
+    folder: Path | None = None
+    blank: list[int] = field(default_factory=list)  # indices of black / constant images
+
+
+def latest_run(project: Project) -> RunFolder:
+    """The most recently finished run of the project."""
+    done = sorted(project.runs_dir.glob("*/mapper.safetensors"), key=lambda p: p.stat().st_mtime)
+    if not done:
+        raise StageMissingError("This project has no fitted run yet; run `creaturekit fit`.")
+    return RunFolder(done[-1].parent)
+
+
+class Mixer:
+    """A fitted run loaded for generation: base model + part tokens + mapper + LoRA."""
+
+    def __init__(
+        self,
+        project: Project,
+        run: str | None = None,
+        scheduler: str = "ddim",
+        device: str = "auto",
+    ) -> None:
+        from creaturekit.models import select_device
+        from creaturekit.training.components import load_base_model
+        from creaturekit.training.mapper import TokenMapper
+        from creaturekit.training.text import add_part_tokens
+
+        self.project = project
+        self.run = latest_run(project) if run is None else RunFolder(project.runs_dir / run)
+        if not self.run.mapper.is_file():
+            raise StageMissingError(
+                f"The run {self.run.path.name!r} has not finished fitting (no mapper); "
+                "finish it with `creaturekit fit --resume`."
+            )
+        vocab = self.run.vocab()
+        self._check_discovery(vocab)
+        self.vocabulary = Vocabulary(vocab, project.config)
+        base = load_base_model(self.run.saved_config()["base_model"], project.root)
+        ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab["parts"]))
+        if ids != [p["token_id"] for p in vocab["parts"]]:
+            raise CreatureKitError("The base model's tokenizer differs from the run's.")
+        self.token_ids = ids
+        self.mapper = TokenMapper.load(self.run.mapper)
+        self.pipe = build_pipeline(base, scheduler)
+        if self.run.lora.is_file():
+            self.pipe.load_lora_weights(self.run.path)
+        self.pipe.to(select_device(device))
+        self.mapper.to(self.pipe.device)
+        self.base_model = base.ref.ref
+
+    def _check_discovery(self, vocab: dict[str, Any]) -> None:
+        from creaturekit.discovery.result import RESULT_FILE
+
+        path = self.project.discovery_dir / RESULT_FILE
+        if path.is_file():
+            stamp = json.loads(path.read_text(encoding="utf-8")).get("stamp")
+            if stamp != vocab["discovery_stamp"]:
+                raise StageMissingError(
+                    f"The run {self.run.path.name!r} was trained on another discovery result "
+                    "than the project's current one; fit a new run or mix with an older copy."
+                )
+
+    def requests(
+        self, parts: dict[str, list[int]] | None = None, prompt: str | None = None
+    ) -> tuple[str, list[PartRequest]]:
+        """The prompt with part tokens and the requests, from named codes or a prompt."""
+        if prompt is not None:
+            text, requests = parse_prompt(prompt, self.vocabulary)
+            extra = [
+                self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
+            ]
+            if extra:
+                text = f"{compose_prompt(extra, '{parts}', '')} {text}".strip()
+                requests = extra + requests
+            return text, requests
+        requests = [
+            self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
+        ]
+        template = self.project.config.mix.template
+        return compose_prompt(requests, template, self.vocabulary.category), requests
+
+    def __call__(
+        self,
+        parts: dict[str, list[int]] | None = None,
+        prompt: str | None = None,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        steps: int | None = None,
+        guidance: float | None = None,
+        negative: str | None = None,
+        size: int | None = None,
+    ) -> Mix:
+        """Generate ``n`` images (seeds ``seed`` .. ``seed + n - 1``); nothing is written."""
+        settings = self.project.config.mix
+        text, requests = self.requests(parts, prompt)
+        size = size or int(self.run.saved_config()["fit"]["resolution"])
+        steps = steps or settings.steps
+        guidance = settings.guidance if guidance is None else guidance
+        negative = settings.negative if negative is None else negative
+        seeds = list(range(seed, seed + n))
+        codes = [r.code for r in requests]
+        images = generate(
+            self.pipe,
+            self.mapper,
+            self.token_ids,
+            [text] * n,
+            [codes] * n,
+            seeds,
+            size=size,
+            steps=steps,
+            guidance=guidance,
+            negative=negative,
+        )
+        records = [
+            {
+                "codes": [{"part": r.name, "code": r.code} for r in requests],
+                "prompt": text,
+                "seed": s,
+                "run": self.run.path.name,
+                "model": self.base_model,
+                "steps": steps,
+                "guidance": guidance,
+                "negative": negative,
+                "size": size,
+                "creaturekit_version": __version__,
+            }
+            for s in seeds
+        ]
+        return Mix(
+            images=images, records=records, blank=[i for i, im in enumerate(images) if is_blank(im)]
+        )
+
+
+def write_mix(project: Project, mix: Mix) -> Path:
+    """Write PNGs, JSON sidecars and a contact sheet to ``mixes/<timestamp>/``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = project.mixes_dir / stamp
+    suffix = 1
+    while folder.exists():
+        folder = project.mixes_dir / f"{stamp}-{suffix}"
+        suffix += 1
+    staging = project.mixes_dir / f".tmp-{folder.name}"
+    staging.mkdir(parents=True)
+    for i, (image, record) in enumerate(zip(mix.images, mix.records, strict=True)):
+        image.save(staging / f"mix-{i:03d}.png")
+        fsutil.write_json(staging / f"mix-{i:03d}.json", {**record, "blank": i in mix.blank})
+    contact_sheet(mix.images).save(staging / "contact-sheet.png")
+    staging.rename(folder)
+    mix.folder = folder
+    return folder
+
+
+def sweep(parts: dict[str, list[list[int]]]) -> list[dict[str, list[int]]]:
+    """Every combination of alternatives: ``{"wing": [[10, 20]]}`` -> two requests.
+
+    Each occurrence of a part lists its alternatives; several occurrences of one part
+    blend (``--head 1 --head 2``), several alternatives sweep (``--wing 10,20``).
+    """
+    slots = [(name, alts) for name, occurrences in parts.items() for alts in occurrences]
+    combos = []
+    for choice in itertools.product(*(alts for _, alts in slots)):
+        combo: dict[str, list[int]] = {}
+        for (name, _), code in zip(slots, choice, strict=True):
+            combo.setdefault(name, []).append(code)
+        combos.append(combo)
+    return combos
+
+
+def mix(
+    project: Project,
+    parts: dict[str, list[list[int]]] | None = None,
+    prompt: str | None = None,
+    *,
+    run: str | None = None,
+    scheduler: str = "ddim",
+    write: bool = True,
+    **options: Any,
+) -> Mix:
+    """Compose creatures with a fitted run; write them to ``mixes/`` unless ``write`` is off.
+
+    ``parts`` maps part names to occurrences, each a list of alternative codes (see
+    :func:`sweep`); every combination gets ``n`` images with the same seeds.
+    """
+    mixer = Mixer(project, run, scheduler)
+    result = Mix(images=[], records=[])
+    for combo in sweep(parts or {}):
+        part = mixer(combo, prompt, **options)
+        result.blank.extend(len(result.images) + i for i in part.blank)
+        result.images.extend(part.images)
+        result.records.extend(part.records)
+    if write:
+        with project.lock("mix"):
+            write_mix(project, result)
+    return result
