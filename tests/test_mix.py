@@ -115,3 +115,75 @@ def test_mix_cli(fitted: Path) -> None:
     assert data["images"] == 1 and Path(data["folder"]).is_dir()
     bad = runner.invoke(app, ["mix", "-C", str(fitted), "--wing", "3"])
     assert bad.exit_code == 1 and "Unknown part 'wing'" in bad.stderr
+
+
+def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from creaturekit.generation.export import export_run
+    from creaturekit.generation.pipeline import part_prompt_embeddings, tokenize
+
+    project = open_project(fitted)
+    folder = export_run(project, "diffusers")
+    assert "<part0_1>" in (folder / "README.md").read_text()
+    mixer = Mixer(project)
+    text, requests = mixer.requests({"part0": [1], "bg": [0]})
+    ours = part_prompt_embeddings(
+        mixer.pipe.text_encoder,
+        mixer.pipe.tokenizer,
+        mixer.token_ids,
+        mixer.mapper,
+        [text],
+        [[r.code for r in requests]],
+    )
+    plain = StableDiffusionPipeline.from_pretrained(
+        tiny_sd, safety_checker=None, requires_safety_checker=False
+    )
+    plain.load_lora_weights(folder)
+    files = sorted((folder / "embeddings").glob("*.safetensors"))
+    assert len(files) == 2 + 2 + 2
+    plain.load_textual_inversion([str(f) for f in files])
+    prompt = "a photo of a <part0_1> <bg_0> creature"
+    with torch.no_grad():
+        theirs = plain.text_encoder(tokenize(plain.tokenizer, [prompt]))[0]
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    plain.scheduler = DDIMScheduler.from_config(plain.scheduler.config)
+    plain.set_progress_bar_config(disable=True)
+    image = plain(
+        prompt,
+        negative_prompt=project.config.mix.negative,
+        num_inference_steps=2,
+        height=16,
+        width=16,
+        generator=torch.Generator().manual_seed(5),
+    ).images[0]
+    mixed = mixer({"part0": [1], "bg": [0]}, seed=5, **FAST).images[0]
+    assert np.abs(np.asarray(image, np.int16) - np.asarray(mixed, np.int16)).max() <= 1
+
+
+def test_export_a1111_lora_loads_like_the_diffusers_one(fitted: Path, tiny_sd: Path) -> None:
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from creaturekit.generation.export import export_run
+
+    project = open_project(fitted)
+    folder = export_run(project, "a1111", out=fitted / "a1111-export")
+    emb = load_file(str(folder / "embeddings" / "part1_0.safetensors"))
+    assert list(emb) == ["emb_params"] and emb["emb_params"].shape == (1, 32)
+    kohya = load_file(str(folder / "r1_lora.safetensors"))
+    assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in kohya)
+    pipes = []
+    for source in (project.runs_dir / "r1", folder / "r1_lora.safetensors"):
+        pipe = StableDiffusionPipeline.from_pretrained(
+            tiny_sd, safety_checker=None, requires_safety_checker=False
+        )
+        pipe.load_lora_weights(source)
+        pipe.fuse_lora()
+        pipes.append(dict(pipe.unet.named_parameters()))
+    names = [n for n in pipes[0] if "lora" not in n]
+    assert all(torch.allclose(pipes[0][n], pipes[1][n], atol=1e-6) for n in names)
+    bad = CliRunner().invoke(app, ["export", "-C", str(fitted), "--format", "ckpt"])
+    assert bad.exit_code == 1 and "diffusers or a1111" in bad.stderr

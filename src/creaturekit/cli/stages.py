@@ -12,7 +12,6 @@ from creaturekit.errors import NotImplementedYetError
 
 PENDING = {
     "eval": "Evaluate a run: EMR, CoSim and image metrics.",
-    "export": "Export a run's LoRA and part vocabulary for other Stable Diffusion tools.",
 }
 
 

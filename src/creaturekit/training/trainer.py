@@ -344,7 +344,10 @@ class Trainer:
             staging = Path(tempfile.mkdtemp(prefix=".lora-", dir=self.run.path))
             try:
                 StableDiffusionPipeline.save_lora_weights(
-                    staging, unet_lora_layers=layers, safe_serialization=True
+                    staging,
+                    unet_lora_layers=layers,
+                    safe_serialization=True,
+                    unet_lora_adapter_metadata=self.base.unet.peft_config["default"].to_dict(),
                 )
                 os.replace(staging / self.run.lora.name, self.run.lora)
             finally:
