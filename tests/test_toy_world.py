@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from creaturekit.toy.draw import render
+from creaturekit.toy.figure import LABEL_WIDTH, world_figure
 from creaturekit.toy.world import (
     COLOURS,
     N_VARIANTS,
@@ -96,3 +97,12 @@ def test_masks_match_the_drawing(seed: int) -> None:
         assert pixels <= allowed, part
         if d.visible[i]:
             assert where.any()
+
+
+def test_captions_and_figure() -> None:
+    world = make_world(6, n_novel=4, seed=2)
+    combo = world.species[0]
+    words = world.describe(combo)
+    assert all(variant(p, v).describe(p) in words for p, v in zip(PARTS, combo, strict=True))
+    sheet = world_figure(world, size=32, species=2, novel=1, per_row=2)
+    assert sheet.size == (LABEL_WIDTH + 4 * 32, 3 * 32)
