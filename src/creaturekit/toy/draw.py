@@ -231,7 +231,7 @@ def _scene(index: int, x: Array, y: Array, rng: np.random.Generator) -> Array:
         offset = np.where(row % 2 == 1, 0.5 / 4, 0.0)
         mortar = ((y * rows) % 1 < 0.12) | (((x + offset) * 4) % 1 < 0.05)
         brick = _mix((170, 75, 50), (135, 55, 40), np.clip(0.5 + 0.2 * texture, 0, 1))
-        out = np.where(mortar[..., None], np.float32(200.0) - 10, brick)
+        out = np.where(mortar[..., None], np.float32(190.0), brick)
     return np.asarray(out, dtype=np.float32).reshape(size, size, 3)
 
 
