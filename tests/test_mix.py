@@ -187,3 +187,53 @@ def test_export_a1111_lora_loads_like_the_diffusers_one(fitted: Path, tiny_sd: P
     assert all(torch.allclose(pipes[0][n], pipes[1][n], atol=1e-6) for n in names)
     bad = CliRunner().invoke(app, ["export", "-C", str(fitted), "--format", "ckpt"])
     assert bad.exit_code == 1 and "diffusers or a1111" in bad.stderr
+
+
+def test_combinations_seen_and_novel() -> None:
+    import random
+
+    from creaturekit.evaluation.combinations import novel_combinations, seen_combinations
+
+    rows = [{0: 0, 1: 0, 2: 0}, {0: 1, 1: 1, 2: 1}, {0: 0, 1: 1}, {0: 1, 1: 0, 2: 1}]
+    seen = seen_combinations(rows, 10, random.Random(0))
+    assert len(seen) == 4 and all(c in rows for c in seen)
+    novel = novel_combinations(rows, 5, random.Random(0))
+    assert novel and all(c not in rows for c in novel)
+    assert len({tuple(sorted(c.items())) for c in novel}) == len(novel)
+
+
+def test_recoding_scores_known_answer() -> None:
+    from creaturekit.evaluation.metrics import recoding_scores
+
+    centroids = [np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)]
+    codes = np.array([[0, 1], [1, -1]])
+    feats = np.array([[[1, 0], [0, 2]], [[1, 1], [0, 0]]], np.float32)
+    scores = recoding_scores(
+        [{0: 0, 1: 1}, {0: 0, 1: 1}], codes, feats, centroids, {0: "head", 1: "bg"}
+    )
+    assert scores["emr"] == 0.5  # 2 of 4 requested codes recovered
+    assert scores["per_part"]["head"]["emr"] == 0.5 and scores["per_part"]["bg"]["emr"] == 0.5
+    assert np.isclose(scores["cosim"], (1 + 1 + np.sqrt(0.5) + 0) / 4)
+    assert scores["images"][1]["recovered"] == {"head": 1, "bg": -1}
+
+
+def test_eval_writes_metrics_and_report(fitted: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"seen", "novel", "overall"} <= set(data)
+    assert 0.0 <= data["seen"]["emr"] <= 1.0 and data["seen"]["combinations"] >= 1
+    folder = fitted / "eval" / "r1"
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert saved["seen"]["emr"] == data["seen"]["emr"]
+    assert "Evaluation of run r1" in (folder / "report.html").read_text()
+    assert list(folder.glob("seen-best-*.png"))
+    again = runner.invoke(
+        app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
+    )
+    assert json.loads(again.stdout)["seen"]["emr"] == data["seen"]["emr"]  # seeded
+    info = runner.invoke(app, ["info", "-C", str(fitted), "--json"])
+    assert json.loads(info.stdout)["metrics"]["run"] == "r1"

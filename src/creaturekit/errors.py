@@ -37,11 +37,5 @@ class ModelNotFoundError(CreatureKitError):
     """Model weights could not be found locally or on the hub."""
 
 
-class NotImplementedYetError(CreatureKitError):
-    """A command whose stage is not implemented in this version."""
-
-    exit_code = 3
-
-
 class StageMissingError(CreatureKitError):
     """A stage was asked for before the stage it depends on ran (e.g. fit before discover)."""

@@ -60,8 +60,8 @@ def handle_errors(func: F) -> F:
         try:
             with quiet_progress(bool(kwargs.get("quiet")) or bool(kwargs.get("json_output"))):
                 return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # Typer/click's own exits and usage errors (exit 2, with usage)
         except CreatureKitError as err:
             if State.debug:
                 raise

@@ -1,0 +1,1 @@
+"""Evaluation: re-code generated creatures with the discovery centroids (EMR, CoSim)."""

@@ -1,0 +1,157 @@
+"""``eval`` on a project: generate requested combinations with a run, re-code, score, report."""
+
+from __future__ import annotations
+
+import html
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from creaturekit import __version__, fsutil
+from creaturekit.evaluation.combinations import (
+    Combination,
+    novel_combinations,
+    seen_combinations,
+)
+from creaturekit.evaluation.metrics import recoding_scores
+from creaturekit.generation.stage import Mixer
+from creaturekit.progress import track
+from creaturekit.project import Project
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+SHOWN = 4  # best and worst images shown in the report
+
+
+def evaluate(
+    project: Project,
+    run: str | None = None,
+    *,
+    combinations: int | None = None,
+    per_combination: int | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    size: int | None = None,
+) -> dict[str, Any]:
+    """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics."""
+    from creaturekit.discovery.stage import load_discoverer, load_result
+
+    settings = project.config.eval
+    n = combinations or settings.combinations
+    per = per_combination or settings.images_per_combination
+    seed = settings.seed if seed is None else seed
+    started = time.monotonic()
+    mixer = Mixer(project, run)
+    result = load_result(project)
+    discoverer = load_discoverer(project.discovery_dir)
+    rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in result.codes]
+    rng = random.Random(seed)
+    groups = {"seen": seen_combinations(rows, n, rng), "novel": novel_combinations(rows, n, rng)}
+    names = {
+        p["index"]: name
+        for name, i in mixer.vocabulary.by_name.items()
+        for p in [mixer.vocabulary.parts[i]]
+    }
+    centroids = discoverer.hierarchy_.sub_centroids
+    metrics: dict[str, Any] = {
+        "run": mixer.run.path.name,
+        "seed": seed,
+        "images_per_combination": per,
+        "creaturekit_version": __version__,
+    }
+    images: dict[str, list[Image.Image]] = {}
+    for group, combos in groups.items():
+        requested: list[Combination] = []
+        generated: list[Image.Image] = []
+        for j, combo in enumerate(
+            track(combos, f"Generating {group} combinations", total=len(combos))
+        ):
+            parts = {names[m]: [k] for m, k in combo.items()}
+            mix = mixer(parts, n=per, seed=seed + j * per, steps=steps, size=size)
+            generated.extend(mix.images)
+            requested.extend([combo] * per)
+        coding = discoverer.encode(generated) if generated else None
+        scores = (
+            recoding_scores(requested, coding.codes, coding.part_features, centroids, names)
+            if coding is not None
+            else {"emr": 0.0, "cosim": 0.0, "per_part": {}, "images": []}
+        )
+        scores["combinations"] = len(combos)
+        metrics[group] = scores
+        images[group] = generated
+    metrics["overall"] = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
+    metrics["seconds"] = round(time.monotonic() - started, 1)
+    write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
+    return metrics
+
+
+def write_evaluation(
+    folder: Path, metrics: dict[str, Any], images: dict[str, list[Image.Image]]
+) -> None:
+    """``metrics.json``, best/worst PNGs and ``report.html``, swapped in all at once."""
+    staging = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shown: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for group, pictures in images.items():
+        rows = metrics[group]["images"]
+        order = sorted(
+            range(len(rows)), key=lambda i: (rows[i]["emr"], sum(rows[i]["cosim"].values()))
+        )
+        picks = [("worst", i) for i in order[:SHOWN]] + [("best", i) for i in order[::-1][:SHOWN]]
+        for kind, i in picks:
+            name = f"{group}-{kind}-{i:03d}.png"
+            pictures[i].save(staging / name)
+            shown.setdefault(group, []).append((name, rows[i]))
+    fsutil.write_json(staging / METRICS_FILE, metrics)
+    fsutil.write_text(staging / REPORT_FILE, _report(metrics, shown))
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
+
+
+def _report(metrics: dict[str, Any], shown: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
+    esc = html.escape
+    parts = sorted({p for g in ("seen", "novel") for p in metrics[g]["per_part"]})
+    head = "".join(f"<th>{esc(p)}</th>" for p in parts)
+    table = ""
+    for group in ("seen", "novel"):
+        m = metrics[group]
+        cells = "".join(
+            f"<td>{m['per_part'][p]['emr']:.2f} / {m['per_part'][p]['cosim']:.2f}</td>"
+            if p in m["per_part"]
+            else "<td></td>"
+            for p in parts
+        )
+        table += (
+            f"<tr><th>{group} ({m['combinations']})</th><td>{m['emr']:.3f}</td>"
+            f"<td>{m['cosim']:.3f}</td>{cells}</tr>"
+        )
+    figures = ""
+    for group, items in shown.items():
+        figures += f"<h2>{group} combinations: worst and best</h2><div class=g>"
+        for name, row in items:
+            label = ", ".join(
+                f"{p} {k}->{row['recovered'][p]}" for p, k in row["requested"].items()
+            )
+            figures += (
+                f"<figure><img src='{esc(name)}'><figcaption>{esc(label)}</figcaption></figure>"
+            )
+        figures += "</div>"
+    title = f"creaturekit eval: {esc(metrics['run'])}"
+    return f"""<!doctype html><meta charset=utf-8><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;border:1px solid #ccc}}
+table{{border-collapse:collapse}}.g{{display:flex;flex-wrap:wrap;gap:8px}}
+figure{{margin:0;width:140px}}img{{width:128px;image-rendering:pixelated}}
+figcaption{{font-size:11px}}</style>
+<h1>Evaluation of run {esc(metrics["run"])}</h1>
+<p>Generated creatures re-coded with the discovery centroids. EMR: share of requested part
+codes recovered exactly; CoSim: cosine similarity of the part's mean feature to the
+requested sub-concept centroid (requested code -> recovered code below each picture).</p>
+<table><tr><th></th><th>EMR</th><th>CoSim</th>{head}</tr>{table}</table>
+<p>Per part: EMR / CoSim. {metrics["images_per_combination"]} image(s) per combination,
+seed {metrics["seed"]}, {metrics["seconds"]} s.</p>{figures}"""
