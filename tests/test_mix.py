@@ -237,3 +237,34 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert json.loads(again.stdout)["seen"]["emr"] == data["seen"]["emr"]  # seeded
     info = runner.invoke(app, ["info", "-C", str(fitted), "--json"])
     assert json.loads(info.stdout)["metrics"]["run"] == "r1"
+
+
+def test_like_and_fill(fitted: Path) -> None:
+    from creaturekit.discovery.stage import load_result
+    from creaturekit.errors import CreatureKitError
+
+    project = open_project(fitted)
+    row = load_result(project).codes[0]
+    liked = mix(project, {"part0": [[0]]}, like=row["id"], write=False, **FAST)
+    expected = {Mixer(project).vocabulary.by_index[int(m)]: int(k) for m, k in row["codes"].items()}
+    expected["part0"] = 0
+    assert {c["part"]: c["code"] for c in liked.records[0]["codes"]} == expected
+    filled = mix(project, {"bg": [[1]]}, fill=True, seed=4, write=False, **FAST)
+    assert {c["part"] for c in filled.records[0]["codes"]} == {"part0", "part1", "bg"}
+    with pytest.raises(CreatureKitError, match="No discovered image has id 999999"):
+        mix(project, like=999999, write=False, **FAST)
+
+
+def test_unwritable_output_is_a_clear_error(fitted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import creaturekit.generation.stage as stage
+    from creaturekit.errors import CreatureKitError
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    project = open_project(fitted)
+    before = set(project.mixes_dir.glob("*")) if project.mixes_dir.exists() else set()
+    monkeypatch.setattr(stage, "contact_sheet", denied)
+    with pytest.raises(CreatureKitError, match=r"Could not write the mixes.*Permission denied"):
+        mix(project, {"bg": [[1]]}, **FAST)
+    assert set(project.mixes_dir.glob("*")) == before  # no half-written folder left

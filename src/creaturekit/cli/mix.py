@@ -52,6 +52,13 @@ def mix(
     negative: Annotated[str | None, typer.Option(help="Negative prompt.")] = None,
     scheduler: Annotated[str, typer.Option(help=f"Sampler: {', '.join(SCHEDULERS)}.")] = "ddim",
     size: Annotated[int | None, typer.Option(help="Image side (default: the run's).")] = None,
+    like: Annotated[
+        int | None,
+        typer.Option(help="Start from all codes of this training image id; parts given override."),
+    ] = None,
+    fill: Annotated[
+        str | None, typer.Option(help="random: parts not given get a random code (seeded).")
+    ] = None,
     run: Annotated[str | None, typer.Option(help="Run name (default: the latest).")] = None,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
@@ -67,6 +74,8 @@ def mix(
     args = list(ctx.args)
     if prompt is not None and prompt.startswith("--"):  # a part option taken as the prompt
         args, prompt = [prompt, *args], None
+    if fill not in (None, "random"):
+        raise typer.BadParameter("the only fill is 'random'", param_hint="--fill")
     parts = parse_part_options(args)
     result = run_mix(
         open_project(project),
@@ -74,6 +83,8 @@ def mix(
         prompt,
         run=run,
         scheduler=scheduler,
+        like=like,
+        fill=fill == "random",
         n=n,
         seed=seed,
         steps=steps,

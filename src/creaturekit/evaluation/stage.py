@@ -51,11 +51,7 @@ def evaluate(
     rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in result.codes]
     rng = random.Random(seed)
     groups = {"seen": seen_combinations(rows, n, rng), "novel": novel_combinations(rows, n, rng)}
-    names = {
-        p["index"]: name
-        for name, i in mixer.vocabulary.by_name.items()
-        for p in [mixer.vocabulary.parts[i]]
-    }
+    names = mixer.vocabulary.by_index
     centroids = discoverer.hierarchy_.sub_centroids
     metrics: dict[str, Any] = {
         "run": mixer.run.path.name,

@@ -39,6 +39,8 @@ class Vocabulary:
         self.by_name = {
             config.part_name(p["index"], p["is_background"]): i for i, p in enumerate(self.parts)
         }
+        #: discovery part index -> name
+        self.by_index = {int(self.parts[i]["index"]): name for name, i in self.by_name.items()}
 
     def describe(self) -> str:
         """``head (0-255), wing (0-255), bg (0-63)``."""

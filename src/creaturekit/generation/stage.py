@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +94,16 @@ class Mixer:
                     "than the project's current one; fit a new run or mix with an older copy."
                 )
 
+    def image_codes(self, image_id: int) -> dict[str, int]:
+        """The codes discovery gave training image ``image_id``, by part name."""
+        from creaturekit.discovery.result import CODES_FILE
+
+        names = self.vocabulary.by_index
+        for row in fsutil.read_jsonl(self.project.discovery_dir / CODES_FILE):
+            if row["id"] == image_id:
+                return {names[int(m)]: int(k) for m, k in row["codes"].items()}
+        raise CreatureKitError(f"No discovered image has id {image_id} (see `creaturekit info`).")
+
     def requests(
         self, parts: dict[str, list[int]] | None = None, prompt: str | None = None
     ) -> tuple[str, list[PartRequest]]:
@@ -173,12 +185,19 @@ def write_mix(project: Project, mix: Mix) -> Path:
         folder = project.mixes_dir / f"{stamp}-{suffix}"
         suffix += 1
     staging = project.mixes_dir / f".tmp-{folder.name}"
-    staging.mkdir(parents=True)
-    for i, (image, record) in enumerate(zip(mix.images, mix.records, strict=True)):
-        image.save(staging / f"mix-{i:03d}.png")
-        fsutil.write_json(staging / f"mix-{i:03d}.json", {**record, "blank": i in mix.blank})
-    contact_sheet(mix.images).save(staging / "contact-sheet.png")
-    staging.rename(folder)
+    try:
+        staging.mkdir(parents=True)
+        for i, (image, record) in enumerate(zip(mix.images, mix.records, strict=True)):
+            image.save(staging / f"mix-{i:03d}.png")
+            fsutil.write_json(staging / f"mix-{i:03d}.json", {**record, "blank": i in mix.blank})
+        contact_sheet(mix.images).save(staging / "contact-sheet.png")
+        staging.rename(folder)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CreatureKitError(
+            f"Could not write the mixes to {project.mixes_dir} ({err.strerror or err}); "
+            "check that the folder is writable and has space, or use write=False."
+        ) from err
     mix.folder = folder
     return folder
 
@@ -206,17 +225,29 @@ def mix(
     *,
     run: str | None = None,
     scheduler: str = "ddim",
+    like: int | None = None,
+    fill: bool = False,
     write: bool = True,
     **options: Any,
 ) -> Mix:
     """Compose creatures with a fitted run; write them to ``mixes/`` unless ``write`` is off.
 
     ``parts`` maps part names to occurrences, each a list of alternative codes (see
-    :func:`sweep`); every combination gets ``n`` images with the same seeds.
+    :func:`sweep`); every combination gets ``n`` images with the same seeds. ``like``
+    starts from all codes of a training image (given parts override them); ``fill``
+    gives every part not requested a random code (seeded by ``seed``).
     """
     mixer = Mixer(project, run, scheduler)
+    parts = dict(parts or {})
+    if like is not None:
+        parts = {**{name: [[code]] for name, code in mixer.image_codes(like).items()}, **parts}
+    if fill:
+        rng = random.Random(options.get("seed", 0))
+        for name, token in mixer.vocabulary.by_name.items():
+            k = int(mixer.vocabulary.parts[token]["subconcepts"])
+            parts.setdefault(name, [[rng.randrange(k)]])
     result = Mix(images=[], records=[])
-    for combo in sweep(parts or {}):
+    for combo in sweep(parts):
         part = mixer(combo, prompt, **options)
         result.blank.extend(len(result.images) + i for i in part.blank)
         result.images.extend(part.images)
