@@ -268,3 +268,12 @@ def test_unwritable_output_is_a_clear_error(fitted: Path, monkeypatch: pytest.Mo
     with pytest.raises(CreatureKitError, match=r"Could not write the mixes.*Permission denied"):
         mix(project, {"bg": [[1]]}, **FAST)
     assert set(project.mixes_dir.glob("*")) == before  # no half-written folder left
+
+
+def test_mix_help_lists_the_projects_parts(fitted: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["mix", "--help", "-C", str(fitted)])
+    assert result.exit_code == 0 and "Usage" in result.stdout
+    assert "--part0" in result.stdout and "--bg" in result.stdout and "0-1" in result.stdout
+    outside = runner.invoke(app, ["mix", "--help", "-C", str(tmp_path)])
+    assert outside.exit_code == 0 and "discovered project" in outside.stdout

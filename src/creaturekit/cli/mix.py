@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
+from creaturekit.errors import CreatureKitError
 from creaturekit.generation.pipeline import SCHEDULERS
 from creaturekit.generation.requests import PartRequestError
 from creaturekit.project import open_project
 
 
 def register(app: typer.Typer) -> None:
-    app.command("mix", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-        handle_errors(mix)
-    )
+    settings = {
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": [],
+    }  # our own --help also lists the project's parts
+    app.command("mix", context_settings=settings)(handle_errors(mix))
+
+
+def _help(ctx: typer.Context, project: Path | None) -> None:
+    """Print the command's help, then the parts of the project (if inside one)."""
+    from creaturekit.discovery.naming import part_table
+    from creaturekit.discovery.stage import load_result
+
+    console.print(ctx.get_help(), highlight=False)
+    try:
+        proj = open_project(project)
+        rows = part_table(proj, load_result(proj))
+    except CreatureKitError:
+        console.print("\nRun inside a discovered project to see its parts here.")
+        return
+    console.print("\nParts of this project (--NAME CODE):")
+    for row in rows:
+        console.print(f"  --{row['name']:<12} 0-{row['subconcepts'] - 1}", highlight=False)
 
 
 def parse_part_options(args: list[str]) -> dict[str, list[list[int]]]:
@@ -63,6 +85,9 @@ def mix(
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
+    show_help: Annotated[
+        bool, typer.Option("--help", help="Show this message and the project's parts, then exit.")
+    ] = False,
 ) -> None:
     """Compose creatures: one --NAME CODE per named part (--head 42 --wing 87 --bg 3).
 
@@ -71,6 +96,9 @@ def mix(
     """
     from creaturekit.generation.stage import mix as run_mix
 
+    if show_help:
+        _help(ctx, project)
+        return
     args = list(ctx.args)
     if prompt is not None and prompt.startswith("--"):  # a part option taken as the prompt
         args, prompt = [prompt, *args], None
