@@ -81,7 +81,8 @@ def evaluate(
         images[group] = generated
     metrics["overall"] = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
     metrics["seconds"] = round(time.monotonic() - started, 1)
-    write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
+    with project.lock("eval"):
+        write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
     return metrics
 
 
