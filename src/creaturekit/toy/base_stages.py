@@ -1,0 +1,408 @@
+"""The stages of the toy base model's training: what a step computes and what gates it.
+
+A stage holds its modules (what is checkpointed), computes one step's loss from a
+generator (all the step's randomness), measures itself, and saves its result in fp16
+to the parts folder once it passes its gate. :mod:`train_base` runs the steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from creaturekit import fsutil
+from creaturekit.errors import StageMissingError
+from creaturekit.generation.pipeline import build_pipeline, tokenize
+from creaturekit.toy.base_model import (
+    IMAGE_SIZE,
+    TOY,
+    Architecture,
+    assemble_pipeline,
+    caption,
+    half_copy,
+    make_scheduler,
+    make_text_encoder,
+    make_tokenizer,
+    make_unet,
+    make_vae,
+    save_component,
+)
+from creaturekit.toy.oracle import (
+    COLUMNS,
+    NOT_VISIBLE,
+    ORACLE_SIZE,
+    Oracle,
+    accuracy,
+    load_oracle,
+)
+from creaturekit.toy.train_oracle import Examples, render_examples
+from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES, make_world
+from creaturekit.training.losses import diffusion_loss, min_snr_weights
+
+VAE_TRAIN_STREAM, VAE_TEST_STREAM = 11, 12
+DIFFUSION_TRAIN_STREAM, DIFFUSION_TEST_STREAM = 21, 22
+HELD_OUT: frozenset[tuple[int, ...]] = frozenset(make_world().novel)
+"""Part combinations the diffusion stage never trains on (the default world's novel ones)."""
+REPORT_NAME = "training.json"
+"""Per stage: the measured figures of the saved result (in the parts folder)."""
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Optimisation and bookkeeping shared by the stages (saved with checkpoints)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    log_every: int = 10
+    eval_every: int = 400
+    eval_images: int = 256
+    final_images: int = 1000
+    checkpoint_every: int = 100
+    gate: float = 0.97  # lowest oracle accuracy of any column the result must reach
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class VaeConfig(StageConfig):
+    """The VAE stage: crops first (4x cheaper), full images for the last steps."""
+
+    steps: int = 4000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 200
+    eval_every: int = 250
+    crop: int = 32
+    full_from: int = 3200  # steps from here on use whole images (same pixels per batch)
+    fg_weight: float = 4.0  # extra loss weight on creature pixels (small parts matter)
+    kl_weight: float = 1e-6
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(StageConfig):
+    """The UNet and text encoder, from scratch, on captions of the drawn creatures."""
+
+    steps: int = 15000
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 500
+    weight_decay: float = 1e-2
+    eval_every: int = 1000
+    eval_images: int = 64  # per set: random combinations, held-out combinations
+    final_images: int = 256
+    checkpoint_every: int = 250
+    gate: float = 0.80
+    snr_gamma: float = 5.0
+    uncond: float = 0.1  # share of empty captions (for classifier-free guidance)
+    drop: float = 0.1  # each part and the scene is left out of a caption this often
+    sample_steps: int = 30
+    guidance: float = 7.5
+
+
+class Stage(Protocol):
+    """What :func:`train_base.train_stage` needs from a stage."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config(self) -> StageConfig: ...
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def evaluate(self, step: int) -> dict[str, float]: ...
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) floats in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_images(pixels: torch.Tensor) -> np.ndarray:
+    """The inverse of :func:`to_pixels`, rounded to uint8."""
+    scaled = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).numpy()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio (dB) between two uint8 image arrays."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * float(np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def _random_crops(
+    data: Examples, crop: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x, masks = to_pixels(data.images), torch.from_numpy(data.masks)
+    if crop >= x.shape[-1]:
+        return x, masks
+    offsets = torch.randint(0, x.shape[-1] - crop + 1, (len(x), 2), generator=gen).tolist()
+    xs = [x[i, :, a : a + crop, b : b + crop] for i, (a, b) in enumerate(offsets)]
+    ms = [masks[i, a : a + crop, b : b + crop] for i, (a, b) in enumerate(offsets)]
+    return torch.stack(xs), torch.stack(ms)
+
+
+@torch.no_grad()
+def reconstruct(vae: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Encode (posterior mean) and decode uint8 images."""
+    vae.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_pixels(images[start : start + batch_size])
+        out.append(to_images(vae.decode(vae.encode(x).latent_dist.mode()).sample))
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def latent_scale(vae: Any, images: np.ndarray) -> float:
+    """SD's ``scaling_factor``: one over the standard deviation of the latents."""
+    vae.eval()
+    latents = vae.encode(to_pixels(images)).latent_dist.sample(torch.Generator().manual_seed(0))
+    return float(1.0 / latents.std())
+
+
+def measure_vae(vae: Any, oracle: Oracle, data: Examples) -> dict[str, float]:
+    """PSNR and the oracle's per-column accuracy on reconstructions of ``data``."""
+    recon = reconstruct(vae, data.images)
+    scores = accuracy(oracle.predict(recon), data.truth)
+    return {"psnr": round(psnr(recon, data.images), 2)} | {
+        f"acc_{c}": round(a, 4) for c, a in scores.items()
+    }
+
+
+def gate_passed(metrics: dict[str, float], gate: float) -> bool:
+    return min(metrics[f"acc_{c}"] for c in COLUMNS) >= gate
+
+
+def write_report(parts: Path, stage: str, report: dict[str, Any]) -> None:
+    """Record ``stage``'s measured figures in the parts folder's report."""
+    path = parts / REPORT_NAME
+    reports = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    fsutil.write_json(path, reports | {stage: report})
+
+
+class VaeStage:
+    """Train the AutoencoderKL to reconstruct drawn creatures (L1 + MSE + tiny KL).
+
+    Gate: the oracle reads every part and the scene of reconstructions of fresh test
+    images with at least ``config.gate`` accuracy (the oracle itself reaches ~98.5%).
+    """
+
+    name = "vae"
+
+    def __init__(
+        self, parts: Path, out: Path, arch: Architecture = TOY, config: VaeConfig | None = None
+    ) -> None:
+        """``out`` (the pipeline folder) is not used: the VAE goes to ``parts``."""
+        if IMAGE_SIZE != ORACLE_SIZE:  # pragma: no cover - both are 64 px
+            raise ValueError("The toy base model draws at the oracle's size.")
+        self.parts, self.config = parts, config or VaeConfig()
+        torch.manual_seed(self.config.seed)
+        self.vae = make_vae(arch)
+        self.modules: dict[str, torch.nn.Module] = {"vae": self.vae}
+        self.oracle = load_oracle()
+        self._tests: dict[int, Examples] = {}
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        crop = IMAGE_SIZE if step >= cfg.full_from else cfg.crop
+        n = max(1, cfg.batch_size * crop * crop // IMAGE_SIZE**2)
+        data = render_examples(n, cfg.seed, VAE_TRAIN_STREAM, start=step * cfg.batch_size)
+        x, masks = _random_crops(data, crop, gen)
+        posterior = self.vae.encode(x).latent_dist
+        y = self.vae.decode(posterior.sample(gen)).sample
+        weight = (1.0 + cfg.fg_weight * (masks > 0).float())[:, None]
+        error = y - x
+        l1 = (weight * error.abs()).sum() / (3 * weight.sum())
+        mse = (weight * error.square()).sum() / (3 * weight.sum())
+        kl = posterior.kl().mean()
+        logs = {"l1": round(l1.item(), 5), "mse": round(mse.item(), 5), "kl": round(kl.item(), 1)}
+        return l1 + mse + cfg.kl_weight * kl, logs
+
+    def test_set(self, n: int) -> Examples:
+        """The first ``n`` test images (never trained on), drawn once."""
+        if n not in self._tests:
+            self._tests[n] = render_examples(n, self.config.seed, VAE_TEST_STREAM)
+        return self._tests[n]
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        cfg = self.config
+        metrics = measure_vae(self.vae, self.oracle, self.test_set(cfg.eval_images))
+        if gate_passed(metrics, cfg.gate) or step == cfg.steps:
+            metrics |= {"saved": float(self.export(step))}
+        return metrics
+
+    def export(self, step: int) -> bool:
+        """Measure the fp16 VAE on ``final_images`` test images; save it if it passes."""
+        cfg = self.config
+        vae = _fp16_round_trip(self.vae)
+        sample = render_examples(64, cfg.seed, VAE_TRAIN_STREAM, start=10**7).images
+        vae.register_to_config(scaling_factor=round(latent_scale(vae, sample), 5))
+        final = measure_vae(vae, self.oracle, self.test_set(cfg.final_images))
+        if not gate_passed(final, cfg.gate):
+            return False
+        save_component(vae, self.parts / "vae")
+        write_report(
+            self.parts, self.name, {"step": step, "test_images": cfg.final_images, **final}
+        )
+        return True
+
+
+def _fp16_round_trip(module: Any) -> Any:
+    """A float32 copy with fp16-rounded weights (what the shipped files hold)."""
+    return half_copy(module).float()
+
+
+def training_combos(n: int, gen: torch.Generator) -> list[tuple[int, ...]]:
+    """``n`` independently drawn part combinations, none of them held out."""
+    combos: list[tuple[int, ...]] = []
+    while len(combos) < n:
+        combo = tuple(torch.randint(0, N_VARIANTS, (len(PARTS),), generator=gen).tolist())
+        if combo not in HELD_OUT:
+            combos.append(combo)
+    return combos
+
+
+def training_caption(truth: np.ndarray, drop: float, uncond: float, gen: torch.Generator) -> str:
+    """A caption of one truth row: visible parts (each sometimes left out), any order."""
+    coins = torch.rand(len(PARTS) + 2, generator=gen).tolist()
+    if coins[-1] < uncond:
+        return ""
+    parts = [p for i, p in enumerate(PARTS) if truth[i] != NOT_VISIBLE and coins[i] >= drop]
+    if coins[-2] < 0.5:
+        parts = [parts[i] for i in torch.randperm(len(parts), generator=gen).tolist()]
+    scene = int(truth[len(PARTS)]) if coins[len(PARTS)] >= drop else None
+    return caption([max(0, int(v)) for v in truth[: len(PARTS)]], scene, parts)
+
+
+class DiffusionStage:
+    """Train the UNet and the CLIP text model (from scratch) on the frozen VAE's latents.
+
+    Loss: SD's epsilon prediction with Min-SNR weighting. Measured by the oracle on
+    images generated from captions naming every part and the scene (``sample_steps``
+    DDIM steps with guidance): random combinations and the held-out ones.
+    """
+
+    name = "diffusion"
+
+    def __init__(
+        self,
+        parts: Path,
+        out: Path,
+        arch: Architecture = TOY,
+        config: DiffusionConfig | None = None,
+    ) -> None:
+        from diffusers import AutoencoderKL
+
+        if not (parts / "vae").is_dir():
+            raise StageMissingError(f"No trained VAE in {parts / 'vae'}; run the vae stage first.")
+        self.parts, self.out, self.arch = parts, out, arch
+        self.config = config or DiffusionConfig()
+        self.vae = AutoencoderKL.from_pretrained(parts / "vae", torch_dtype=torch.float32).eval()
+        self.vae.requires_grad_(False)
+        torch.manual_seed(self.config.seed)
+        self.tokenizer = make_tokenizer(arch)
+        self.text_encoder = make_text_encoder(arch, self.tokenizer)
+        self.unet = make_unet(arch)
+        self.scheduler = make_scheduler(arch)
+        self.modules: dict[str, torch.nn.Module] = {
+            "unet": self.unet,
+            "text_encoder": self.text_encoder,
+        }
+        self.oracle = load_oracle()
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        start = step * cfg.batch_size
+        combos = training_combos(cfg.batch_size, gen)
+        data = render_examples(cfg.batch_size, cfg.seed, DIFFUSION_TRAIN_STREAM, combos, start)
+        captions = [training_caption(row, cfg.drop, cfg.uncond, gen) for row in data.truth]
+        with torch.no_grad():
+            latents = self.vae.encode(to_pixels(data.images)).latent_dist.sample(gen)
+            latents = latents * self.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=gen)
+        steps = self.scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (len(latents),), generator=gen)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        hidden = self.text_encoder(tokenize(self.tokenizer, captions))[0]
+        pred = self.unet(noisy, t, encoder_hidden_states=hidden).sample
+        weights = min_snr_weights(self.scheduler.alphas_cumprod, t, cfg.snr_gamma, "epsilon")
+        return diffusion_loss(pred, noise, weights), {}
+
+    def test_sets(self, n: int) -> dict[str, np.ndarray]:
+        """Truth rows (every part requested) of random and of held-out combinations."""
+        rng = np.random.default_rng([self.config.seed, DIFFUSION_TEST_STREAM])
+        held_out = sorted(HELD_OUT)
+        combos = {
+            "random": rng.integers(0, N_VARIANTS, (n, len(PARTS))),
+            "novel": np.asarray([held_out[i % len(held_out)] for i in range(n)]),
+        }
+        scenes = rng.integers(0, len(SCENES), (2, n, 1))
+        return {
+            name: np.concatenate([c, s], axis=1)
+            for (name, c), s in zip(combos.items(), scenes, strict=True)
+        }
+
+    @torch.no_grad()
+    def generate(self, truth: np.ndarray, seed: int, batch_size: int = 32) -> np.ndarray:
+        """Images (uint8) generated from the full captions of ``truth`` rows."""
+        for module in self.modules.values():
+            module.eval()
+        pipe = build_pipeline(self)
+        prompts = [caption(list(row[: len(PARTS)]), int(row[len(PARTS)])) for row in truth]
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            images = pipe(
+                prompts[start : start + batch_size],
+                num_inference_steps=self.config.sample_steps,
+                guidance_scale=self.config.guidance,
+                height=IMAGE_SIZE,
+                width=IMAGE_SIZE,
+                generator=torch.Generator().manual_seed(seed + start),
+                output_type="np",
+            ).images
+            out.append(np.rint(images * 255).astype(np.uint8))
+        return np.concatenate(out)
+
+    def measure(self, n: int) -> dict[str, float]:
+        """Oracle accuracy per column (and the mean over parts) on generated images."""
+        metrics: dict[str, float] = {}
+        for name, truth in self.test_sets(n).items():
+            scores = accuracy(self.oracle.predict(self.generate(truth, 0)), truth)
+            metrics |= {f"{name}_{c}": round(a, 4) for c, a in scores.items()}
+            metrics[f"{name}_parts"] = round(float(np.mean([scores[p] for p in PARTS])), 4)
+        return metrics
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        metrics = self.measure(self.config.eval_images)
+        if step == self.config.steps:
+            self.export(step)
+        return metrics
+
+    def export(self, step: int) -> None:
+        """Save the UNet and text encoder in fp16, measure, and assemble the pipeline."""
+        final = self.measure(self.config.final_images)
+        save_component(self.unet, self.parts / "unet")
+        save_component(self.text_encoder, self.parts / "text_encoder")
+        worst = min(final[f"{name}_{p}"] for name in ("random", "novel") for p in PARTS)
+        passed = worst >= self.config.gate
+        report = {"step": step, "test_images": self.config.final_images, "gate_passed": passed}
+        write_report(self.parts, self.name, report | final)
+        assemble_pipeline(
+            self.out, vae=self.vae, text_encoder=self.text_encoder, unet=self.unet, arch=self.arch
+        )
+
+
+STAGES: dict[str, Callable[..., Stage]] = {"vae": VaeStage, "diffusion": DiffusionStage}

@@ -1,0 +1,180 @@
+"""Train the toy base model: ``python -m creaturekit.toy.train_base --stage vae|diffusion``.
+
+Each stage streams freshly drawn creatures (part variants and scene drawn
+independently), so it never sees the same image twice. Work (checkpoints, log) goes to
+``--work`` (default ``.cache/toy-base/<stage>/``, not committed); ``--minutes`` stops
+cleanly with a checkpoint and ``--resume`` continues exactly where it stopped (every
+step's randomness is derived from the seed and the step number). A stage's result is
+saved in fp16 to ``--parts`` once it passes its gate (see :mod:`base_stages`); the
+diffusion stage ends by assembling the whole pipeline into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from creaturekit import fsutil
+from creaturekit.errors import CreatureKitError
+from creaturekit.models import BUNDLED
+from creaturekit.toy.base_stages import STAGES, Stage, StageConfig
+from creaturekit.training import checkpoint as ckpt
+
+LOG_NAME = "log.jsonl"
+CONFIG_NAME = "config.json"
+KEEP_CHECKPOINTS = 2
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_WORK = REPO_ROOT / ".cache" / "toy-base"
+DEFAULT_PARTS = BUNDLED["toy"].with_name("toy-base-parts")
+
+
+class TrainBaseError(CreatureKitError):
+    """A base-model stage cannot start or go on."""
+
+
+def lr_at(step: int, config: StageConfig) -> float:
+    """Linear warm-up, then cosine decay to 5% of the peak."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    t = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator all of ``step``'s randomness comes from (so resume is exact)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _save_checkpoint(
+    stage: Stage, optimizer: torch.optim.Optimizer, folder: Path, step: int, seconds: float
+) -> Path:
+    staging = ckpt.staging_dir(folder, step)
+    try:
+        for name, module in stage.modules.items():
+            state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(staging / f"{name}.safetensors"))
+        ckpt.optimizer_to_files(optimizer, staging)
+        state_json = {"step": step, "seconds": seconds, "config": asdict(stage.config)}
+        fsutil.write_json(staging / ckpt.STATE_FILE, state_json)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ckpt.commit_checkpoint(staging, folder, step, KEEP_CHECKPOINTS)
+
+
+def _load_checkpoint(
+    stage: Stage, optimizer: torch.optim.Optimizer, folder: Path
+) -> tuple[int, float]:
+    state = ckpt.read_state(folder)
+    if state["config"] != json.loads(json.dumps(asdict(stage.config))):
+        raise TrainBaseError(
+            f"The checkpoint {folder} was made with other settings; resume with the same "
+            "options or start afresh in another --work folder."
+        )
+    for name, module in stage.modules.items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+    ckpt.optimizer_from_files(optimizer, folder)
+    return int(state["step"]), float(state["seconds"])
+
+
+def _append_log(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def train_stage(
+    stage: Stage,
+    work: Path,
+    *,
+    resume: bool = False,
+    minutes: float | None = None,
+    stop_after: int | None = None,
+    echo: bool = False,
+) -> int:
+    """Train ``stage`` from step 0 (or its newest checkpoint) until done or stopped.
+
+    Stops after ``minutes`` of wall time or at step ``stop_after``, with a checkpoint.
+    Returns the number of steps done.
+    """
+    config = stage.config
+    checkpoints, log_path = work / "checkpoints", work / LOG_NAME
+    params = [p for m in stage.modules.values() for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    step, seconds = 0, 0.0
+    existing = ckpt.list_checkpoints(checkpoints)
+    if existing and not resume:
+        raise TrainBaseError(f"{work} already holds checkpoints; pass --resume or another --work.")
+    if existing:
+        step, seconds = _load_checkpoint(stage, optimizer, existing[-1])
+        rows = fsutil.read_jsonl(log_path) if log_path.is_file() else []
+        fsutil.write_jsonl(log_path, [r for r in rows if r["step"] <= step])
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        fsutil.write_json(work / CONFIG_NAME, {"stage": stage.name, **asdict(config)})
+        log_path.unlink(missing_ok=True)
+    began = time.perf_counter() - seconds
+    deadline = None if minutes is None else time.perf_counter() + 60 * minutes
+    last = stop_after if stop_after is not None else config.steps
+    while step < min(last, config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        for module in stage.modules.values():
+            module.train()
+        loss, logs = stage.loss(step, step_generator(config.seed, step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        step += 1
+        row: dict[str, Any] = {}
+        if step % config.log_every == 0:
+            row = {"loss": round(loss.item(), 5), "lr": optimizer.param_groups[0]["lr"], **logs}
+        if step % config.eval_every == 0 or step == config.steps:
+            row.update(stage.evaluate(step))
+        if row:
+            row.update(step=step, seconds=round(time.perf_counter() - began, 1))
+            _append_log(log_path, row)
+            if echo:
+                print(json.dumps(row, sort_keys=True), flush=True)
+        out_of_time = deadline is not None and time.perf_counter() > deadline
+        if step % config.checkpoint_every == 0 or step == min(last, config.steps) or out_of_time:
+            _save_checkpoint(stage, optimizer, checkpoints, step, time.perf_counter() - began)
+        if out_of_time:
+            break
+    return step
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one stage of the toy base model's training."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", choices=sorted(STAGES), required=True)
+    parser.add_argument("--out", type=Path, default=BUNDLED["toy"], help="Final pipeline folder.")
+    parser.add_argument("--parts", type=Path, default=DEFAULT_PARTS, help="Finished parts.")
+    parser.add_argument("--work", type=Path, help="Checkpoints and log (default .cache/...).")
+    parser.add_argument("--minutes", type=float, help="Stop (with a checkpoint) after this.")
+    parser.add_argument("--resume", action="store_true", help="Continue the newest checkpoint.")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
+    parser.add_argument(
+        "--mkldnn", action="store_true", help="Use oneDNN convolutions (slower for these sizes)."
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.backends.mkldnn.enabled = args.mkldnn
+    stage = STAGES[args.stage](parts=args.parts, out=args.out)
+    work = args.work or DEFAULT_WORK / args.stage
+    done = train_stage(stage, work, resume=args.resume, minutes=args.minutes, echo=True)
+    state = "finished" if done >= stage.config.steps else "stopped; continue with --resume"
+    print(f"{args.stage}: step {done}/{stage.config.steps} ({state})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The toy base model: architecture, captions, stage training with exact resume, shipped parts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from creaturekit import fsutil
+from creaturekit.generation.pipeline import build_pipeline
+from creaturekit.models import BUNDLED
+from creaturekit.toy.base_model import (
+    IMAGE_SIZE,
+    TINY,
+    caption,
+    make_vae,
+    save_component,
+)
+from creaturekit.toy.base_stages import (
+    DiffusionConfig,
+    DiffusionStage,
+    VaeConfig,
+    VaeStage,
+    measure_vae,
+    training_caption,
+)
+from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, load_oracle
+from creaturekit.toy.train_base import DEFAULT_PARTS, train_stage
+from creaturekit.toy.train_oracle import render_examples
+from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
+from creaturekit.training.components import load_base_model
+
+CHECK_STREAM = 98  # no training or measuring stream of the base model or the oracle
+TINY_VAE = VaeConfig(
+    steps=10, batch_size=4, crop=32, full_from=2, warmup=2, eval_every=100, log_every=1
+)
+
+
+def test_captions_describe_parts_in_words() -> None:
+    text = caption((0, 1, 2, 3), SCENES.index("snowy field"))
+    assert text == (
+        "a creature with a round red head, a round yellow body, long purple wings and a "
+        "tufted red tail, in a snowy field"
+    )
+    assert caption((5, 6, 7, 0), 0, ("wings",)) == (
+        "a creature with fanned blue striped wings, against a blue sky"
+    )
+    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        truth = [*rng.integers(-1, N_VARIANTS, len(PARTS)), rng.integers(0, len(SCENES))]
+        text = training_caption(np.asarray(truth), drop=0.2, uncond=0.1, gen=gen)
+        assert not re.search(r"\d", text), text
+        for part, v in zip(PARTS, truth, strict=False):
+            if v == NOT_VISIBLE:
+                assert part not in text, (truth, text)
+
+
+def _vae_weights(stage: VaeStage) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in stage.vae.state_dict().items()}
+
+
+def test_vae_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    straight = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    assert train_stage(straight, tmp_path / "a", stop_after=3) == 3
+    first = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    assert train_stage(first, tmp_path / "b", stop_after=1) == 1
+    with pytest.raises(Exception, match="--resume"):
+        train_stage(first, tmp_path / "b", stop_after=3)
+    resumed = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    assert train_stage(resumed, tmp_path / "b", resume=True, stop_after=3) == 3
+    for name, tensor in _vae_weights(straight).items():
+        assert torch.equal(tensor, _vae_weights(resumed)[name]), name
+    logs = [fsutil.read_jsonl(tmp_path / run / "log.jsonl") for run in "ab"]
+    assert [r.pop("seconds") > 0 for log in logs for r in log] == [True] * 6
+    assert logs[0] == logs[1]
+    other = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, replace(TINY_VAE, lr=1e-2))
+    with pytest.raises(Exception, match="other settings"):
+        train_stage(other, tmp_path / "b", resume=True)
+
+
+def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    parts, out = tmp_path / "parts", tmp_path / "toy-base"
+    save_component(make_vae(TINY), parts / "vae")
+    config = DiffusionConfig(
+        steps=2, batch_size=2, warmup=1, eval_images=2, final_images=2, sample_steps=2
+    )
+    stage = DiffusionStage(parts, out, TINY, config)
+    assert train_stage(stage, tmp_path / "work") == 2
+    assert {p.name for p in parts.iterdir()} == {"vae", "unet", "text_encoder", "training.json"}
+    assert (out / "model_index.json").is_file()
+    assert not list(tmp_path.glob(".toy-base.*")), "no staging folder is left behind"
+    weights = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.safetensors"))
+    assert [w.split("/")[0] for w in weights] == ["text_encoder", "unet", "vae"]
+    assert all(t.dtype == torch.float16 for t in load_file(out / weights[1]).values())
+
+    pipe = StableDiffusionPipeline.from_pretrained(out, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a creature", num_inference_steps=2, height=IMAGE_SIZE, width=IMAGE_SIZE).images[0]
+    assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+    base = load_base_model(str(out))
+    assert base.vae_scale == 4
+    assert base.unet.config.cross_attention_dim == base.text_encoder.config.hidden_size
+    assert base.unet.config.block_out_channels == TINY.unet["block_out_channels"]
+
+
+SHIPPED_VAE = DEFAULT_PARTS / "vae"
+
+
+@pytest.mark.skipif(not SHIPPED_VAE.is_dir(), reason="the toy VAE is not committed yet")
+def test_shipped_vae_reconstructs_creatures_the_oracle_can_read() -> None:
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(SHIPPED_VAE, torch_dtype=torch.float32)
+    data = render_examples(96, seed=7, stream=CHECK_STREAM)
+    scores = measure_vae(vae, load_oracle(), data)
+    assert min(scores[f"acc_{c}"] for c in COLUMNS) >= 0.97, scores
+    assert scores["psnr"] >= 25, scores
+
+
+@pytest.mark.skipif(
+    not (BUNDLED["toy"] / "model_index.json").is_file(), reason="the toy base is not committed yet"
+)
+def test_shipped_base_model_is_the_toy_preset_and_tokenizes_like_clip() -> None:
+    from open_clip.tokenizer import SimpleTokenizer
+
+    base = load_base_model("toy")
+    assert base.ref.kind == "preset"
+    pipe = build_pipeline(base)
+    image = pipe("a creature with a round red head", num_inference_steps=2).images[0]
+    assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+    reference = SimpleTokenizer()
+    for text in ("a creature with a round red head", "<part_0> on a starry night!", "Wings"):
+        assert base.tokenizer(text).input_ids[1:-1] == reference.encode(text)
