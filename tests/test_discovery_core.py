@@ -73,6 +73,38 @@ def test_hierarchy_finds_foreground_parts_and_variants() -> None:
     np.testing.assert_array_equal(again.codes, coding.codes)
 
 
+def part_consistency(masks: np.ndarray, layout: np.ndarray) -> float:
+    """Lowest share, over true parts, of patches carrying that part's most common label."""
+    return min(
+        float(
+            np.mean(
+                masks[:, layout == part] == np.bincount(masks[:, layout == part].ravel()).argmax()
+            )
+        )
+        for part in range(1, 4)
+    )
+
+
+def test_appearance_channels_are_left_out_of_parts_only() -> None:
+    feats, layout, _ = synthetic_features(n=40)
+    rng = np.random.default_rng(1)
+    colour = rng.integers(0, 2, size=(40, 4))  # each part's colour: one of two, shared by parts
+    colour[:, 0] = 2  # the background's own colour
+    palette = np.array([[12.0, 0, 0], [0, 12.0, 0], [0, 0, 12.0]], np.float32)
+    look = np.concatenate([feats, palette[colour[:, layout]].astype(np.float16)], axis=2)
+    base = dict(parts=3, subconcepts=2, bg_subconcepts=2, position_weight=0)
+    _, by_colour, _ = hierarchy.fit(look, GRID, hierarchy.HierarchyParams(**base))
+    params = hierarchy.HierarchyParams(**base, appearance_dims=3)
+    h, coding, _ = hierarchy.fit(look, GRID, params)
+    assert part_consistency(coding.masks, layout) > 0.95 > part_consistency(by_colour.masks, layout)
+    assert h.part_centroids.shape[1] == feats.shape[2] + 2 and h.sub_centroids[0].shape[1] == 35
+    label = coding.masks[0][layout == 1][0]
+    assert len(set(zip(coding.codes[:, label], colour[:, 1], strict=True))) == 2  # codes = colours
+    again = hierarchy.encode(hierarchy.Hierarchy.from_tensors(h.tensors()), look, GRID)
+    np.testing.assert_array_equal(again.masks, coding.masks)
+    np.testing.assert_array_equal(again.codes, coding.codes)
+
+
 def test_rare_part_is_dropped_with_a_note() -> None:
     feats, _, _ = synthetic_features(n=60)
     params = hierarchy.HierarchyParams(parts=4, subconcepts=2, bg_subconcepts=2, min_presence=0.5)

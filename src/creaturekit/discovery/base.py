@@ -85,6 +85,11 @@ class Discoverer:
         """Everything that determines the features (the cache key)."""
         return {"backend": self.name, "model": self.model, "image_size": self.image_size}
 
+    def appearance_dims(self) -> int:
+        """How many trailing feature channels are appearance (e.g. colour) that the part
+        level leaves out (parts are what a region is, not its colour); 0 by default."""
+        return 0
+
     def _grouper(self) -> Grouper:
         """How the part and sub-concept levels group vectors (k-means by default)."""
         return KMeansGrouper()
@@ -163,6 +168,7 @@ class Discoverer:
             bg_subconcepts=self.bg_subconcepts,
             seed=self.seed,
             position_weight=self.position_weight,
+            appearance_dims=self.appearance_dims(),
         )
         self.hierarchy_, self.coding_, self.report_ = hierarchy.fit(
             feats, self.grid_, params, self._grouper()

@@ -6,7 +6,9 @@ used at the part and sub-concept levels.
 
 Level 2 adds to each foreground patch its position relative to the object (centroid
 and spread of the image's foreground, mirror-invariant), so parts are where they are
-as well as what they look like.
+as well as what they look like. A backend may mark its last feature channels as
+appearance (e.g. colour): the part level leaves them out, so parts are grouped by what
+and where a region is rather than by its colour; fg/bg and sub-concepts use them.
 
 Level 1 improves on the reference's hand-picked global 2-means with a per-image border
 prior: a patch's background score is how closely it matches its OWN image's border
@@ -40,6 +42,7 @@ class HierarchyParams:
     seed: int = 42
     min_presence: float = 0.02  # parts present in fewer images than this share are dropped
     position_weight: float = 1.0  # weight of the object-centred position cue at the part level
+    appearance_dims: int = 0  # trailing feature channels the part level leaves out
 
 
 @dataclass
@@ -47,9 +50,10 @@ class Hierarchy:
     """The fitted centroids of every level: enough to code new images."""
 
     fg_threshold: float  # border-similarity score below which a patch is foreground
-    part_centroids: np.ndarray  # (M, D + 2), foreground parts; the background is part M
+    part_centroids: np.ndarray  # (M, D - appearance_dims + 2); the background is part M
     sub_centroids: list[np.ndarray]  # M + 1 arrays (K_m, D); the last is the background's
     position_weight: float = 0.0
+    appearance_dims: int = 0
 
     @property
     def n_parts(self) -> int:
@@ -62,6 +66,7 @@ class Hierarchy:
             "fgbg.threshold": np.array([self.fg_threshold], np.float32),
             "parts.centroids": self.part_centroids.astype(np.float32),
             "parts.position_weight": np.array([self.position_weight], np.float32),
+            "parts.appearance_dims": np.array([self.appearance_dims], np.int64),
         }
         out.update({f"sub.{m}": c.astype(np.float32) for m, c in enumerate(self.sub_centroids)})
         return out
@@ -74,6 +79,7 @@ class Hierarchy:
             part_centroids=t["parts.centroids"],
             sub_centroids=[t[f"sub.{m}"] for m in range(n_parts)],
             position_weight=float(t["parts.position_weight"][0]),
+            appearance_dims=int(t.get("parts.appearance_dims", np.zeros(1))[0]),
         )
 
 
@@ -139,6 +145,11 @@ def with_position(
     return out.reshape(n * p, d + 2)
 
 
+def part_view(feats: np.ndarray, appearance_dims: int) -> np.ndarray:
+    """The channels the part level uses: all but the trailing ``appearance_dims``."""
+    return feats[..., : feats.shape[-1] - appearance_dims]
+
+
 BORDER_RANK = 3
 
 
@@ -198,7 +209,7 @@ def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     """Code new images with fitted centroids: every patch and part mean to its nearest."""
     n, p, _ = feats.shape
     fg = smooth_foreground(border_similarity(feats, grid) < h.fg_threshold, grid)
-    placed = with_position(feats, fg, grid, h.position_weight)
+    placed = with_position(part_view(feats, h.appearance_dims), fg, grid, h.position_weight)
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
     masks[rows] = assign(placed, h.part_centroids, rows)
@@ -250,7 +261,9 @@ def fit(
         )
 
     # Level 2: parts over foreground patches only; rarely present parts are dropped.
-    placed = with_position(feats, fg2d, grid, params.position_weight)
+    placed = with_position(
+        part_view(feats, params.appearance_dims), fg2d, grid, params.position_weight
+    )
     part_centroids, part_labels = grouper.fit(placed, params.parts, params.seed + 1, rows=rows)
     presence = _presence(part_labels, rows // p, n, len(part_centroids))
     keep = presence >= params.min_presence
@@ -307,6 +320,8 @@ def fit(
             "discovery needs images that differ."
         )
     del placed
-    hierarchy = Hierarchy(threshold, part_centroids, subs, params.position_weight)
+    hierarchy = Hierarchy(
+        threshold, part_centroids, subs, params.position_weight, params.appearance_dims
+    )
     coding = Coding(masks=masks, codes=codes, part_features=means, present=present)
     return hierarchy, coding, FitReport(foreground=evidence, parts=part_info, notes=notes)

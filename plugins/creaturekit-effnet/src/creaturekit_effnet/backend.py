@@ -13,6 +13,7 @@ from creaturekit.errors import ModelNotFoundError
 IMAGENET = "imagenet"
 ARCH = "efficientnet-lite0"
 STRIDES = (8, 16, 32)
+COLOUR_DIMS = 3
 
 
 def weights_file(model: str) -> Path:
@@ -97,6 +98,10 @@ class EffnetKMeans(Discoverer):
             grid_stride=self.grid_stride,
         )
         return key
+
+    def appearance_dims(self) -> int:
+        """The trailing colour channels: parts are grouped by shape and place, not colour."""
+        return COLOUR_DIMS
 
     def _load(self) -> None:
         from efficientnet_lite_pytorch import EfficientNet
