@@ -277,3 +277,24 @@ def test_mix_help_lists_the_projects_parts(fitted: Path, tmp_path: Path) -> None
     assert "--part0" in result.stdout and "--bg" in result.stdout and "0-1" in result.stdout
     outside = runner.invoke(app, ["mix", "--help", "-C", str(tmp_path)])
     assert outside.exit_code == 0 and "discovered project" in outside.stdout
+
+
+def test_eval_compare(fitted: Path) -> None:
+    import shutil as sh
+
+    from creaturekit.evaluation.stage import compare
+
+    runner = CliRunner()
+    first = runner.invoke(
+        app, ["eval", "-C", str(fitted), "--combinations", "1", "--steps", "1", "-q"]
+    )
+    assert first.exit_code == 0, first.output
+    sh.copytree(fitted / "eval" / "r1", fitted / "eval" / "r1-copy")
+    table = compare(open_project(fitted), ["r1", "r1-copy"])
+    assert table["r1"] == table["r1-copy"] and "novel_emr" in table["r1"]
+    result = runner.invoke(
+        app, ["eval", "-C", str(fitted), "--compare", "r1", "--compare", "r1-copy", "--json"]
+    )
+    assert result.exit_code == 0 and set(json.loads(result.stdout)) == {"r1", "r1-copy"}
+    missing = runner.invoke(app, ["eval", "-C", str(fitted), "--compare", "r1", "--compare", "x"])
+    assert missing.exit_code == 1 and "not been evaluated" in missing.stderr

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import open_project
+from creaturekit.project import Project, open_project
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +16,10 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(help="Show these evaluated runs side by side (give it twice or more)."),
+    ] = None,
     run: Annotated[str | None, typer.Option(help="Run name (default: the latest).")] = None,
     combinations: Annotated[
         int | None, typer.Option(help="Combinations per group (seen, novel).", min=1)
@@ -32,6 +36,9 @@ def evaluate(
     from creaturekit.evaluation.stage import evaluate as run_eval
 
     proj = open_project(project)
+    if compare:
+        _compare(proj, compare, quiet, json_output)
+        return
     metrics = run_eval(
         proj, run, combinations=combinations, per_combination=n, seed=seed, steps=steps, size=size
     )
@@ -49,3 +56,19 @@ def evaluate(
         table.add_row(f"{group} ({m['combinations']})", f"{m['emr']:.3f}", f"{m['cosim']:.3f}")
     console.print(table)
     console.print(f"Report: {proj.eval_dir / metrics['run'] / 'report.html'}")
+
+
+def _compare(project: Project, runs: list[str], quiet: bool, json_output: bool) -> None:
+    from creaturekit.evaluation.stage import compare
+
+    table_data = compare(project, runs)
+    if json_output:
+        print_json(table_data)
+        return
+    if quiet:
+        return
+    keys = sorted({k for figures in table_data.values() for k in figures})
+    table = Table("run", *keys, title="Runs side by side")
+    for run, figures in table_data.items():
+        table.add_row(run, *(f"{figures[k]:.3f}" if k in figures else "" for k in keys))
+    console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import random
 import shutil
 import time
@@ -12,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from creaturekit import __version__, fsutil
+from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import (
     Combination,
     novel_combinations,
@@ -84,6 +86,23 @@ def evaluate(
     with project.lock("eval"):
         write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
     return metrics
+
+
+def load_metrics(project: Project, run: str) -> dict[str, Any]:
+    """The stored ``eval/<run>/metrics.json``."""
+    path = project.eval_dir / run / METRICS_FILE
+    if not path.is_file():
+        raise CreatureKitError(
+            f"Run {run!r} has not been evaluated yet; run `creaturekit eval --run {run}`."
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def compare(project: Project, runs: list[str]) -> dict[str, dict[str, float]]:
+    """Headline figures of evaluated runs side by side: run -> {seen_emr, novel_emr, ...}."""
+    if len(runs) < 2:
+        raise CreatureKitError("Give at least two runs to compare.")
+    return {run: load_metrics(project, run)["overall"] for run in runs}
 
 
 def write_evaluation(
