@@ -230,6 +230,10 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["seen"]["emr"] == data["seen"]["emr"]
     assert "Evaluation of run r1" in (folder / "report.html").read_text()
+    # A toy project: discovery vs ground truth, and the oracle's reading of the mixes.
+    assert 0.0 <= saved["seen"]["oracle"]["accuracy"] <= 1.0
+    assert set(saved["seen"]["oracle"]["per_part"]) <= {"part0", "part1", "bg"}
+    assert "nmi" in saved["discovery"] and "seen_oracle_accuracy" in saved["overall"]
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
@@ -298,3 +302,27 @@ def test_eval_compare(fitted: Path) -> None:
     assert result.exit_code == 0 and set(json.loads(result.stdout)) == {"r1", "r1-copy"}
     missing = runner.invoke(app, ["eval", "-C", str(fitted), "--compare", "r1", "--compare", "x"])
     assert missing.exit_code == 1 and "not been evaluated" in missing.stderr
+
+
+def test_oracle_scores_known_answer() -> None:
+    from PIL import Image
+
+    from creaturekit.evaluation.toy import ToyReference, oracle_scores
+    from creaturekit.toy.draw import render
+
+    rng = np.random.default_rng(7)
+    drawings = []
+    while len(drawings) < 6:  # creatures with every part in view
+        d = render((3, 1, 4, 6), 2, 64, rng)
+        if all(d.visible) and not d.occluded:
+            drawings.append(Image.fromarray(d.image))
+    names = {0: "part0", 1: "bg"}
+    right = ToyReference(
+        part_of={0: "head", 1: "bg"}, variant_of={0: {5: 3}, 1: {0: 2}}, discovery={}
+    )
+    scores = oracle_scores(right, [{0: 5, 1: 0}] * 6, drawings, names)
+    assert scores["accuracy"] >= 5 / 6 and scores["per_part"]["bg"] == 1.0
+    wrong = ToyReference(
+        part_of={0: "head", 1: "bg"}, variant_of={0: {5: 4}, 1: {0: 1}}, discovery={}
+    )
+    assert oracle_scores(wrong, [{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6

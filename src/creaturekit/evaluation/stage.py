@@ -20,6 +20,7 @@ from creaturekit.evaluation.combinations import (
     seen_combinations,
 )
 from creaturekit.evaluation.metrics import recoding_scores
+from creaturekit.evaluation.toy import oracle_scores, toy_reference
 from creaturekit.generation.stage import Mixer
 from creaturekit.progress import track
 from creaturekit.project import Project
@@ -61,6 +62,9 @@ def evaluate(
         "images_per_combination": per,
         "creaturekit_version": __version__,
     }
+    reference = toy_reference(project, result)
+    if reference is not None:
+        metrics["discovery"] = reference.discovery
     images: dict[str, list[Image.Image]] = {}
     for group, combos in groups.items():
         requested: list[Combination] = []
@@ -79,9 +83,15 @@ def evaluate(
             else {"emr": 0.0, "cosim": 0.0, "per_part": {}, "images": []}
         )
         scores["combinations"] = len(combos)
+        if reference is not None:
+            scores["oracle"] = oracle_scores(reference, requested, generated, names)
         metrics[group] = scores
         images[group] = generated
     metrics["overall"] = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
+    if reference is not None:
+        metrics["overall"].update(
+            {f"{g}_oracle_accuracy": metrics[g]["oracle"]["accuracy"] for g in groups}
+        )
     metrics["seconds"] = round(time.monotonic() - started, 1)
     with project.lock("eval"):
         write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
@@ -143,9 +153,10 @@ def _report(metrics: dict[str, Any], shown: dict[str, list[tuple[str, dict[str, 
             else "<td></td>"
             for p in parts
         )
+        oracle = f"{m['oracle']['accuracy']:.3f}" if "oracle" in m else "n/a"
         table += (
             f"<tr><th>{group} ({m['combinations']})</th><td>{m['emr']:.3f}</td>"
-            f"<td>{m['cosim']:.3f}</td>{cells}</tr>"
+            f"<td>{m['cosim']:.3f}</td><td>{oracle}</td>{cells}</tr>"
         )
     figures = ""
     for group, items in shown.items():
@@ -168,6 +179,18 @@ figcaption{{font-size:11px}}</style>
 <p>Generated creatures re-coded with the discovery centroids. EMR: share of requested part
 codes recovered exactly; CoSim: cosine similarity of the part's mean feature to the
 requested sub-concept centroid (requested code -> recovered code below each picture).</p>
-<table><tr><th></th><th>EMR</th><th>CoSim</th>{head}</tr>{table}</table>
+<table><tr><th></th><th>EMR</th><th>CoSim</th><th>oracle (toy)</th>{head}</tr>{table}</table>
 <p>Per part: EMR / CoSim. {metrics["images_per_combination"]} image(s) per combination,
-seed {metrics["seed"]}, {metrics["seconds"]} s.</p>{figures}"""
+seed {metrics["seed"]}, {metrics["seconds"]} s. Oracle: share of requested parts whose
+ground-truth variant the toy world's independent oracle reads on the image.
+{_discovery_line(metrics)}</p>{figures}"""
+
+
+def _discovery_line(metrics: dict[str, Any]) -> str:
+    d = metrics.get("discovery")
+    if not d:
+        return ""
+    return (
+        f"Discovery vs ground truth: part NMI {d['nmi']:.1f}, ARI {d['ari']:.1f} "
+        f"(x100), within the true foreground NMI {d['fg_nmi']:.1f}."
+    )
