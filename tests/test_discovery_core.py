@@ -105,6 +105,19 @@ def test_appearance_channels_are_left_out_of_parts_only() -> None:
     np.testing.assert_array_equal(again.codes, coding.codes)
 
 
+def test_boundary_refinement_trims_a_halo() -> None:
+    rng = np.random.default_rng(0)
+    grid = (10, 10)
+    where = np.zeros(grid, np.int64)
+    where[2:8, 2:8] = 1  # halo: background that looks a little like the object
+    where[3:7, 3:7] = 2  # the object
+    look = np.array([[1.0, 0, 0], [0.8, 0.3, 0], [0, 1.0, 0]], np.float32)
+    feats = (look[where.ravel()] + 0.05 * rng.normal(size=(2, 100, 3))).astype(np.float16)
+    first = np.repeat((where > 0).reshape(1, -1), 2, axis=0)
+    refined = hierarchy.refine_boundary(feats, first, grid)
+    np.testing.assert_array_equal(refined, np.repeat((where == 2).reshape(1, -1), 2, axis=0))
+
+
 def test_rare_part_is_dropped_with_a_note() -> None:
     feats, _, _ = synthetic_features(n=60)
     params = hierarchy.HierarchyParams(parts=4, subconcepts=2, bg_subconcepts=2, min_presence=0.5)

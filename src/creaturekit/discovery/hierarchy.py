@@ -13,8 +13,10 @@ and where a region is rather than by its colour; fg/bg and sub-concepts use them
 Level 1 improves on the reference's hand-picked global 2-means with a per-image border
 prior: a patch's background score is how closely it matches its OWN image's border
 patches (3rd-best cosine similarity, robust to a part touching the border); one Otsu
-threshold over all images' scores splits foreground from background, and isolated
-patches are cleaned. The threshold and the score distribution are recorded as evidence.
+threshold over all images' scores splits foreground from background, isolated
+patches are cleaned, and patches on the fg/bg boundary are re-decided by whether they
+look more like their image's inner foreground or inner background. The threshold and
+the score distribution are recorded as evidence.
 """
 
 from __future__ import annotations
@@ -153,6 +155,39 @@ def part_view(feats: np.ndarray, appearance_dims: int) -> np.ndarray:
 BORDER_RANK = 3
 
 
+def _touching(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Flat masks ``(N, P)``: patches with at least one 8-neighbour set in ``mask``."""
+    h, w = grid
+    img = np.pad(mask.reshape(-1, h, w), ((0, 0), (1, 1), (1, 1)))
+    around = np.zeros((len(mask), h, w), bool)
+    for dy in range(3):
+        for dx in range(3):
+            if dy != 1 or dx != 1:
+                around |= img[:, dy : dy + h, dx : dx + w]
+    return around.reshape(mask.shape)
+
+
+def refine_boundary(feats: np.ndarray, fg: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Re-decide the patches on each image's fg/bg boundary by their own image's patches.
+
+    A boundary patch becomes foreground when it is closer (3rd-best cosine similarity)
+    to the image's inner foreground than to its inner background, which trims the halo
+    that wide receptive fields leave around an object.
+    """
+    edge = (fg & _touching(~fg, grid)) | (~fg & _touching(fg, grid))
+    out = fg.copy()
+    for i in range(len(fg)):
+        inner_fg, inner_bg = fg[i] & ~edge[i], ~fg[i] & ~edge[i]
+        if min(inner_fg.sum(), inner_bg.sum()) < BORDER_RANK or not edge[i].any():
+            continue
+        unit = normalize(feats[i])
+        near = unit[edge[i]]
+        to_fg = np.partition(near @ unit[inner_fg].T, -BORDER_RANK, axis=1)[:, -BORDER_RANK]
+        to_bg = np.partition(near @ unit[inner_bg].T, -BORDER_RANK, axis=1)[:, -BORDER_RANK]
+        out[i, edge[i]] = to_fg > to_bg
+    return out
+
+
 def border_similarity(feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """``(N, P)``: each patch's 3rd-best cosine similarity to its own image's border patches."""
     border = border_mask(grid)
@@ -181,7 +216,8 @@ def _evidence(scores: np.ndarray, threshold: float, fg: np.ndarray) -> dict[str,
     quantiles = np.quantile(scores, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
         "rule": "foreground = patches unlike their own image's border (border-similarity "
-        "score below an Otsu threshold over all images), isolated patches cleaned",
+        "score below an Otsu threshold over all images), isolated patches cleaned, "
+        "boundary patches re-decided by their image's inner foreground and background",
         "threshold": round(threshold, 4),
         "score_quantiles": [round(float(q), 4) for q in quantiles],
         "foreground_share": round(float(fg.mean()), 4),
@@ -208,7 +244,9 @@ def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.n
 def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     """Code new images with fitted centroids: every patch and part mean to its nearest."""
     n, p, _ = feats.shape
-    fg = smooth_foreground(border_similarity(feats, grid) < h.fg_threshold, grid)
+    fg = refine_boundary(
+        feats, smooth_foreground(border_similarity(feats, grid) < h.fg_threshold, grid), grid
+    )
     placed = with_position(part_view(feats, h.appearance_dims), fg, grid, h.position_weight)
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
@@ -250,7 +288,7 @@ def fit(
     # Level 1: foreground / background.
     scores = border_similarity(feats, grid)
     threshold = otsu_threshold(scores)
-    fg2d = smooth_foreground(scores < threshold, grid)
+    fg2d = refine_boundary(feats, smooth_foreground(scores < threshold, grid), grid)
     evidence = _evidence(scores, threshold, fg2d)
     fg = fg2d.reshape(-1)
     rows = np.flatnonzero(fg)
