@@ -277,3 +277,63 @@ def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny
         codes,
     )
     assert ids == trainer.token_ids and torch.equal(trained, fresh)
+
+
+def test_two_processes_with_accelerate(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
+    """`fit --num-processes 2` relaunches through accelerate (CPU, gloo) and resumes."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "ddp"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    proj = open_project(root)
+    proj.config.fit.overrides = {
+        "attn_resolution": 8,
+        "sample_every": 0,
+        "checkpoint_every": 1,
+        "resolution": 16,
+        "batch_size": 1,
+        "projector_depth": 2,
+        "log_every": 1,
+    }
+    proj.save_config()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [
+        sys.executable,
+        "-m",
+        "creaturekit",
+        "fit",
+        "-C",
+        str(root),
+        "--model",
+        str(tiny_sd),
+        "--run",
+        "ddp",
+        "--num-processes",
+        "2",
+        "-q",
+    ]
+    first = subprocess.run(
+        [*base, "--steps", "2"], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = root / "runs" / "ddp"
+    checkpoint = run / "checkpoints" / "step-000002"
+    assert (checkpoint / "rng-0.safetensors").is_file() and (
+        checkpoint / "rng-1.safetensors"
+    ).is_file()
+    assert json.loads((checkpoint / "state.json").read_text())["processes"] == 2
+    resumed = subprocess.run(
+        [*base, "--steps", "3", "--resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3] and (run / "pytorch_lora_weights.safetensors").is_file()

@@ -77,7 +77,7 @@ def save_tiny_pipeline(folder: Any) -> Any:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=tiny_unet(),
-        scheduler=DDPMScheduler(num_train_timesteps=100, clip_sample=False),
+        scheduler=DDPMScheduler(num_train_timesteps=100, clip_sample=False, steps_offset=1),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -49,12 +51,24 @@ def fit(
         bool, typer.Option("--resume", help="Continue the run from its newest checkpoint.")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    num_processes: Annotated[
+        int,
+        typer.Option(
+            "--num-processes",
+            min=1,
+            help="Train in N processes on this machine (one per GPU, or gloo on the CPU).",
+        ),
+    ] = 1,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Train the part tokens' mapper and the UNet LoRA on the discovered parts."""
     from creaturekit.training.stage import fit as run_fit
+    from creaturekit.training.stage import launch
+
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(launch(num_processes, _without_num_processes(sys.argv[1:])))
 
     flags = {
         "model": model,
@@ -87,3 +101,16 @@ def fit(
             f"[bold green]Run {summary['run']}[/]: {result.step} steps, final loss "
             f"{loss}, {summary['seconds']} s -> {result.run_dir}"
         )
+
+
+def _without_num_processes(args: list[str]) -> list[str]:
+    """The command line minus ``--num-processes N`` (the launched processes are the N)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--num-processes":
+            skip = True
+        elif not arg.startswith("--num-processes="):
+            out.append(arg)
+    return out

@@ -24,7 +24,6 @@ from creaturekit.errors import CreatureKitError
 STATE_FILE = "state.json"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_LAYOUT = "optimizer.json"
-RNG_FILE = "rng.safetensors"
 PREFIX = "step-"
 
 
@@ -70,6 +69,11 @@ def rng_from_file(generators: dict[str, torch.Generator], path: Path) -> None:
     torch.set_rng_state(states.pop("torch"))
     for name, g in generators.items():
         g.set_state(states[name])
+
+
+def rank_files(rank: int) -> tuple[str, str]:
+    """File names of one process's RNG states (safetensors) and caption RNG (JSON)."""
+    return f"rng-{rank}.safetensors", f"rank-{rank}.json"
 
 
 def checkpoint_name(step: int) -> str:

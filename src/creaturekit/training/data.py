@@ -96,3 +96,23 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The (reproducible) order of the examples in ``epoch``."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=gen).tolist()
+
+
+def next_indices(
+    n: int, seed: int, cursor: tuple[int, int], count: int
+) -> tuple[list[int], tuple[int, int]]:
+    """The next ``count`` example indices from ``cursor`` = (epoch, position), and the new cursor.
+
+    Batches run on across epoch boundaries, so every batch (and every process's share of
+    it) is full.
+    """
+    epoch, pos = cursor
+    out: list[int] = []
+    while len(out) < count:
+        order = epoch_order(n, seed, epoch)
+        take = order[pos : pos + count - len(out)]
+        out.extend(take)
+        pos += len(take)
+        if pos >= n:
+            epoch, pos = epoch + 1, 0
+    return out, (epoch, pos)

@@ -88,7 +88,7 @@ class Objective:
         total, logs = ldm, {"loss_ldm": ldm.item()}
         if self.attn_weight > 0:
             attn = attention_loss(
-                part_attention(self.store.maps(), found, self.mapper.num_parts), masks
+                part_attention(self.store.maps(), found, len(self.part_token_ids)), masks
             )
             total = total + self.attn_weight * attn
             logs["loss_attn"] = attn.item()

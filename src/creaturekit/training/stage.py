@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from typing import Any
 
 from creaturekit.config import FitSettings
@@ -34,5 +37,39 @@ def fit(
 ) -> FitResult:
     """Train (or with ``resume`` continue) the run ``run`` of ``project`` under its lock."""
     config = fit_config(project, preset, **flags)
-    with project.lock("fit"):
+    # Under `accelerate launch` only the main process (RANK 0) holds the project lock.
+    lock = project.lock("fit") if is_main_process() else contextlib.nullcontext()
+    with lock:
         return Trainer(project, config, run, resume=resume, device=device).fit()
+
+
+def is_main_process() -> bool:
+    """False in the non-main processes of a distributed launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def launch(num_processes: int, args: list[str]) -> int:
+    """Run ``creaturekit ARGS`` in ``num_processes`` processes on this machine (torch elastic).
+
+    Each process's ``Accelerator`` finds the distributed environment (one GPU each, or
+    gloo on the CPU). Multi-node set-ups use ``accelerate launch -m creaturekit fit``.
+    """
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_processes,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        run_id=uuid.uuid4().hex,
+        max_restarts=0,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "creaturekit", *args)
+    except ChildFailedError:
+        return 1  # the failing process printed its own message
+    return 0

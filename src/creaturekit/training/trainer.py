@@ -36,10 +36,10 @@ from creaturekit.training.data import (
     FitExample,
     cached_latents,
     encode_latents,
-    epoch_order,
     examples_from_discovery,
     latent_cache_key,
     load_pixels,
+    next_indices,
 )
 from creaturekit.training.mapper import MapperConfig, TokenMapper
 from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
@@ -115,7 +115,7 @@ class Trainer:
         device = select_device(self.device)
         dtype = select_dtype(device, cfg.precision)
         precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "no")
-        self.accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+        self.accelerator = acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         self.base: BaseModel = load_base_model(cfg.model, self.project.root)
         base = self.base
         for module in (base.text_encoder, base.vae, base.unet):
@@ -140,29 +140,38 @@ class Trainer:
             base.unet.enable_gradient_checkpointing()
         self._check_attention_resolution()
         store = install_attention_recorder(base.unet, cfg.attn_resolution)
+        self.optimizer = acc.prepare_optimizer(
+            torch.optim.AdamW(
+                [*self.mapper.parameters(), *lora], lr=cfg.lr, weight_decay=cfg.weight_decay
+            )
+        )
+        self.params = [*self.mapper.parameters(), *lora]
+        # Several processes: the trained modules all-reduce their gradients (DDP).
+        train_unet, train_mapper = base.unet, self.mapper
+        if acc.num_processes > 1:
+            train_mapper = acc.prepare_model(self.mapper)
+            if lora:
+                train_unet = acc.prepare_model(base.unet)
         self.objective = Objective(
             base.text_encoder,
-            base.unet,
+            train_unet,
             base.scheduler,
-            self.mapper,
+            train_mapper,
             self.token_ids,
             store,
             cfg.attn_loss,
             cfg.snr_gamma or None,
         )
-        self.optimizer = torch.optim.AdamW(
-            [*self.mapper.parameters(), *lora], lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
-        self.params = [*self.mapper.parameters(), *lora]
         self.latents = None
         if cfg.cache_latents:
             key = latent_cache_key(base.ref.location, cfg.resolution, self.examples)
             self.latents = cached_latents(
                 base.vae, self.examples, cfg.resolution, self.project.runs_dir / ".cache", key
             )
-        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        self.noise_gen = torch.Generator(device=self.accelerator.device).manual_seed(cfg.seed + 2)
-        self.caption_rng = random.Random(cfg.seed + 3)
+        rank_seed = cfg.seed + 1000 * acc.process_index  # each process its own draws
+        self.data_gen = torch.Generator().manual_seed(rank_seed + 1)
+        self.noise_gen = torch.Generator(device=acc.device).manual_seed(rank_seed + 2)
+        self.caption_rng = random.Random(rank_seed + 3)
 
     def _check_attention_resolution(self) -> None:
         cfg = self.config
@@ -214,13 +223,13 @@ class Trainer:
         epoch, pos = cursor
         logs_sum: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
+        acc = self.accelerator
         for _ in range(cfg.grad_accum):
-            order = epoch_order(len(self.examples), cfg.seed, epoch)
-            indices = order[pos : pos + cfg.batch_size]
-            pos += cfg.batch_size
-            if pos >= len(order):
-                epoch, pos = epoch + 1, 0
-            latents, masks, captions, codes = self._batch(indices)
+            span, (epoch, pos) = next_indices(
+                len(self.examples), cfg.seed, (epoch, pos), cfg.batch_size * acc.num_processes
+            )
+            first = acc.process_index * cfg.batch_size
+            latents, masks, captions, codes = self._batch(span[first : first + cfg.batch_size])
             device = self.accelerator.device
             try:
                 with self.accelerator.autocast():
@@ -276,28 +285,37 @@ class Trainer:
             ) from err
 
     def _write_checkpoint(self, step: int, cursor: tuple[int, int]) -> Path:
-        staging = ckpt.staging_dir(self.run.checkpoints, step)
+        acc = self.accelerator
+        final = self.run.checkpoints / ckpt.checkpoint_name(step)
+        staging = final.with_name(f".tmp-{final.name}")
+        if acc.is_main_process:
+            ckpt.staging_dir(self.run.checkpoints, step)
+        acc.wait_for_everyone()
         try:
-            self.mapper.save(staging / "mapper.safetensors")
-            self._save_lora(staging / "lora.safetensors")
-            ckpt.optimizer_to_files(self.optimizer, staging)
-            ckpt.rng_to_file(
-                {"data": self.data_gen, "noise": self.noise_gen}, staging / ckpt.RNG_FILE
-            )
-            state = {
-                "step": step,
-                "epoch": cursor[0],
-                "position": cursor[1],
-                "caption_rng": _random_state(self.caption_rng),
-                "stamp": self.result.stamp,
-            }
-            fsutil.write_json(staging / ckpt.STATE_FILE, state)
+            rng_file, rank_file = ckpt.rank_files(acc.process_index)
+            ckpt.rng_to_file({"data": self.data_gen, "noise": self.noise_gen}, staging / rng_file)
+            fsutil.write_json(staging / rank_file, _random_state(self.caption_rng))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                self.mapper.save(staging / "mapper.safetensors")
+                self._save_lora(staging / "lora.safetensors")
+                ckpt.optimizer_to_files(self.optimizer, staging)
+                state = {
+                    "step": step,
+                    "epoch": cursor[0],
+                    "position": cursor[1],
+                    "processes": acc.num_processes,
+                    "stamp": self.result.stamp,
+                }
+                fsutil.write_json(staging / ckpt.STATE_FILE, state)
+                ckpt.commit_checkpoint(
+                    staging, self.run.checkpoints, step, self.config.keep_checkpoints
+                )
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return ckpt.commit_checkpoint(
-            staging, self.run.checkpoints, step, self.config.keep_checkpoints
-        )
+        acc.wait_for_everyone()
+        return final
 
     def _save_lora(self, path: Path) -> None:
         from peft.utils import get_peft_model_state_dict
@@ -324,8 +342,16 @@ class Trainer:
         if self.config.rank > 0:
             set_peft_model_state_dict(self.base.unet, load_file(str(folder / "lora.safetensors")))
         ckpt.optimizer_from_files(self.optimizer, folder)
-        ckpt.rng_from_file({"data": self.data_gen, "noise": self.noise_gen}, folder / ckpt.RNG_FILE)
-        self.caption_rng.setstate(_to_random_state(state["caption_rng"]))
+        if state.get("processes", 1) != self.accelerator.num_processes:
+            raise FitError(
+                f"The checkpoint was written by {state.get('processes', 1)} processes; resume "
+                "with the same number of processes."
+            )
+        rng_file, rank_file = ckpt.rank_files(self.accelerator.process_index)
+        ckpt.rng_from_file({"data": self.data_gen, "noise": self.noise_gen}, folder / rng_file)
+        self.caption_rng.setstate(
+            _to_random_state(json.loads((folder / rank_file).read_text(encoding="utf-8")))
+        )
         return int(state["step"]), (int(state["epoch"]), int(state["position"]))
 
     def _write_outputs(self, step: int) -> None:
@@ -404,6 +430,7 @@ class Trainer:
         started = time.monotonic()
         self._setup()
         cfg = self.config
+        main = self.accelerator.is_main_process  # only the main process writes the run
         step, cursor = 0, (0, 0)
         if self.resume:
             latest = ckpt.list_checkpoints(self.run.checkpoints)
@@ -411,12 +438,14 @@ class Trainer:
                 raise FitError(f"No checkpoint to resume in {self.run.path}.")
             self.run.check_config(cfg)
             step, cursor = self._load_checkpoint(latest[-1])
-            self.run.truncate_log(step)
-        else:
+            if main:
+                self.run.truncate_log(step)
+        elif main:
             self.run.start(cfg, self.run_vocab(), base_model=self.base.ref.ref)
+        self.accelerator.wait_for_everyone()
         last: dict[str, float] = {}
         snapshot: tuple[Any, ...] | None = None
-        progress = make_progress() if progress_enabled() else None
+        progress = make_progress() if progress_enabled() and main else None
         try:
             if progress is not None:
                 progress.start()
@@ -426,7 +455,7 @@ class Trainer:
                 snapshot = self._rng_snapshot()
                 last, new_cursor = self._optimisation_step(cursor)
                 step, cursor = step + 1, new_cursor
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                if main and (step % cfg.log_every == 0 or step == cfg.steps):
                     self.run.log(
                         {
                             "step": step,
@@ -437,7 +466,11 @@ class Trainer:
                     )
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self._save_checkpoint(step, cursor)
-                if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                if (
+                    main
+                    and cfg.sample_every
+                    and (step % cfg.sample_every == 0 or step == cfg.steps)
+                ):
                     self._samples(step)
                 if progress is not None:
                     progress.update(task, completed=step, status=f"loss {last['loss']:.4f}")
@@ -454,7 +487,9 @@ class Trainer:
         finally:
             if progress is not None:
                 progress.stop()
-        self._write_outputs(step)
+        if main:
+            self._write_outputs(step)
+        self.accelerator.wait_for_everyone()
         return FitResult(
             run_dir=self.run.path,
             step=step,
