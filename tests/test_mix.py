@@ -326,3 +326,24 @@ def test_oracle_scores_known_answer() -> None:
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 4}, 1: {0: 1}}, discovery={}
     )
     assert oracle_scores(wrong, [{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6
+
+
+def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> None:
+    root = tmp_path / "rediscovered"
+    shutil.copytree(fitted, root)
+    result_file = root / "discovery" / "result.json"
+    data = json.loads(result_file.read_text())
+    data["stamp"] = "another-discovery"
+    result_file.write_text(json.dumps(data))
+    with pytest.raises(StageMissingError, match="another discovery result"):
+        Mixer(open_project(root))
+
+
+def test_blank_images_are_reported() -> None:
+    from PIL import Image
+
+    from creaturekit.generation.pipeline import is_blank
+
+    assert is_blank(Image.new("RGB", (8, 8)))  # what a NaN latent decodes to
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8))
+    assert not is_blank(noisy)
