@@ -30,27 +30,14 @@ def main() -> None:
 
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from creaturekit.discovery.stage import discover
     from creaturekit.generation.stage import Mixer
     from creaturekit.progress import quiet
-    from creaturekit.project import open_project
-    from creaturekit.toy.dataset import create_toy_project
     from creaturekit.training.stage import fit
-    from tests.tiny_sd import save_tiny_pipeline
+    from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
     with tempfile.TemporaryDirectory() as tmp, quiet():
         model = save_tiny_pipeline(Path(tmp) / "sd")
-        project = create_toy_project(Path(tmp) / "toy", species=5, per_species=2)
-        discover(
-            project,
-            "effnet-kmeans",
-            report=False,
-            parts=2,
-            subconcepts=2,
-            bg_subconcepts=2,
-            image_size=64,
-        )
-        project = open_project(project.root)
+        project = discovered_toy_project(Path(tmp) / "toy")
         fit(
             project,
             preset="toy",

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.tiny_sd import save_tiny_pipeline
+from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -66,20 +66,6 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def discovered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small toy project discovered with effnet-kmeans (real, offline ImageNet weights)."""
-    from creaturekit.discovery.stage import discover
-    from creaturekit.progress import quiet
-    from creaturekit.toy.dataset import create_toy_project
-
     root = tmp_path_factory.mktemp("fit") / "toy"
-    with quiet():
-        project = create_toy_project(root, species=5, per_species=2, seed=0)
-        discover(
-            project,
-            "effnet-kmeans",
-            report=False,
-            parts=2,
-            subconcepts=2,
-            bg_subconcepts=2,
-            image_size=64,
-        )
+    discovered_toy_project(root)
     return root

@@ -68,19 +68,9 @@ def test_tiny_text_encoder_round_trips_through_the_hub_path(tmp_path: Path) -> N
 def test_tiny_unet_round_trips(tmp_path: Path) -> None:
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        layers_per_block=1,
-        norm_num_groups=4,
-        attention_head_dim=2,
-    )
-    unet.save_pretrained(tmp_path / "unet")
+    from tests.tiny_sd import tiny_unet
+
+    tiny_unet(cross_dim=16).save_pretrained(tmp_path / "unet")
     loaded = load_pretrained(UNet2DConditionModel.from_pretrained, str(tmp_path / "unet"), "UNet")
     assert loaded.config.cross_attention_dim == 16
 

@@ -84,3 +84,24 @@ def save_tiny_pipeline(folder: Any) -> Any:
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def discovered_toy_project(root: Any) -> Any:
+    """A 5-species toy project in ``root`` with an effnet-kmeans discovery (2 parts, K=2)."""
+    from creaturekit.discovery.stage import discover
+    from creaturekit.progress import quiet
+    from creaturekit.project import open_project
+    from creaturekit.toy.dataset import create_toy_project
+
+    with quiet():
+        project = create_toy_project(root, species=5, per_species=2, seed=0)
+        discover(
+            project,
+            "effnet-kmeans",
+            report=False,
+            parts=2,
+            subconcepts=2,
+            bg_subconcepts=2,
+            image_size=64,
+        )
+    return open_project(root)
