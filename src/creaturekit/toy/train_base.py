@@ -163,15 +163,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, help="Stop (with a checkpoint) after this.")
     parser.add_argument("--resume", action="store_true", help="Continue the newest checkpoint.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
-    parser.add_argument(
-        "--mkldnn", action="store_true", help="Use oneDNN convolutions (slower for these sizes)."
-    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.backends.mkldnn.enabled = args.mkldnn
     stage = STAGES[args.stage](parts=args.parts, out=args.out)
     work = args.work or DEFAULT_WORK / args.stage
-    done = train_stage(stage, work, resume=args.resume, minutes=args.minutes, echo=True)
+    with torch.backends.mkldnn.flags(enabled=stage.onednn):
+        done = train_stage(stage, work, resume=args.resume, minutes=args.minutes, echo=True)
     state = "finished" if done >= stage.config.steps else "stopped; continue with --resume"
     print(f"{args.stage}: step {done}/{stage.config.steps} ({state})")
 
