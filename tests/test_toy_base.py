@@ -79,7 +79,9 @@ def test_vae_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
     for name, tensor in _vae_weights(straight).items():
         assert torch.equal(tensor, _vae_weights(resumed)[name]), name
     logs = [fsutil.read_jsonl(tmp_path / run / "log.jsonl") for run in "ab"]
-    assert [r.pop("seconds") > 0 for log in logs for r in log] == [True] * 6
+    for log in logs:  # wall time carries on across a resume (never a timing target)
+        seconds = [r.pop("seconds") for r in log]
+        assert len(seconds) == 3 and seconds == sorted(seconds) and seconds[0] >= 0
     assert logs[0] == logs[1]
     other = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, replace(TINY_VAE, lr=1e-2))
     with pytest.raises(Exception, match="other settings"):
