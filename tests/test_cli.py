@@ -166,3 +166,9 @@ def test_config_error_keeps_brackets(runner: CliRunner, tmp_path: Path, image_fo
         fh.write("\n[nonsense]\nx = 1\n")
     result = runner.invoke(app, ["info", "-C", str(tmp_path / "p")])
     assert result.exit_code == 1 and "Unknown section [nonsense]" in result.stderr
+
+
+def test_cli_start_up_does_not_import_torch() -> None:
+    code = "import sys, creaturekit.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # --help and --version stay instant

@@ -9,8 +9,7 @@ import typer
 
 from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
 from creaturekit.errors import CreatureKitError
-from creaturekit.generation.pipeline import SCHEDULERS
-from creaturekit.generation.requests import PartRequestError
+from creaturekit.generation import SCHEDULERS
 from creaturekit.project import open_project
 
 
@@ -42,6 +41,8 @@ def _help(ctx: typer.Context, project: Path | None) -> None:
 
 def parse_part_options(args: list[str]) -> dict[str, list[list[int]]]:
     """``["--head", "42", "--wing", "10,20"]`` -> ``{"head": [[42]], "wing": [[10, 20]]}``."""
+    from creaturekit.generation.requests import PartRequestError  # imports torch: not at start-up
+
     parts: dict[str, list[list[int]]] = {}
     it = iter(args)
     for flag in it:

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from creaturekit.errors import CreatureKitError
+from creaturekit.generation import SCHEDULERS
 from creaturekit.training.mapper import TokenMapper
 from creaturekit.training.text import encode_with_parts
 
@@ -43,16 +44,6 @@ def part_prompt_embeddings(
         text_encoder, tokenize(tokenizer, prompts), part_token_ids, codes, mapper
     )
     return hidden
-
-
-#: Sampler names accepted by ``--scheduler`` -> diffusers scheduler classes.
-SCHEDULERS = {
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-}
 
 
 def build_pipeline(base: Any, scheduler: str = "ddim") -> Any:
