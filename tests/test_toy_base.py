@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,12 +24,15 @@ from creaturekit.toy.base_model import (
     save_component,
 )
 from creaturekit.toy.base_stages import (
+    HELD_OUT,
     REPORT_NAME,
     DiffusionConfig,
     DiffusionStage,
     VaeConfig,
     VaeStage,
+    build_latent_pool,
     measure_vae,
+    pool_combos,
     training_caption,
 )
 from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, load_oracle
@@ -88,16 +92,39 @@ def test_vae_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
         train_stage(other, tmp_path / "b", resume=True)
 
 
+class _InterruptedVae(VaeStage):
+    """Receives Ctrl-C in the middle of step 1."""
+
+    def loss(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        if step == 1:
+            signal.raise_signal(signal.SIGINT)
+        return super().loss(step, gen)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path: Path) -> None:
+    straight = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    train_stage(straight, tmp_path / "a", stop_after=3)
+    interrupted = _InterruptedVae(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    assert train_stage(interrupted, tmp_path / "b", stop_after=3) == 2
+    assert (tmp_path / "b" / "checkpoints" / "step-000002").is_dir()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    assert train_stage(resumed, tmp_path / "b", resume=True, stop_after=3) == 3
+    for name, tensor in _vae_weights(straight).items():
+        assert torch.equal(tensor, _vae_weights(resumed)[name]), name
+
+
 def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
     parts, out = tmp_path / "parts", tmp_path / "toy-base"
     save_component(make_vae(TINY), parts / "vae")
     config = DiffusionConfig(
-        steps=2, batch_size=2, warmup=1, eval_images=2, final_images=2, sample_steps=2
+        steps=2, batch_size=2, warmup=1, eval_images=2, final_images=2, sample_steps=2, pool=6
     )
-    stage = DiffusionStage(parts, out, TINY, config)
+    stage = DiffusionStage(parts, out, TINY, config, cache=tmp_path / "pool.safetensors")
     assert train_stage(stage, tmp_path / "work") == 2
+    assert len(stage.pool.mean) == 6 and (tmp_path / "pool.safetensors").is_file()
     assert {p.name for p in parts.iterdir()} == {"vae", "unet", "text_encoder", "training.json"}
     assert (out / "model_index.json").is_file()
     assert not list(tmp_path.glob(".toy-base.*")), "no staging folder is left behind"
@@ -113,6 +140,28 @@ def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Pa
     assert base.vae_scale == 4
     assert base.unet.config.cross_attention_dim == base.text_encoder.config.hidden_size
     assert base.unet.config.block_out_channels == TINY.unet["block_out_channels"]
+
+
+def test_latent_pool_covers_combinations_and_is_reused_only_for_the_same_vae(
+    tmp_path: Path,
+) -> None:
+    combos = pool_combos()
+    assert len(combos) == len(set(combos)) == N_VARIANTS ** len(PARTS) - len(HELD_OUT)
+    assert not HELD_OUT & set(combos)
+    vae, cache = make_vae(TINY), tmp_path / "pool.safetensors"
+    pool = build_latent_pool(vae, 5, seed=0, cache=cache, batch_size=2)
+    assert pool.mean.shape == (5, 4, IMAGE_SIZE // 4, IMAGE_SIZE // 4) == pool.std.shape
+    visible = pool.truth[:, : len(PARTS)]
+    assert torch.all((visible == NOT_VISIBLE) | (visible == torch.tensor(combos[:5])))
+    again = build_latent_pool(vae, 5, seed=0, cache=cache)
+    assert torch.equal(again.mean, pool.mean) and torch.equal(again.truth, pool.truth)
+    stamp = cache.stat().st_mtime_ns
+    with torch.no_grad():
+        next(vae.parameters()).add_(1.0)
+    changed = build_latent_pool(vae, 5, seed=0, cache=cache)
+    assert not torch.equal(changed.mean, pool.mean) and cache.stat().st_mtime_ns != stamp
+    latents, truth = pool.sample(3, torch.Generator().manual_seed(0))
+    assert latents.shape == (3, 4, 16, 16) and truth.shape == (3, len(COLUMNS))
 
 
 SHIPPED_VAE = DEFAULT_PARTS / "vae"

@@ -7,6 +7,7 @@ to the parts folder once it passes its gate. :mod:`train_base` runs the steps.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,11 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from creaturekit import fsutil
 from creaturekit.errors import StageMissingError
 from creaturekit.generation.pipeline import build_pipeline, tokenize
+from creaturekit.progress import track
 from creaturekit.toy.base_model import (
     IMAGE_SIZE,
     TOY,
@@ -109,6 +112,7 @@ class DiffusionConfig(StageConfig):
     drop: float = 0.1  # each part and the scene is left out of a caption this often
     sample_steps: int = 30
     guidance: float = 7.5
+    pool: int = 32768  # drawings encoded once by the frozen VAE; steps draw batches from them
 
 
 class Stage(Protocol):
@@ -280,14 +284,71 @@ def _fp16_round_trip(module: Any) -> Any:
     return half_copy(module).float()
 
 
-def training_combos(n: int, gen: torch.Generator) -> list[tuple[int, ...]]:
-    """``n`` independently drawn part combinations, none of them held out."""
-    combos: list[tuple[int, ...]] = []
-    while len(combos) < n:
-        combo = tuple(torch.randint(0, N_VARIANTS, (len(PARTS),), generator=gen).tolist())
-        if combo not in HELD_OUT:
-            combos.append(combo)
-    return combos
+def pool_combos() -> list[tuple[int, ...]]:
+    """Every part combination except the held-out ones, once each, in a fixed random order."""
+    every = itertools.product(range(N_VARIANTS), repeat=len(PARTS))
+    combos = [c for c in every if c not in HELD_OUT]
+    return [combos[i] for i in np.random.default_rng(0).permutation(len(combos))]
+
+
+@dataclass(frozen=True)
+class LatentPool:
+    """Training drawings encoded once: VAE posterior (unscaled) and truth rows."""
+
+    mean: torch.Tensor  # (N, 4, h, w)
+    std: torch.Tensor  # (N, 4, h, w)
+    truth: torch.Tensor  # (N, len(COLUMNS)) int64
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+        """A random batch: latents drawn from the posteriors, and their truth rows."""
+        idx = torch.randint(0, len(self.mean), (batch_size,), generator=gen)
+        noise = torch.randn(self.mean[idx].shape, generator=gen)
+        return self.mean[idx] + self.std[idx] * noise, self.truth[idx].numpy()
+
+
+@torch.no_grad()
+def build_latent_pool(
+    vae: Any, n: int, seed: int, cache: Path | None = None, batch_size: int = 64
+) -> LatentPool:
+    """Draw ``n`` creatures (every trainable combination in turn) and encode them once.
+
+    With ``cache``, the pool is kept there (safetensors) and reused while the VAE, ``n``
+    and ``seed`` are the same.
+    """
+    key = {"vae": _fingerprint(vae), "n": str(n), "seed": str(seed)}
+    if cache is not None and cache.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), "pt") as fh:
+            if fh.metadata() == key:
+                return LatentPool(**load_file(str(cache)))
+    vae.eval()
+    combos, chunks = pool_combos(), []
+    for start in track(range(0, n, batch_size), "encoding drawings"):
+        data = render_examples(
+            min(batch_size, n - start), seed, DIFFUSION_TRAIN_STREAM, combos, start
+        )
+        posterior = vae.encode(to_pixels(data.images)).latent_dist
+        chunks.append((posterior.mean, posterior.std, torch.from_numpy(data.truth)))
+    pool = LatentPool(*(torch.cat(parts) for parts in zip(*chunks, strict=True)))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp")
+        tensors = {"mean": pool.mean, "std": pool.std, "truth": pool.truth}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=key)
+        tmp.replace(cache)
+    return pool
+
+
+def _fingerprint(module: torch.nn.Module) -> str:
+    """A short digest of a module's weights (which VAE a cached pool was encoded with)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def training_caption(truth: np.ndarray, drop: float, uncond: float, gen: torch.Generator) -> str:
@@ -305,9 +366,12 @@ def training_caption(truth: np.ndarray, drop: float, uncond: float, gen: torch.G
 class DiffusionStage:
     """Train the UNet and the CLIP text model (from scratch) on the frozen VAE's latents.
 
+    Data: a pool of ``config.pool`` drawings covering every trainable combination, encoded
+    once (kept in ``cache``); each step samples latents from it and captions them afresh.
     Loss: SD's epsilon prediction with Min-SNR weighting. Measured by the oracle on
     images generated from captions naming every part and the scene (``sample_steps``
-    DDIM steps with guidance): random combinations and the held-out ones.
+    DDIM steps with guidance): random combinations and the held-out ones. Whenever a
+    measurement passes the gate (and at the last step), the pipeline is saved.
     """
 
     name = "diffusion"
@@ -319,6 +383,7 @@ class DiffusionStage:
         out: Path,
         arch: Architecture = TOY,
         config: DiffusionConfig | None = None,
+        cache: Path | None = None,
     ) -> None:
         from diffusers import AutoencoderKL
 
@@ -338,16 +403,22 @@ class DiffusionStage:
             "text_encoder": self.text_encoder,
         }
         self.oracle = load_oracle()
+        self.cache = cache
+        self._pool: LatentPool | None = None
+
+    @property
+    def pool(self) -> LatentPool:
+        """The encoded training drawings (built, or read from the cache, on first use)."""
+        if self._pool is None:
+            cfg = self.config
+            self._pool = build_latent_pool(self.vae, cfg.pool, cfg.seed, self.cache)
+        return self._pool
 
     def loss(self, step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
-        start = step * cfg.batch_size
-        combos = training_combos(cfg.batch_size, gen)
-        data = render_examples(cfg.batch_size, cfg.seed, DIFFUSION_TRAIN_STREAM, combos, start)
-        captions = [training_caption(row, cfg.drop, cfg.uncond, gen) for row in data.truth]
-        with torch.no_grad():
-            latents = self.vae.encode(to_pixels(data.images)).latent_dist.sample(gen)
-            latents = latents * self.vae.config.scaling_factor
+        latents, truth = self.pool.sample(cfg.batch_size, gen)
+        latents = latents * self.vae.config.scaling_factor
+        captions = [training_caption(row, cfg.drop, cfg.uncond, gen) for row in truth]
         noise = torch.randn(latents.shape, generator=gen)
         steps = self.scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (len(latents),), generator=gen)
@@ -403,22 +474,36 @@ class DiffusionStage:
 
     def evaluate(self, step: int) -> dict[str, float]:
         metrics = self.measure(self.config.eval_images)
-        if step == self.config.steps:
-            self.export(step)
+        if self._passed(metrics) or step == self.config.steps:
+            metrics |= {"saved": float(self.export(step))}
         return metrics
 
-    def export(self, step: int) -> None:
-        """Save the UNet and text encoder in fp16, measure, and assemble the pipeline."""
+    def _passed(self, metrics: dict[str, float]) -> bool:
+        worst = min(metrics[f"{name}_{p}"] for name in ("random", "novel") for p in PARTS)
+        return worst >= self.config.gate
+
+    def export(self, step: int) -> bool:
+        """Measure on ``final_images``; save the fp16 pipeline if it passes or at the end.
+
+        An earlier result that passed the gate is not replaced by a final one that fails.
+        Returns whether the pipeline was saved.
+        """
         final = self.measure(self.config.final_images)
+        passed = self._passed(final)
+        report_path = self.parts / REPORT_NAME
+        reports = json.loads(report_path.read_text("utf-8")) if report_path.is_file() else {}
+        if not passed and reports.get(self.name, {}).get("gate_passed"):
+            return False
+        if not passed and step != self.config.steps:
+            return False
         save_component(self.unet, self.parts / "unet")
         save_component(self.text_encoder, self.parts / "text_encoder")
-        worst = min(final[f"{name}_{p}"] for name in ("random", "novel") for p in PARTS)
-        passed = worst >= self.config.gate
         report = {"step": step, "test_images": self.config.final_images, "gate_passed": passed}
         write_report(self.parts, self.name, report | final)
         assemble_pipeline(
             self.out, vae=self.vae, text_encoder=self.text_encoder, unet=self.unet, arch=self.arch
         )
+        return True
 
 
 STAGES: dict[str, Callable[..., Stage]] = {"vae": VaeStage, "diffusion": DiffusionStage}

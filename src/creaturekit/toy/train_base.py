@@ -12,10 +12,14 @@ diffusion stage ends by assembling the whole pipeline into ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -86,9 +90,51 @@ def _load_checkpoint(
     return int(state["step"]), float(state["seconds"])
 
 
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[Callable[[], bool]]:
+    """Within the block, Ctrl-C or SIGTERM asks for a stop after the current step.
+
+    Yields a function telling whether a stop was asked; a second Ctrl-C aborts at once.
+    """
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked.is_set
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        print("Stopping after this step with a checkpoint (Ctrl-C again to abort).", flush=True)
+
+    previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked.is_set
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _append_log(path: Path, row: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def _optimisation_step(
+    stage: Stage, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], step: int
+) -> tuple[float, dict[str, float]]:
+    """One step of ``stage`` (all its randomness from the seed and ``step``)."""
+    config = stage.config
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, config)
+    for module in stage.modules.values():
+        module.train()
+    loss, logs = stage.loss(step, step_generator(config.seed, step))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+    return loss.item(), logs
 
 
 def train_stage(
@@ -102,8 +148,8 @@ def train_stage(
 ) -> int:
     """Train ``stage`` from step 0 (or its newest checkpoint) until done or stopped.
 
-    Stops after ``minutes`` of wall time or at step ``stop_after``, with a checkpoint.
-    Returns the number of steps done.
+    Stops after ``minutes`` of wall time, at step ``stop_after``, or on Ctrl-C / SIGTERM
+    (after the current step), with a checkpoint. Returns the number of steps done.
     """
     config = stage.config
     checkpoints, log_path = work / "checkpoints", work / LOG_NAME
@@ -123,33 +169,27 @@ def train_stage(
         log_path.unlink(missing_ok=True)
     began = time.perf_counter() - seconds
     deadline = None if minutes is None else time.perf_counter() + 60 * minutes
-    last = stop_after if stop_after is not None else config.steps
-    while step < min(last, config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        for module in stage.modules.values():
-            module.train()
-        loss, logs = stage.loss(step, step_generator(config.seed, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        step += 1
-        row: dict[str, Any] = {}
-        if step % config.log_every == 0:
-            row = {"loss": round(loss.item(), 5), "lr": optimizer.param_groups[0]["lr"], **logs}
-        if step % config.eval_every == 0 or step == config.steps:
-            row.update(stage.evaluate(step))
-        if row:
-            row.update(step=step, seconds=round(time.perf_counter() - began, 1))
-            _append_log(log_path, row)
-            if echo:
-                print(json.dumps(row, sort_keys=True), flush=True)
-        out_of_time = deadline is not None and time.perf_counter() > deadline
-        if step % config.checkpoint_every == 0 or step == min(last, config.steps) or out_of_time:
-            _save_checkpoint(stage, optimizer, checkpoints, step, time.perf_counter() - began)
-        if out_of_time:
-            break
+    last = min(stop_after if stop_after is not None else config.steps, config.steps)
+    with _stop_requests() as stop_asked:
+        while step < last:
+            loss, logs = _optimisation_step(stage, optimizer, params, step)
+            step += 1
+            row: dict[str, Any] = {}
+            if step % config.log_every == 0:
+                row = {"loss": round(loss, 5), "lr": optimizer.param_groups[0]["lr"], **logs}
+            if step % config.eval_every == 0 or step == config.steps:
+                row.update(stage.evaluate(step))
+            if row:
+                row.update(step=step, seconds=round(time.perf_counter() - began, 1))
+                _append_log(log_path, row)
+                if echo:
+                    print(json.dumps(row, sort_keys=True), flush=True)
+            out_of_time = deadline is not None and time.perf_counter() > deadline
+            stop = out_of_time or stop_asked()
+            if step % config.checkpoint_every == 0 or step == last or stop:
+                _save_checkpoint(stage, optimizer, checkpoints, step, time.perf_counter() - began)
+            if stop:
+                break
     return step
 
 
@@ -165,8 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    stage = STAGES[args.stage](parts=args.parts, out=args.out)
     work = args.work or DEFAULT_WORK / args.stage
+    cache = {"cache": work / "pool.safetensors"} if args.stage == "diffusion" else {}
+    stage = STAGES[args.stage](parts=args.parts, out=args.out, **cache)
     with torch.backends.mkldnn.flags(enabled=stage.onednn):
         done = train_stage(stage, work, resume=args.resume, minutes=args.minutes, echo=True)
     state = "finished" if done >= stage.config.steps else "stopped; continue with --resume"
