@@ -98,7 +98,7 @@ def _text(hidden: int, layers: int, heads: int) -> dict[str, Any]:
 
 TOY = Architecture(
     vae=_vae((32, 64, 128), layers=1, groups=16),
-    unet=_unet((32, 64, 128), layers=1, groups=16, cross=64, heads=4),
+    unet=_unet((32, 64, 128), layers=1, groups=16, cross=64, heads=2),
     text=_text(64, layers=4, heads=4),
 )
 """The shipped toy base model."""
