@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,15 @@ def evaluate(
     seed: int | None = None,
     steps: int | None = None,
     size: int | None = None,
+    mixer: Mixer | None = None,
+    serve: Callable[[Combination], dict[str, list[int]]] | None = None,
 ) -> dict[str, Any]:
-    """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics."""
+    """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics.
+
+    ``mixer`` and ``serve`` evaluate a baseline fitted on another vocabulary over the same
+    images (:mod:`creaturekit.evaluation.baseline`): ``serve`` turns each requested
+    combination (this project's part -> code) into the mixer's request.
+    """
     from creaturekit.discovery.stage import load_discoverer, load_result
 
     settings = project.config.eval
@@ -48,13 +56,15 @@ def evaluate(
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
     started = time.monotonic()
-    mixer = Mixer(project, run)
+    mixer = mixer or Mixer(project, run)
     result = load_result(project)
     discoverer = load_discoverer(project.discovery_dir)
     rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in result.codes]
     rng = random.Random(seed)
     groups = {"seen": seen_combinations(rows, n, rng), "novel": novel_combinations(rows, n, rng)}
-    names = mixer.vocabulary.by_index
+    names = {
+        p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
+    }
     centroids = discoverer.hierarchy_.sub_centroids
     metrics: dict[str, Any] = {
         "run": mixer.run.path.name,
@@ -72,7 +82,7 @@ def evaluate(
         for j, combo in enumerate(
             track(combos, f"Generating {group} combinations", total=len(combos))
         ):
-            parts = {names[m]: [k] for m, k in combo.items()}
+            parts = serve(combo) if serve else {names[m]: [k] for m, k in combo.items()}
             mix = mixer(parts, n=per, seed=seed + j * per, steps=steps, size=size)
             generated.extend(mix.images)
             requested.extend([combo] * per)
