@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from creaturekit import __version__
 from creaturekit.cli import app
 
-COMMANDS = ["init", "discover", "fit", "mix", "eval", "export", "parts", "info", "plugins"]
+COMMANDS = ["init", "discover", "fit", "mix", "eval", "export", "parts", "info", "plugins", "demo"]
 
 
 def test_version(runner: CliRunner) -> None:

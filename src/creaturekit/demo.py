@@ -1,44 +1,400 @@
-"""The README's first command: an offline end-to-end run (``python -m creaturekit.demo DIR``).
+"""The README's first command: the whole method, offline, on the CPU (``make demo``).
 
-It grows with the implemented stages. Today it builds the toy-world project (drawn
-creatures of 24 species with their ground truth; see docs/toy-world.md), discovers its
-parts with the offline ``effnet-kmeans`` backend, and shows the project and the path of
-the discovery report. Running it again reuses what exists.
+:func:`run_demo` builds the toy-world project (docs/toy-world.md), discovers its parts
+with the offline ``effnet-kmeans`` backend, fits a run with the ``toy`` preset on the
+bundled toy base model, mixes a few novel creatures (part codes never seen together in
+a training image) by part name, evaluates the run, and writes one page,
+``DIR/index.html``, that shows it all through relative links. Each stage is skipped when
+its output exists and an interrupted fit resumes, so running the demo again finishes
+what is missing and rebuilds the page. Without the toy base model, the stages that need
+it are skipped (:attr:`DemoResult.missing_model` says why) unless ``full`` is set.
+
+``python -m creaturekit.demo DIR`` is ``creaturekit demo DIR`` (see ``cli/demo.py``).
 """
 
 from __future__ import annotations
 
+import html
+import json
+import random
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from creaturekit import constants as C
+from creaturekit import fsutil
+from creaturekit.errors import CreatureKitError, ModelNotFoundError
+from creaturekit.models import BUNDLED, resolve_model
 from creaturekit.project import Project, open_project
-from creaturekit.toy.dataset import create_toy_project
+
+PAGE_FILE = "index.html"
+RUN = "demo"
+#: What :attr:`DemoResult.stages` says about each stage.
+DONE, RESUMED, REUSED, SKIPPED = "done", "resumed", "reused", "skipped"
 
 
-def run_demo(folder: str | Path = "demo") -> Project:
-    """Create (or reuse) the toy demo project in ``folder``, discover its parts; return it."""
+@dataclass
+class DemoResult:
+    """What one demo run found or produced; paths are inside ``project.root``."""
+
+    project: Project
+    page: Path
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> DONE, RESUMED, ...
+    run: Path | None = None
+    mixes: Path | None = None
+    metrics: dict[str, Any] | None = None
+    missing_model: str | None = None  # why fit, mix and eval were skipped
+
+
+def missing_toy_base_message() -> str:
+    """The one sentence shown when the bundled toy base model is not there."""
+    return (
+        f"The toy base model is not in this copy of creaturekit ({BUNDLED['toy']}), so the "
+        "demo stopped after discovery: train it with `python -m creaturekit.toy.train_base "
+        "--stage vae` then `--stage diffusion` (docs/toy-world.md), or give the demo any "
+        "Stable-Diffusion-style pipeline folder with `--model PATH`."
+    )
+
+
+def run_demo(
+    folder: str | Path = "demo",
+    *,
+    model: str = "toy",
+    species: int = 24,
+    per_species: int = 40,
+    size: int = 64,
+    discover_options: Mapping[str, Any] | None = None,
+    fit_options: Mapping[str, Any] | None = None,
+    mixes: int = 8,
+    combinations: int = 16,
+    sample_steps: int | None = None,
+    sample_size: int | None = None,
+    seed: int = 0,
+    full: bool = False,
+    notify: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run (or finish) the demo in ``folder``; return what it holds.
+
+    ``species``, ``per_species`` and ``size`` shape a new toy project;
+    ``discover_options`` and ``fit_options`` override the project's discovery settings
+    and the ``toy`` fit preset; ``mixes`` novel creatures are mixed and ``combinations``
+    seen and novel combinations evaluated, sampled with ``sample_steps`` and
+    ``sample_size`` (default: the project's mix settings and the fit resolution).
+    Without the bundled toy base model (``model="toy"``) fit, mix and eval are skipped,
+    or with ``full`` a :class:`ModelNotFoundError` is raised. ``notify`` receives a line
+    as each stage starts or is reused.
+    """
+    say = notify or (lambda _line: None)
+    project, made = _toy_project(Path(folder), species, per_species, size, say)
+    demo = DemoResult(project, project.root / PAGE_FILE, {"project": made})
+    demo.stages["discover"] = _discover(project, discover_options or {}, say)
+    demo.missing_model = _missing_model(project, model, full)
+    if demo.missing_model is None:
+        demo.run, demo.stages["fit"] = _fit(project, model, fit_options or {}, say)
+        demo.mixes, demo.stages["mix"] = _mix(project, mixes, seed, sample_steps, sample_size, say)
+        demo.metrics, demo.stages["eval"] = _evaluate(
+            project, combinations, seed, sample_steps, sample_size, say
+        )
+    else:
+        demo.stages.update(dict.fromkeys(("fit", "mix", "eval"), SKIPPED))
+    say(f"Writing the demo page {demo.page}")
+    fsutil.write_text(demo.page, render_page(demo))
+    return demo
+
+
+def _toy_project(
+    folder: Path, species: int, per_species: int, size: int, say: Callable[[str], None]
+) -> tuple[Project, str]:
+    from creaturekit.toy.dataset import DATASET, create_toy_project
+
+    exists = (folder / C.CONFIG_NAME).is_file()
+    if exists:
+        project = open_project(folder)
+        records = project.manifest()
+        if any(r.dataset != DATASET for r in records):
+            raise CreatureKitError(
+                f"{folder} holds a project with images of its own, not the toy demo; give "
+                "the demo another folder (or delete this one)."
+            )
+        if records and (project.images_dir / C.TOY_DIR / C.TOY_WORLD_NAME).is_file():
+            say(f"Toy project: reusing {folder}")
+            return project, REUSED
+    say(f"Drawing the toy project in {folder}: {species} species x {per_species} images, {size} px")
+    project = create_toy_project(
+        folder, species=species, per_species=per_species, size=size, name="demo", force=exists
+    )
+    return project, DONE
+
+
+def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str], None]) -> str:
     from creaturekit.discovery.result import RESULT_FILE
     from creaturekit.discovery.stage import discover
 
-    folder = Path(folder)
-    if not (folder / C.CONFIG_NAME).exists():
-        create_toy_project(folder, name="demo")
-    project = open_project(folder)
-    if not (project.discovery_dir / RESULT_FILE).is_file():
-        with project.lock("discover"):
-            discover(project)
-    return project
+    if (project.discovery_dir / RESULT_FILE).is_file():
+        say("Discovery: reusing discovery/")
+        return REUSED
+    say(f"Discovering parts with {project.config.discover.backend}")
+    with project.lock("discover"):
+        discover(project, **options)
+    return DONE
+
+
+def _missing_model(project: Project, model: str, full: bool) -> str | None:
+    """None when ``model`` resolves; the reason when the bundled model is absent."""
+    try:
+        resolve_model(model, project.root)
+    except ModelNotFoundError as err:
+        if model not in BUNDLED:
+            raise
+        if full:
+            raise ModelNotFoundError(missing_toy_base_message()) from err
+        return missing_toy_base_message()
+    return None
+
+
+def _fit(
+    project: Project, model: str, options: Mapping[str, Any], say: Callable[[str], None]
+) -> tuple[Path, str]:
+    from creaturekit.training.checkpoint import list_checkpoints
+    from creaturekit.training.run import RunFolder
+    from creaturekit.training.stage import fit
+    from creaturekit.training.trainer import FitInterrupted
+
+    run = RunFolder(project.runs_dir / RUN)
+    if run.mapper.is_file():
+        say(f"Fit: reusing runs/{RUN}/")
+        return run.path, REUSED
+    resume = bool(list_checkpoints(run.checkpoints))
+    say(f"{'Resuming' if resume else 'Fitting'} run {RUN!r} (toy preset) on the base model {model}")
+    try:
+        fit(project, preset="toy", run=RUN, resume=resume, model=model, **options)
+    except FitInterrupted as err:
+        saved = list_checkpoints(run.checkpoints)
+        where = f"from {saved[-1].name} " if saved else ""
+        raise FitInterrupted(
+            f"Interrupted; the fit continues {where}when the demo runs again."
+        ) from err
+    return run.path, RESUMED if resume else DONE
+
+
+def _mix(
+    project: Project,
+    n: int,
+    seed: int,
+    steps: int | None,
+    size: int | None,
+    say: Callable[[str], None],
+) -> tuple[Path, str]:
+    from creaturekit.discovery.stage import load_result
+    from creaturekit.evaluation.combinations import novel_combinations
+    from creaturekit.generation.requests import Vocabulary
+    from creaturekit.generation.stage import Mix, Mixer, write_mix
+    from creaturekit.progress import track
+    from creaturekit.training.run import RunFolder
+
+    names = Vocabulary(RunFolder(project.runs_dir / RUN).vocab(), project.config).by_index
+    rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in load_result(project).codes]
+    # Whole creatures (a code for every part) where discovery found enough of them.
+    whole = max(map(len, rows), default=0)
+    complete = [r for r in rows if len(r) == whole]
+    combos = novel_combinations(complete, n, random.Random(seed)) or novel_combinations(
+        rows, n, random.Random(seed)
+    )
+    if not combos:
+        raise CreatureKitError(
+            "Every combination of the discovered part codes occurs in a training image, so "
+            "there is no novel creature to mix; discover more sub-concepts."
+        )
+    named = [{names[m]: k for m, k in c.items()} for c in combos]
+    existing = _find_mixes(project, named)
+    if existing is not None:
+        say(f"Mixes: reusing {existing.relative_to(project.root).as_posix()}/")
+        return existing, REUSED
+    say(f"Mixing {len(combos)} novel creatures by part name")
+    mixer = Mixer(project, RUN)
+    mix = Mix(images=[], records=[])
+    for j, combo in enumerate(track(named, "Mixing novel creatures", total=len(named))):
+        parts = {name: [code] for name, code in combo.items()}
+        mix.extend(mixer(parts, n=1, seed=seed + j, steps=steps, size=size))
+    with project.lock("mix"):
+        return write_mix(project, mix), DONE
+
+
+def _find_mixes(project: Project, combos: Sequence[dict[str, int]]) -> Path | None:
+    """The newest ``mixes/`` folder holding exactly ``combos`` (one image each) of the run."""
+    wanted = [(RUN, [{"part": p, "code": k} for p, k in c.items()]) for c in combos]
+    folders = [p for p in project.mixes_dir.glob("*") if p.is_dir() and p.name[0] != "."]
+    for folder in sorted(folders, reverse=True):
+        records = [json.loads(p.read_text("utf-8")) for p in sorted(folder.glob("mix-*.json"))]
+        if [(r["run"], r["codes"]) for r in records] == wanted:
+            return folder
+    return None
+
+
+def _evaluate(
+    project: Project,
+    combinations: int,
+    seed: int,
+    steps: int | None,
+    size: int | None,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], str]:
+    from creaturekit.evaluation.stage import METRICS_FILE, evaluate, load_metrics
+
+    if (project.eval_dir / RUN / METRICS_FILE).is_file():
+        say(f"Evaluation: reusing eval/{RUN}/")
+        return load_metrics(project, RUN), REUSED
+    say(f"Evaluating run {RUN!r} on {combinations} seen and {combinations} novel combinations")
+    metrics = evaluate(project, RUN, combinations=combinations, seed=seed, steps=steps, size=size)
+    return metrics, DONE
+
+
+# -- the page ------------------------------------------------------------------------
+_STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px}
+td,th{padding:4px 8px;border:1px solid #ccc;text-align:left}table{border-collapse:collapse}
+.g{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:150px}
+.g img{width:128px;image-rendering:pixelated}figcaption{font-size:12px}
+.note{background:#fff4d6;padding:8px 12px;border-left:4px solid #e0a000}"""
+
+
+class _Links:
+    """Relative links to files of the project; a missing file gives text or nothing."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def href(self, path: Path) -> str:
+        return html.escape(path.relative_to(self.root).as_posix())
+
+    def link(self, path: Path, text: str) -> str:
+        if not path.exists():
+            return html.escape(text)
+        return f'<a href="{self.href(path)}">{html.escape(text)}</a>'
+
+    def image(self, path: Path, alt: str) -> str:
+        if not path.is_file():
+            return ""
+        return f'<img src="{self.href(path)}" alt="{html.escape(alt)}">'
+
+
+def render_page(demo: DemoResult) -> str:
+    """The demo page: stages, discovered parts, the run, mixes and metrics."""
+    from creaturekit.discovery.naming import part_table
+    from creaturekit.discovery.stage import load_result
+
+    links = _Links(demo.project.root)
+    parts = part_table(demo.project, load_result(demo.project))
+    stages = "".join(f"<li>{s}: {state}</li>" for s, state in demo.stages.items())
+    body = [
+        f"<h1>creaturekit demo: {html.escape(demo.project.config.project.name)}</h1>"
+        "<p>Drawn toy creatures; their parts discovered without labels; one token per part "
+        "variant fitted on a base model; new creatures mixed from parts that never appear "
+        f"together in a training image; the mixes scored.</p><ul>{stages}</ul>"
+    ]
+    if demo.missing_model:
+        body.append(f"<p class=note>{html.escape(demo.missing_model)}</p>")
+    body.append(_parts_section(demo.project, parts, links))
+    if demo.run is not None:
+        body.append(_run_section(demo.run, links))
+    if demo.mixes is not None:
+        body.append(_mixes_section(demo.mixes, parts, links))
+    if demo.metrics is not None:
+        body.append(_metrics_section(demo.project, demo.metrics, links))
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>creaturekit demo</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _parts_section(project: Project, parts: list[dict[str, Any]], links: _Links) -> str:
+    from creaturekit.discovery.report import REPORT_DIR, REPORT_HTML
+
+    pictures = project.discovery_dir / REPORT_DIR
+    rows = "".join(
+        f"<tr><td>{p['index']}</td><td><a href='#part-{p['index']}'>{html.escape(p['name'])}"
+        f"</a></td><td>{p['subconcepts']}</td><td>{p['coverage']:.1%}</td></tr>"
+        for p in parts
+    )
+    galleries = "".join(
+        f"<h3 id='part-{p['index']}'>{html.escape(p['name'])}: crops per sub-concept "
+        f"(code)</h3>" + links.image(pictures / f"part{p['index']}.png", p["name"])
+        for p in parts
+    )
+    report = links.link(project.discovery_dir / REPORT_HTML, "discovery report")
+    return (
+        f"<h2>Discovered parts</h2><p>With {html.escape(project.config.discover.backend)}, "
+        f"no labels; the whole {report}.</p><table><tr><th>index</th><th>name</th>"
+        f"<th>sub-concepts</th><th>coverage</th></tr>{rows}</table>"
+        + links.image(pictures / "overview.png", "parts on sample images")
+        + galleries
+    )
+
+
+def _run_section(run: Path, links: _Links) -> str:
+    from creaturekit.training.run import CONFIG_FILE, LOG_FILE, RunFolder
+
+    folder = RunFolder(run)
+    saved = folder.saved_config()
+    fit, model = saved["fit"], saved["base_model"]
+    log = folder.read_log()
+    loss = f", last logged loss {log[-1]['loss']:.4f}" if log and "loss" in log[-1] else ""
+    samples = sorted(folder.samples.glob("*.png"))
+    return (
+        f"<h2>Fitted run {html.escape(run.name)}</h2><p>{fit['steps']} steps at "
+        f"{fit['resolution']} px on the base model {html.escape(model)}{loss} "
+        f"({links.link(run / CONFIG_FILE, 'settings')}, {links.link(run / LOG_FILE, 'log')})."
+        "</p>" + (links.image(samples[-1], "samples during training") if samples else "")
+    )
+
+
+def _mixes_section(mixes: Path, parts: list[dict[str, Any]], links: _Links) -> str:
+    index = {p["name"]: p["index"] for p in parts}
+    figures = ""
+    for sidecar in sorted(mixes.glob("mix-*.json")):
+        record = json.loads(sidecar.read_text("utf-8"))
+        asked = ", ".join(
+            f"<a href='#part-{index[c['part']]}'>{html.escape(c['part'])} {c['code']}</a>"
+            for c in record["codes"]
+        )
+        figures += (
+            f"<figure>{links.image(sidecar.with_suffix('.png'), record['prompt'])}"
+            f"<figcaption>{asked}</figcaption></figure>"
+        )
+    return (
+        f"<h2>Novel creatures</h2><p>Each asked for by part name and code (below the "
+        f"picture); no training image has this combination of codes "
+        f"({links.link(mixes, mixes.name)}).</p><div class=g>{figures}</div>"
+    )
+
+
+def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -> str:
+    from creaturekit.evaluation.stage import REPORT_FILE
+
+    values = {
+        **metrics["overall"],
+        **{f"discovery {k}": v for k, v in metrics.get("discovery", {}).items()},
+    }
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{v:.3g}</td></tr>"
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+    report = links.link(project.eval_dir / RUN / REPORT_FILE, "evaluation report")
+    return (
+        "<h2>Metrics</h2><p>Generated creatures re-coded by discovery: EMR is the share of "
+        "requested codes recovered exactly, CoSim the similarity to the requested "
+        "sub-concept; in the toy world, the oracle reads the true parts. Best and worst "
+        f"mixes: the {report}.</p><table>{rows}</table>"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the demo, then show the project like ``creaturekit info`` does."""
+    """``python -m creaturekit.demo [DIR] [OPTIONS]``: the ``creaturekit demo`` command."""
     from creaturekit.cli import app
 
-    argv = sys.argv[1:] if argv is None else argv
-    project = run_demo(argv[0] if argv else "demo")
-    print(f"Discovered parts: {project.discovery_dir / 'report.html'}")
-    app(["info", "-C", str(project.root)], standalone_mode=False)
+    app(["demo", *(sys.argv[1:] if argv is None else argv)], prog_name="creaturekit")
 
 
 if __name__ == "__main__":

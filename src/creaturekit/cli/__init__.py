@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from creaturekit import __version__
-from creaturekit.cli import discover, eval, export, fit, info, init, mix, parts, plugins
+from creaturekit.cli import demo, discover, eval, export, fit, info, init, mix, parts, plugins
 from creaturekit.cli.common import State
 
 app = typer.Typer(
@@ -38,7 +38,7 @@ def _main(
     State.debug = State.debug or debug
 
 
-for module in (init, discover, fit, mix, eval, export, parts, info, plugins):
+for module in (init, discover, fit, mix, eval, export, parts, info, plugins, demo):
     module.register(app)
 
 

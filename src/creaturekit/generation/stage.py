@@ -35,6 +35,12 @@ class Mix:
     folder: Path | None = None
     blank: list[int] = field(default_factory=list)  # indices of black / constant images
 
+    def extend(self, other: Mix) -> None:
+        """Append ``other``'s images and records (its blank indices shifted)."""
+        self.blank.extend(len(self.images) + i for i in other.blank)
+        self.images.extend(other.images)
+        self.records.extend(other.records)
+
 
 def latest_run(project: Project) -> RunFolder:
     """The most recently finished run of the project."""
@@ -248,10 +254,7 @@ def mix(
             parts.setdefault(name, [[rng.randrange(k)]])
     result = Mix(images=[], records=[])
     for combo in sweep(parts):
-        part = mixer(combo, prompt, **options)
-        result.blank.extend(len(result.images) + i for i in part.blank)
-        result.images.extend(part.images)
-        result.records.extend(part.records)
+        result.extend(mixer(combo, prompt, **options))
     if write:
         with project.lock("mix"):
             write_mix(project, result)
