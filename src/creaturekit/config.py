@@ -110,6 +110,23 @@ class EvalSettings:
     combinations: int = _opt(100, "Code combinations generated per evaluation.")
     images_per_combination: int = _opt(1, "Images per combination.")
     seed: int = _opt(0, "Seed of the combination draw and of generation.")
+    image_metrics: bool = _opt(
+        True, "Also score the images: similarity to real images with the same codes, CLIP, FID/KID."
+    )
+    image_model: str = _opt(
+        "facebook/dinov2-base",
+        'Backbone of image similarity: hub id, local folder, or "discovery" (the project\'s own '
+        "discovery backbone; works offline).",
+    )
+    fid_model: str = _opt(
+        "inception",
+        'Backbone of FID/KID: "inception" (standard), a local Inception weights file (.pth), '
+        'or an image backbone as in image_model (e.g. "discovery").',
+    )
+    clip_model: str = _opt(
+        "openai/clip-vit-base-patch32",
+        'CLIPModel of the text score: hub id or local folder; "" skips the CLIP score.',
+    )
 
 
 @dataclass

@@ -50,15 +50,15 @@ class ModelRef:
         return Path(self.location).is_dir()
 
 
-def resolve_model(ref: str, base: Path | None = None) -> ModelRef:
-    """Resolve ``ref`` to a local folder or hub id.
+def resolve_model(ref: str, base: Path | None = None, flag: str = "--model") -> ModelRef:
+    """Resolve ``ref`` to a local folder or hub id (``flag`` is the option named in errors).
 
     Relative folders are looked up from the working directory, then from ``base``
     (the project folder), so ``model = "models/sd"`` inside a project keeps working
     after the project moves.
     """
     if not ref or not ref.strip():
-        raise ConfigError("The model reference is empty; pass --model ID_OR_PATH.")
+        raise ConfigError(f"The model reference is empty; pass {flag} ID_OR_PATH.")
     if ref in BUNDLED:
         if not BUNDLED[ref].is_dir():
             raise ModelNotFoundError(
@@ -68,7 +68,7 @@ def resolve_model(ref: str, base: Path | None = None) -> ModelRef:
             )
         return ModelRef(ref=ref, kind="preset", location=str(BUNDLED[ref]))
     if ref in PRESETS:
-        inner = resolve_model(PRESETS[ref], base)
+        inner = resolve_model(PRESETS[ref], base, flag)
         return ModelRef(ref=ref, kind="preset", location=inner.location)
     path = Path(ref).expanduser()
     candidates = [path] if path.is_absolute() else [path, *([base / path] if base else [])]
@@ -78,46 +78,56 @@ def resolve_model(ref: str, base: Path | None = None) -> ModelRef:
     if ref.startswith((".", "/", "~")) or not _HUB_ID.match(ref):
         raise ModelNotFoundError(
             f"The model folder {ref!r} does not exist. Pass an existing folder or a hub id "
-            f"with --model (presets: {', '.join(PRESETS)})."
+            f"with {flag} (presets: {', '.join(PRESETS)})."
         )
     return ModelRef(ref=ref, kind="hub", location=ref)
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE forbids network attempts."""
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def missing_weights_message(model: ModelRef, what: str, reason: str = "") -> str:
-    """The one-sentence explanation (plus fix) for weights that could not be loaded."""
+def missing_weights_message(
+    model: ModelRef, what: str, reason: str = "", flag: str = "--model"
+) -> str:
+    """The one-sentence explanation (plus fix, naming ``flag``) for weights not loaded."""
     if model.kind == "local" or Path(model.location).is_dir():
         detail = f" ({reason})" if reason else ""
         return (
             f"Could not load the {what} from the folder {model.location}{detail}. "
             "Check that it holds a complete model saved with save_pretrained, or pass "
-            "another one with --model PATH."
+            f"another one with {flag} PATH."
         )
-    where = "the hub is disabled (HF_HUB_OFFLINE=1)" if _offline() else "the hub is unreachable"
+    where = "the hub is disabled (HF_HUB_OFFLINE=1)" if hub_offline() else "the hub is unreachable"
     return (
         f"Could not find the {what} {model.location!r}: it is not in the local Hugging Face "
         f"cache and {where}. Download it on a connected machine "
         f"(`huggingface-cli download {model.location}`) and copy the cache, or pass a local "
-        "folder with --model PATH; set HF_HUB_OFFLINE=1 to skip network attempts."
+        f"folder with {flag} PATH; set HF_HUB_OFFLINE=1 to skip network attempts."
     )
 
 
-def load_pretrained(loader: Callable[..., T], model: ModelRef | str, what: str, **kwargs: Any) -> T:
+def load_pretrained(
+    loader: Callable[..., T],
+    model: ModelRef | str,
+    what: str,
+    flag: str = "--model",
+    **kwargs: Any,
+) -> T:
     """``loader(location, **kwargs)`` (a ``from_pretrained``) with a clear missing-weights error.
 
-    ``what`` names the model in the message, e.g. "feature backbone" or "base model".
+    ``what`` names the model in the message, e.g. "feature backbone" or "base model";
+    ``flag`` is the option (or setting) the message tells the user to change.
     """
-    ref = resolve_model(model) if isinstance(model, str) else model
+    ref = resolve_model(model, flag=flag) if isinstance(model, str) else model
     from huggingface_hub.errors import HFValidationError
 
     try:
         return loader(ref.location, **kwargs)
     except (OSError, HFValidationError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ModelNotFoundError(missing_weights_message(ref, what, reason[:200])) from err
+        raise ModelNotFoundError(missing_weights_message(ref, what, reason[:200], flag)) from err
 
 
 def select_device(preference: str = "auto") -> Any:

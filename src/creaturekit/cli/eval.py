@@ -1,4 +1,4 @@
-"""``creaturekit eval``: EMR and CoSim of a run on seen and novel part combinations."""
+"""``creaturekit eval``: EMR, CoSim and image metrics of a run on seen and novel combinations."""
 
 from __future__ import annotations
 
@@ -28,11 +28,33 @@ def evaluate(
     seed: Annotated[int | None, typer.Option(help="Seed of the draws and generation.")] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps.", min=1)] = None,
     size: Annotated[int | None, typer.Option(help="Image side (default: the run's).")] = None,
+    image_metrics: Annotated[
+        bool | None,
+        typer.Option(
+            "--image-metrics/--no-image-metrics",
+            help="Score similarity to real images, CLIP text score, FID/KID (eval.image_metrics).",
+        ),
+    ] = None,
+    image_model: Annotated[
+        str | None,
+        typer.Option(help='Similarity backbone: hub id, folder or "discovery" (eval.image_model).'),
+    ] = None,
+    fid_model: Annotated[
+        str | None,
+        typer.Option(
+            help='FID/KID backbone: "inception", an Inception .pth file, or as --image-model.'
+        ),
+    ] = None,
+    clip_model: Annotated[
+        str | None,
+        typer.Option(help='CLIPModel hub id or folder for the text score; "" skips it.'),
+    ] = None,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Generate requested combinations, re-code them with the discovery centroids, score."""
+    from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES
     from creaturekit.evaluation.stage import evaluate as run_eval
 
     proj = open_project(project)
@@ -40,7 +62,17 @@ def evaluate(
         _compare(proj, compare, quiet, json_output)
         return
     metrics = run_eval(
-        proj, run, combinations=combinations, per_combination=n, seed=seed, steps=steps, size=size
+        proj,
+        run,
+        combinations=combinations,
+        per_combination=n,
+        seed=seed,
+        steps=steps,
+        size=size,
+        image_metrics=image_metrics,
+        image_model=image_model,
+        fid_model=fid_model,
+        clip_model=clip_model,
     )
     if json_output:
         print_json(
@@ -50,12 +82,24 @@ def evaluate(
         return
     if quiet:
         return
-    table = Table("combinations", "EMR", "CoSim", title=f"Run {metrics['run']}")
+    image = "image_metrics" in metrics
+    columns = ["similarity", "CLIP", "FID", "KID"] if image else []
+    table = Table("combinations", "EMR", "CoSim", *columns, title=f"Run {metrics['run']}")
     for group in ("seen", "novel"):
         m = metrics[group]
-        table.add_row(f"{group} ({m['combinations']})", f"{m['emr']:.3f}", f"{m['cosim']:.3f}")
+        figures = [_figure(m["image"].get(k)) for k in IMAGE_HEADLINES] if image else []
+        table.add_row(
+            f"{group} ({m['combinations']})", f"{m['emr']:.3f}", f"{m['cosim']:.3f}", *figures
+        )
     console.print(table)
+    if image:
+        for name, reason in metrics["image_metrics"]["skipped"].items():
+            console.print(f"{name} skipped: {reason}.")
     console.print(f"Report: {proj.eval_dir / metrics['run'] / 'report.html'}")
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _compare(project: Project, runs: list[str], quiet: bool, json_output: bool) -> None:

@@ -20,6 +20,8 @@ from creaturekit.evaluation.combinations import (
     novel_combinations,
     seen_combinations,
 )
+from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
+from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.evaluation.metrics import recoding_scores
 from creaturekit.evaluation.toy import oracle_scores, toy_reference
 from creaturekit.generation.stage import Mixer
@@ -40,10 +42,18 @@ def evaluate(
     seed: int | None = None,
     steps: int | None = None,
     size: int | None = None,
+    image_metrics: bool | None = None,
+    image_model: str | None = None,
+    fid_model: str | None = None,
+    clip_model: str | None = None,
     mixer: Mixer | None = None,
     serve: Callable[[Combination], dict[str, list[int]]] | None = None,
 ) -> dict[str, Any]:
     """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics.
+
+    Unset options come from ``[eval]`` in creaturekit.toml. The image metrics' backbones
+    (:mod:`creaturekit.evaluation.image_metrics`) are loaded and the training images
+    embedded before any image is generated.
 
     ``mixer`` and ``serve`` evaluate a baseline fitted on another vocabulary over the same
     images (:mod:`creaturekit.evaluation.baseline`): ``serve`` turns each requested
@@ -56,8 +66,17 @@ def evaluate(
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
     started = time.monotonic()
-    mixer = mixer or Mixer(project, run)
     result = load_result(project)
+    scorer = None
+    if settings.image_metrics if image_metrics is None else image_metrics:
+        scorer = ImageScorer(
+            project,
+            image_model=image_model or settings.image_model,
+            fid_model=fid_model or settings.fid_model,
+            clip_model=settings.clip_model if clip_model is None else clip_model,
+        )
+        scorer.prepare(result)
+    mixer = mixer or Mixer(project, run)
     discoverer = load_discoverer(project.discovery_dir)
     rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in result.codes]
     rng = random.Random(seed)
@@ -75,6 +94,9 @@ def evaluate(
     reference = toy_reference(project, result)
     if reference is not None:
         metrics["discovery"] = reference.discovery
+    keypoints = keypoint_scores(project, result)
+    if keypoints is not None:
+        metrics.setdefault("discovery", {})["keypoints"] = keypoints
     images: dict[str, list[Image.Image]] = {}
     for group, combos in groups.items():
         requested: list[Combination] = []
@@ -95,12 +117,25 @@ def evaluate(
         scores["combinations"] = len(combos)
         if reference is not None:
             scores["oracle"] = oracle_scores(reference, requested, generated, names)
+        if scorer is not None:
+            scores["image"] = scorer.group(requested, generated, names, seed)
         metrics[group] = scores
         images[group] = generated
     metrics["overall"] = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
     if reference is not None:
         metrics["overall"].update(
             {f"{g}_oracle_accuracy": metrics[g]["oracle"]["accuracy"] for g in groups}
+        )
+    if scorer is not None:
+        metrics["image_metrics"] = scorer.describe()
+        metrics["overall"].update(
+            {
+                f"{g}_{k}": metrics[g]["image"][k]
+                for g in groups
+                for k in IMAGE_HEADLINES
+                if k in metrics[g]["image"]
+            }
+            | {k: v for k, v in scorer.overall(seed).items() if k in IMAGE_HEADLINES}
         )
     metrics["seconds"] = round(time.monotonic() - started, 1)
     with project.lock("eval"):
@@ -193,14 +228,53 @@ requested sub-concept centroid (requested code -> recovered code below each pict
 <p>Per part: EMR / CoSim. {metrics["images_per_combination"]} image(s) per combination,
 seed {metrics["seed"]}, {metrics["seconds"]} s. Oracle: share of requested parts whose
 ground-truth variant the toy world's independent oracle reads on the image.
-{_discovery_line(metrics)}</p>{figures}"""
+{_discovery_line(metrics)}</p>{_image_table(metrics)}{figures}"""
 
 
 def _discovery_line(metrics: dict[str, Any]) -> str:
-    d = metrics.get("discovery")
-    if not d:
+    d = metrics.get("discovery", {})
+    line = ""
+    if "nmi" in d:
+        line += (
+            f"Discovery vs ground truth: part NMI {d['nmi']:.1f}, ARI {d['ari']:.1f} "
+            f"(x100), within the true foreground NMI {d['fg_nmi']:.1f}. "
+        )
+    if "keypoints" in d:
+        k = d["keypoints"]
+        line += (
+            f"Discovery at the annotated keypoints: NMI {k['nmi']:.1f}, ARI {k['ari']:.1f} "
+            f"(x100, {k['keypoints']} keypoints)."
+        )
+    return line
+
+
+def _image_table(metrics: dict[str, Any]) -> str:
+    """The image metrics of both groups and of all images, with what they were computed on."""
+    info = metrics.get("image_metrics")
+    if info is None:
         return ""
-    return (
-        f"Discovery vs ground truth: part NMI {d['nmi']:.1f}, ARI {d['ari']:.1f} "
-        f"(x100), within the true foreground NMI {d['fg_nmi']:.1f}."
+    esc = html.escape
+
+    def cell(figures: dict[str, Any], key: str) -> str:
+        value = figures.get(key)
+        return f"<td>{value:.3f}</td>" if isinstance(value, float) else "<td>n/a</td>"
+
+    rows = "".join(
+        f"<tr><th>{g}</th>{''.join(cell(metrics[g]['image'], k) for k in IMAGE_HEADLINES)}</tr>"
+        for g in ("seen", "novel")
     )
+    overall = {k: metrics["overall"].get(k) for k in ("fid", "kid")}
+    rows += f"<tr><th>all</th><td></td><td></td>{cell(overall, 'fid')}{cell(overall, 'kid')}</tr>"
+    clip = (
+        f'CLIP score (x100): image vs "{esc(info["clip_text"])}" with {esc(info["clip_model"])}.'
+        if info["clip_model"]
+        else ""
+    )
+    skipped = "".join(f" {esc(k)} skipped: {esc(v)}." for k, v in info["skipped"].items())
+    return f"""<h2>Image metrics</h2>
+<table><tr><th></th><th>similarity</th><th>CLIP score</th><th>FID</th><th>KID</th></tr>
+{rows}</table>
+<p>Similarity: cosine of each image's {esc(info["image_model"])} embedding to the mean
+embedding of the {info["reference_images"]} training images sharing a requested code,
+averaged. FID/KID against the training images on {esc(info["fid_model"])} features.
+{clip}{skipped}</p>"""

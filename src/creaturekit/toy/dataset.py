@@ -47,6 +47,9 @@ def toy_settings(config: Config, size: int) -> None:
     config.discover.bg_subconcepts = len(SCENES)
     config.fit.preset = "toy"
     config.fit.model = "toy"
+    config.eval.image_model = "discovery"  # no DINO, CLIP or Inception weights offline
+    config.eval.fid_model = "discovery"
+    config.eval.clip_model = ""
 
 
 @dataclass(frozen=True)
