@@ -75,6 +75,24 @@ def test_tiny_unet_round_trips(tmp_path: Path) -> None:
     assert loaded.config.cross_attention_dim == 16
 
 
+def test_base_model_saved_in_fp16_loads_in_fp32(tmp_path: Path) -> None:
+    """Like the bundled toy base: fp16 files, fp32 networks (CPU training and mixing)."""
+    from diffusers import StableDiffusionPipeline
+
+    from creaturekit.training.components import load_base_model
+    from tests.tiny_sd import save_tiny_pipeline
+
+    save_tiny_pipeline(tmp_path / "fp32")
+    StableDiffusionPipeline.from_pretrained(tmp_path / "fp32").to(torch.float16).save_pretrained(
+        tmp_path / "fp16"
+    )
+    base = load_base_model(str(tmp_path / "fp16"))
+    for module in (base.text_encoder, base.vae, base.unet):
+        assert {p.dtype for p in module.parameters()} == {torch.float32}
+    half = load_base_model(str(tmp_path / "fp16"), dtype=torch.float16)
+    assert next(half.unet.parameters()).dtype == torch.float16
+
+
 def test_incomplete_local_folder(tmp_path: Path) -> None:
     from transformers import CLIPTextModel
 

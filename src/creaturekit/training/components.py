@@ -25,25 +25,29 @@ class BaseModel:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
-def load_base_model(model: str, project_root: Path | None = None) -> BaseModel:
+def load_base_model(model: str, project_root: Path | None = None, dtype: Any = None) -> BaseModel:
     """Load tokenizer, text encoder, VAE, UNet and noise scheduler of ``model``.
 
     ``model`` is a preset, hub id or folder (relative folders may be inside the project);
-    missing weights raise :class:`~creaturekit.errors.ModelNotFoundError`.
+    the networks are loaded in ``dtype`` (default float32, whatever the files hold: the
+    bundled toy base ships fp16 weights); missing weights raise
+    :class:`~creaturekit.errors.ModelNotFoundError`.
     """
+    import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     ref = resolve_model(model, base=project_root)
 
-    def part(loader: Any, sub: str) -> Any:
-        return load_pretrained(loader, ref, f"base model's {sub}", subfolder=sub)
+    def part(loader: Any, sub: str, **kwargs: Any) -> Any:
+        return load_pretrained(loader, ref, f"base model's {sub}", subfolder=sub, **kwargs)
 
+    weights = {"torch_dtype": dtype or torch.float32}
     return BaseModel(
         ref=ref,
         tokenizer=part(CLIPTokenizer.from_pretrained, "tokenizer"),
-        text_encoder=part(CLIPTextModel.from_pretrained, "text_encoder"),
-        vae=part(AutoencoderKL.from_pretrained, "vae"),
-        unet=part(UNet2DConditionModel.from_pretrained, "unet"),
+        text_encoder=part(CLIPTextModel.from_pretrained, "text_encoder", **weights),
+        vae=part(AutoencoderKL.from_pretrained, "vae", **weights),
+        unet=part(UNet2DConditionModel.from_pretrained, "unet", **weights),
         scheduler=part(DDPMScheduler.from_pretrained, "scheduler"),
     )
