@@ -35,7 +35,7 @@ from creaturekit.toy.base_stages import (
     pool_combos,
     training_caption,
 )
-from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, load_oracle
+from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, accuracy, load_oracle
 from creaturekit.toy.train_base import DEFAULT_PARTS, train_stage
 from creaturekit.toy.train_oracle import render_examples
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
@@ -174,9 +174,12 @@ def test_shipped_vae_reconstructs_creatures_the_oracle_can_read() -> None:
     recorded = json.loads((DEFAULT_PARTS / REPORT_NAME).read_text())["vae"]
     assert min(recorded[f"acc_{c}"] for c in COLUMNS) >= 0.97, recorded
     vae = AutoencoderKL.from_pretrained(SHIPPED_VAE, torch_dtype=torch.float32)
-    scores = measure_vae(vae, load_oracle(), render_examples(128, seed=7, stream=CHECK_STREAM))
-    assert min(scores[f"acc_{c}"] for c in COLUMNS) >= 0.95, scores
-    assert scores["psnr"] >= 20, scores
+    oracle, data = load_oracle(), render_examples(256, seed=7, stream=CHECK_STREAM)
+    scores = measure_vae(vae, oracle, data)
+    originals = accuracy(oracle.predict(data.images), data.truth)
+    for column in COLUMNS:  # the oracle reads reconstructions almost as well as originals
+        assert scores[f"acc_{column}"] >= min(0.95, originals[column] - 0.03), (column, scores)
+    assert scores["psnr"] >= 24, scores
 
 
 @pytest.mark.skipif(

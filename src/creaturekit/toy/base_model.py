@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from creaturekit import fsutil
 from creaturekit.toy.world import PARTS, SCENES, variant
 
 IMAGE_SIZE = 64
@@ -216,7 +216,7 @@ def half_copy(module: Any) -> Any:
 
 def _replace_folder(folder: Path, write: Any) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = fsutil.staging_folder(folder.parent, f".{folder.name}.")
     try:
         write(tmp)
         if folder.exists():
