@@ -14,17 +14,10 @@ import numpy as np
 import pytest
 
 from creaturekit.project import open_project
+from tests.test_mix import TINY as MIX_TINY
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
-TINY = {
-    "resolution": 16,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
+TINY = {k: v for k, v in MIX_TINY.items() if k != "steps"}
 
 
 def load_benchmark() -> ModuleType:

@@ -23,17 +23,9 @@ OPTS = ["--parts", "2", "--subconcepts", "2", "--bg-subconcepts", "2", "--image-
 @pytest.fixture(scope="module")
 def tiny_dino(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 1-layer DINOv2 saved like a downloaded one."""
-    import torch
-    from transformers import Dinov2Config, Dinov2Model
+    from tests.tiny_sd import save_tiny_dinov2
 
-    torch.manual_seed(0)
-    config = Dinov2Config(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        patch_size=8, image_size=32,
-    )  # fmt: skip
-    folder = tmp_path_factory.mktemp("tiny-dinov2")
-    Dinov2Model(config).save_pretrained(folder)
-    return folder
+    return Path(save_tiny_dinov2(tmp_path_factory.mktemp("tiny-dinov2")))
 
 
 def creature_images(folder: Path, n: int = 8) -> list[Path]:

@@ -39,16 +39,11 @@ from tests.test_mix import TINY
 @pytest.fixture(scope="module")
 def tiny_dino(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 1-layer DINOv2 with its image processor, saved like a downloaded one."""
-    import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from transformers import BitImageProcessor
 
-    torch.manual_seed(0)
-    config = Dinov2Config(
-        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        patch_size=8, image_size=32,
-    )  # fmt: skip
-    folder = tmp_path_factory.mktemp("tiny-dinov2")
-    Dinov2Model(config).save_pretrained(folder)
+    from tests.tiny_sd import save_tiny_dinov2
+
+    folder = Path(save_tiny_dinov2(tmp_path_factory.mktemp("tiny-dinov2")))
     crop = {"height": 32, "width": 32}
     BitImageProcessor(size={"shortest_edge": 32}, crop_size=crop).save_pretrained(folder)
     return folder

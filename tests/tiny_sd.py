@@ -67,6 +67,20 @@ def tiny_vae() -> Any:
     )
 
 
+def save_tiny_dinov2(folder: Any) -> Any:
+    """A random 1-layer DINOv2 (patch 8, 32 px) saved in ``folder`` like a downloaded one."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        patch_size=8, image_size=32,
+    )  # fmt: skip
+    Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
 def save_tiny_pipeline(folder: Any) -> Any:
     """A complete StableDiffusionPipeline folder of tiny random components."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline
