@@ -33,10 +33,11 @@ from creaturekit.toy.base_stages import (
     build_latent_pool,
     measure_vae,
     pool_combos,
+    stage_finished,
     training_caption,
 )
 from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, accuracy, load_oracle
-from creaturekit.toy.train_base import DEFAULT_PARTS, train_stage
+from creaturekit.toy.train_base import DEFAULT_PARTS, main, train_stage
 from creaturekit.toy.train_oracle import render_examples
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
 from creaturekit.training.components import load_base_model
@@ -112,6 +113,27 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path: Path) -> N
     assert train_stage(resumed, tmp_path / "b", resume=True, stop_after=3) == 3
     for name, tensor in _vae_weights(straight).items():
         assert torch.equal(tensor, _vae_weights(resumed)[name]), name
+
+
+def test_vae_stage_stops_once_its_gate_passes_and_all_skips_finished_stages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts, out = tmp_path / "parts", tmp_path / "out"
+    easy = replace(TINY_VAE, eval_every=2, gate=0.0, final_images=4, eval_images=4)
+    stage = VaeStage(parts, out, TINY, easy)
+    assert train_stage(stage, tmp_path / "work") == 2 < easy.steps
+    assert stage.done and (parts / "vae").is_dir()
+    assert stage_finished("vae", parts, out) and not stage_finished("diffusion", parts, out)
+    (out / "model_index.json").parent.mkdir(parents=True)
+    (out / "model_index.json").write_text("{}")
+    report = json.loads((parts / REPORT_NAME).read_text())
+    fsutil.write_json(
+        parts / REPORT_NAME, report | {"diffusion": {"step": DiffusionConfig().steps}}
+    )
+    assert stage_finished("diffusion", parts, out)
+    main(["--parts", str(parts), "--out", str(out), "--work", str(tmp_path / "w")])
+    assert capsys.readouterr().out.count("finished already") == 2
+    assert not (tmp_path / "w").exists()
 
 
 def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
-"""Train the toy base model: ``python -m creaturekit.toy.train_base --stage vae|diffusion``.
+"""Train the toy base model: ``python -m creaturekit.toy.train_base [--resume]``.
 
-Each stage streams freshly drawn creatures (part variants and scene drawn
-independently), so it never sees the same image twice. Work (checkpoints, log) goes to
-``--work`` (default ``.cache/toy-base/<stage>/``, not committed); ``--minutes`` stops
-cleanly with a checkpoint and ``--resume`` continues exactly where it stopped (every
-step's randomness is derived from the seed and the step number). A stage's result is
-saved in fp16 to ``--parts`` once it passes its gate (see :mod:`base_stages`); the
-diffusion stage ends by assembling the whole pipeline into ``--out``.
+One command runs the stages in turn (``--stage vae|diffusion`` runs one), skipping a
+stage whose result is already saved. Work (checkpoints, logs, the diffusion stage's
+latent pool) goes to ``--work/<stage>/`` (default ``.cache/toy-base/``, not committed);
+``--minutes``, Ctrl-C or SIGTERM stop cleanly with a checkpoint and ``--resume``
+continues exactly where it stopped (every step's randomness is derived from the seed and
+the step number). A stage's result is saved in fp16 to ``--parts`` once it passes its
+gate (see :mod:`base_stages`); the diffusion stage assembles the whole pipeline into
+``--out``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
 from creaturekit.models import BUNDLED
-from creaturekit.toy.base_stages import STAGES, Stage, StageConfig
+from creaturekit.toy.base_stages import STAGES, Stage, StageConfig, stage_finished
 from creaturekit.training import checkpoint as ckpt
 
 LOG_NAME = "log.jsonl"
@@ -148,8 +149,9 @@ def train_stage(
 ) -> int:
     """Train ``stage`` from step 0 (or its newest checkpoint) until done or stopped.
 
-    Stops after ``minutes`` of wall time, at step ``stop_after``, or on Ctrl-C / SIGTERM
-    (after the current step), with a checkpoint. Returns the number of steps done.
+    Stops after ``minutes`` of wall time, at step ``stop_after``, when the stage is done,
+    or on Ctrl-C / SIGTERM (after the current step), with a checkpoint. Returns the number
+    of steps done.
     """
     config = stage.config
     checkpoints, log_path = work / "checkpoints", work / LOG_NAME
@@ -185,7 +187,7 @@ def train_stage(
                 if echo:
                     print(json.dumps(row, sort_keys=True), flush=True)
             out_of_time = deadline is not None and time.perf_counter() > deadline
-            stop = out_of_time or stop_asked()
+            stop = out_of_time or stop_asked() or stage.done
             if step % config.checkpoint_every == 0 or step == last or stop:
                 _save_checkpoint(stage, optimizer, checkpoints, step, time.perf_counter() - began)
             if stop:
@@ -194,24 +196,33 @@ def train_stage(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one stage of the toy base model's training."""
+    """Run the toy base model's training: every unfinished stage in turn, or one stage."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=sorted(STAGES), required=True)
+    parser.add_argument("--stage", choices=["all", *STAGES], default="all")
     parser.add_argument("--out", type=Path, default=BUNDLED["toy"], help="Final pipeline folder.")
     parser.add_argument("--parts", type=Path, default=DEFAULT_PARTS, help="Finished parts.")
-    parser.add_argument("--work", type=Path, help="Checkpoints and log (default .cache/...).")
+    parser.add_argument("--work", type=Path, help="Checkpoints, logs (default .cache/toy-base).")
     parser.add_argument("--minutes", type=float, help="Stop (with a checkpoint) after this.")
     parser.add_argument("--resume", action="store_true", help="Continue the newest checkpoint.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    work = args.work or DEFAULT_WORK / args.stage
-    cache = {"cache": work / "pool.safetensors"} if args.stage == "diffusion" else {}
-    stage = STAGES[args.stage](parts=args.parts, out=args.out, **cache)
-    with torch.backends.mkldnn.flags(enabled=stage.onednn):
-        done = train_stage(stage, work, resume=args.resume, minutes=args.minutes, echo=True)
-    state = "finished" if done >= stage.config.steps else "stopped; continue with --resume"
-    print(f"{args.stage}: step {done}/{stage.config.steps} ({state})")
+    deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
+    for name in STAGES if args.stage == "all" else [args.stage]:
+        if args.stage == "all" and stage_finished(name, args.parts, args.out):
+            print(f"{name}: finished already (its result is in {args.parts})")
+            continue
+        work = (args.work or DEFAULT_WORK) / name
+        cache = {"cache": work / "pool.safetensors"} if name == "diffusion" else {}
+        stage = STAGES[name](parts=args.parts, out=args.out, **cache)
+        minutes = None if deadline is None else max(0.0, deadline - time.monotonic()) / 60
+        with torch.backends.mkldnn.flags(enabled=stage.onednn):
+            done = train_stage(stage, work, resume=args.resume, minutes=minutes, echo=True)
+        finished = stage.done or done >= stage.config.steps
+        state = "finished" if finished else "stopped; continue with --resume"
+        print(f"{name}: step {done}/{stage.config.steps} ({state})")
+        if not finished:
+            break
 
 
 if __name__ == "__main__":
