@@ -1,7 +1,7 @@
 """Discovery quality on the toy world: part NMI/ARI vs true masks, sub-concept purity.
 
     python benchmarks/discovery_quality.py --backend effnet-kmeans [--per-species 10]
-        [--option image_size=128 ...] [--project DIR] [--seeds 42 43 44 45 46]
+        [--size 224] [--option image_size=128 ...] [--project DIR] [--seeds 42 43 44 45 46]
 
 Creates (or reuses) a toy project, runs ``discover`` with the given backend and options
 once per seed, and prints the figures of docs/discovery.md as JSON: per seed, and their
@@ -21,7 +21,7 @@ import numpy as np
 from creaturekit.discovery.stage import discover
 from creaturekit.progress import quiet
 from creaturekit.project import Project, open_project
-from creaturekit.toy.dataset import create_toy_project, load_ground_truth
+from creaturekit.toy.dataset import DEFAULT_SIZE, create_toy_project, load_ground_truth
 from creaturekit.toy.metrics import discovery_scores, pool_labels
 
 
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--backend", default="effnet-kmeans")
     parser.add_argument("--project", default="/tmp/creaturekit-toy-quality")
     parser.add_argument("--per-species", type=int, default=10)
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="Toy image side (new).")
     parser.add_argument("--option", action="append", default=[], help="key=value (JSON value)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     args = parser.parse_args()
@@ -37,7 +38,7 @@ def main() -> None:
     if (folder / "creaturekit.toml").is_file():
         project = open_project(folder)
     else:
-        project = create_toy_project(folder, per_species=args.per_species)
+        project = create_toy_project(folder, per_species=args.per_species, size=args.size)
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     runs = [measure(project, args.backend, {**options, "seed": seed}) for seed in args.seeds]
     figures = ("fg_iou", "part_nmi", "part_ari", "fg_part_nmi", "fg_part_ari", "subconcept_purity")

@@ -28,6 +28,7 @@ from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError, ModelNotFoundError
 from creaturekit.models import BUNDLED, resolve_model
 from creaturekit.project import Project, open_project
+from creaturekit.toy.dataset import DEFAULT_SIZE
 
 PAGE_FILE = "index.html"
 RUN = "demo"
@@ -64,7 +65,7 @@ def run_demo(
     model: str = "toy",
     species: int = 24,
     per_species: int = 40,
-    size: int = 64,
+    size: int = DEFAULT_SIZE,
     discover_options: Mapping[str, Any] | None = None,
     fit_options: Mapping[str, Any] | None = None,
     mixes: int = 8,

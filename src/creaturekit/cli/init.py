@@ -11,7 +11,7 @@ from rich.table import Table
 from creaturekit.cli.common import JsonOpt, QuietOpt, console, fail, handle_errors, print_json
 from creaturekit.images import ImportReport
 from creaturekit.project import init_project
-from creaturekit.toy.dataset import create_toy_project
+from creaturekit.toy.dataset import DEFAULT_SIZE, create_toy_project
 
 EXAMPLES = ("toy",)
 
@@ -58,7 +58,7 @@ def init(
     ] = 40,
     size: Annotated[
         int, typer.Option(help="Toy image side in pixels.", rich_help_panel="Toy example")
-    ] = 64,
+    ] = DEFAULT_SIZE,
     seed: Annotated[int, typer.Option(help="Toy world seed.", rich_help_panel="Toy example")] = 0,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,

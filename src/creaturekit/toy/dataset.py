@@ -32,6 +32,9 @@ from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES, ToyWorldError, Worl
 
 DATASET = "toy"
 SIZES = range(32, 513)
+DEFAULT_SIZE = 224
+"""Side of a toy project's images: big enough for ImageNet/DINO features to see the
+parts' shapes and patterns (discovery); fit and the toy base model work at 64 px."""
 """Accepted image sides (64 is the default; 128 and 256 show more detail)."""
 IMAGE_STREAM = 10
 """Seed stream of the data set's images (the oracle's training uses other streams)."""
@@ -138,7 +141,7 @@ def create_toy_project(
     *,
     species: int = 24,
     per_species: int = 40,
-    size: int = 64,
+    size: int = DEFAULT_SIZE,
     seed: int = 0,
     novel_images: int = 2,
     name: str | None = None,
