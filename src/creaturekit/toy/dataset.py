@@ -32,10 +32,10 @@ from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES, ToyWorldError, Worl
 
 DATASET = "toy"
 SIZES = range(32, 513)
+"""Accepted image sides."""
 DEFAULT_SIZE = 224
 """Side of a toy project's images: big enough for ImageNet/DINO features to see the
 parts' shapes and patterns (discovery); fit and the toy base model work at 64 px."""
-"""Accepted image sides (64 is the default; 128 and 256 show more detail)."""
 IMAGE_STREAM = 10
 """Seed stream of the data set's images (the oracle's training uses other streams)."""
 
