@@ -311,7 +311,7 @@ class LatentPool:
     def sample(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
         """A random batch: latents drawn from the posteriors, and their truth rows."""
         idx = torch.randint(0, len(self.mean), (batch_size,), generator=gen)
-        noise = torch.randn(self.mean[idx].shape, generator=gen)
+        noise = torch.randn((batch_size, *self.mean.shape[1:]), generator=gen)
         return self.mean[idx] + self.std[idx] * noise, self.truth[idx].numpy()
 
 
