@@ -31,7 +31,9 @@ from creaturekit.toy.base_stages import (
     VaeConfig,
     VaeStage,
     build_latent_pool,
+    latent_labels,
     measure_vae,
+    noun_positions,
     pool_combos,
     stage_finished,
     training_caption,
@@ -61,11 +63,13 @@ def test_captions_describe_parts_in_words() -> None:
     gen = torch.Generator().manual_seed(0)
     for _ in range(50):
         truth = [*rng.integers(-1, N_VARIANTS, len(PARTS)), rng.integers(0, len(SCENES))]
-        text = training_caption(np.asarray(truth), drop=0.2, uncond=0.1, gen=gen)
+        text, named = training_caption(np.asarray(truth), drop=0.2, uncond=0.1, gen=gen)
         assert not re.search(r"\d", text), text
         for part, v in zip(PARTS, truth, strict=False):
             if v == NOT_VISIBLE:
                 assert part not in text, (truth, text)
+            assert (part in text) == (PARTS.index(part) + 1 in named), (text, named)
+        assert (0 in named) == (SCENES[truth[-1]] in text), (text, named)
 
 
 def _vae_weights(stage: VaeStage) -> dict[str, torch.Tensor]:
@@ -182,8 +186,10 @@ def test_latent_pool_covers_combinations_and_is_reused_only_for_the_same_vae(
         next(vae.parameters()).add_(1.0)
     changed = build_latent_pool(vae, 5, seed=0, cache=cache)
     assert not torch.equal(changed.mean, pool.mean) and cache.stat().st_mtime_ns != stamp
-    latents, truth = pool.sample(3, torch.Generator().manual_seed(0))
+    assert torch.equal(again.labels, pool.labels) and pool.labels.shape == (5, 16, 16)
+    latents, truth, labels = pool.sample(3, torch.Generator().manual_seed(0))
     assert latents.shape == (3, 4, 16, 16) and truth.shape == (3, len(COLUMNS))
+    assert labels.shape == (3, 16, 16) and set(labels.unique().tolist()) <= {0, 1, 2, 3, 4}
 
 
 SHIPPED_VAE = DEFAULT_PARTS / "vae"
@@ -218,3 +224,34 @@ def test_shipped_base_model_is_the_toy_preset_and_tokenizes_like_clip() -> None:
     reference = SimpleTokenizer()
     for text in ("a creature with a round red head", "<part_0> on a starry night!", "Wings"):
         assert base.tokenizer(text).input_ids[1:-1] == reference.encode(text)
+
+
+def test_diffusion_stage_ties_caption_nouns_to_their_parts_latents(tmp_path: Path) -> None:
+    masks = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    masks[0, :8, :8] = 2
+    masks[0, 8:10, 8:10] = 1  # a quarter of one latent cell: the background wins there
+    labels = latent_labels(masks)
+    assert labels.shape == (1, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
+    assert labels[0, :2, :2].eq(2).all() and labels.sum() == 8
+
+    parts = tmp_path / "parts"
+    save_component(make_vae(TINY), parts / "vae")
+    config = DiffusionConfig(batch_size=4, pool=4, uncond=0.0, drop=0.0)
+    stage = DiffusionStage(parts, tmp_path / "out", TINY, config)
+    truth = np.asarray([0, 1, 2, NOT_VISIBLE, SCENES.index("snowy field")])
+    text, named = training_caption(truth, drop=0.0, uncond=0.0, gen=torch.Generator())
+    assert sorted(named) == [0, 1, 2, 3]
+    ids = stage.tokenizer(text, padding="max_length", max_length=77, return_tensors="pt")
+    found = noun_positions(ids.input_ids[0], truth, named, stage.noun_ids)
+    # the noun's last token (TINY's tokenizer splits words; the real one does not)
+    ends = {label: stage.tokenizer.decode(ids.input_ids[0, 1 : pos + 1]) for pos, label in found}
+    nouns = {1: "head", 2: "body", 3: "wings", 0: "field"}
+    assert ends.keys() == nouns.keys()
+    assert all(ends[k].replace(" ", "").endswith(nouns[k]) for k in nouns), ends
+
+    loss, logs = stage.loss(0, torch.Generator().manual_seed(0))
+    assert set(logs) == {"diffusion", "attention"} and logs["attention"] > 0
+    loss.backward()
+    assert stage.text_encoder.get_input_embeddings().weight.grad is not None
+    quiet = DiffusionStage(parts, tmp_path / "out", TINY, replace(config, attn_weight=0.0))
+    assert set(quiet.loss(0, torch.Generator().manual_seed(0))[1]) == {"diffusion"}

@@ -142,6 +142,10 @@ def test_min_snr_weights() -> None:
     assert torch.all(v < w)
     loss = diffusion_loss(torch.ones(3, 2), torch.zeros(3, 2), w)
     assert torch.isclose(loss, w.mean())
+    pixels = torch.tensor([[1.0, 3.0]]).expand(3, 2)  # the second element counts 3x
+    err = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    loss = diffusion_loss(err, torch.zeros(3, 2), pixel_weights=pixels)
+    assert torch.isclose(loss, torch.tensor([0.25, 0.75, 1.0]).mean())  # weights 0.5, 1.5
 
 
 def test_training_captions_shuffle_and_template() -> None:

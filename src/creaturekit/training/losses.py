@@ -23,12 +23,22 @@ def min_snr_weights(
 
 
 def diffusion_loss(
-    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean squared error per sample, optionally weighted, averaged over the batch."""
-    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(
-        dim=tuple(range(1, pred.ndim))
-    )
+    """Mean squared error per sample, optionally weighted, averaged over the batch.
+
+    ``pixel_weights`` (broadcastable to ``pred``, one map per sample) weigh the elements
+    within each sample; they are normalised to mean 1 per sample.
+    """
+    error = F.mse_loss(pred.float(), target.float(), reduction="none")
+    dims = tuple(range(1, pred.ndim))
+    if pixel_weights is not None:
+        pixel_weights = pixel_weights.float().expand_as(error)
+        error = error * pixel_weights / pixel_weights.mean(dim=dims, keepdim=True)
+    per_sample = error.mean(dim=dims)
     if weights is not None:
         per_sample = per_sample * weights
     return per_sample.mean()
