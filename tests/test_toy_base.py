@@ -19,10 +19,15 @@ from creaturekit.models import BUNDLED
 from creaturekit.toy.base_model import (
     IMAGE_SIZE,
     TINY,
+    assemble_pipeline,
     caption,
+    make_text_encoder,
+    make_tokenizer,
+    make_unet,
     make_vae,
     save_component,
 )
+from creaturekit.toy.base_report import TEXT_WIDTH, base_report
 from creaturekit.toy.base_stages import (
     HELD_OUT,
     REPORT_NAME,
@@ -255,3 +260,22 @@ def test_diffusion_stage_ties_caption_nouns_to_their_parts_latents(tmp_path: Pat
     assert stage.text_encoder.get_input_embeddings().weight.grad is not None
     quiet = DiffusionStage(parts, tmp_path / "out", TINY, replace(config, attn_weight=0.0))
     assert set(quiet.loss(0, torch.Generator().manual_seed(0))[1]) == {"diffusion"}
+
+
+def test_base_report_shows_prompts_beside_judged_generations(tmp_path: Path) -> None:
+    from PIL import Image
+
+    model = assemble_pipeline(
+        tmp_path / "base",
+        vae=make_vae(TINY),
+        text_encoder=make_text_encoder(TINY, make_tokenizer(TINY)),
+        unet=make_unet(TINY),
+        arch=TINY,
+    )
+    figures = base_report(tmp_path / "grid.png", str(model), rows=2, seeds=3, steps=2, repeats=1)
+    cell = 2 * IMAGE_SIZE
+    assert Image.open(tmp_path / "grid.png").size == (TEXT_WIDTH + 4 * (cell + 4), 2 * (cell + 14))
+    assert figures["images"] == 6 and figures["seconds_per_image"] > 0
+    for kind in ("novel", "random"):
+        assert set(figures["accuracy"][kind]) == set(COLUMNS)
+        assert all(0 <= a <= 1 for a in figures["accuracy"][kind].values())

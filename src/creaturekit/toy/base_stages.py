@@ -533,27 +533,13 @@ class DiffusionStage:
             for (name, c), s in zip(combos.items(), scenes, strict=True)
         }
 
-    @torch.no_grad()
-    def generate(self, truth: np.ndarray, seed: int, batch_size: int = 32) -> np.ndarray:
+    def generate(self, truth: np.ndarray, seed: int) -> np.ndarray:
         """Images (uint8) generated from the full captions of ``truth`` rows."""
         for module in self.modules.values():
             module.eval()
         self.store.active = False
-        pipe = build_pipeline(self)
-        prompts = [caption(list(row[: len(PARTS)]), int(row[len(PARTS)])) for row in truth]
-        out = []
-        for start in range(0, len(prompts), batch_size):
-            images = pipe(
-                prompts[start : start + batch_size],
-                num_inference_steps=self.config.sample_steps,
-                guidance_scale=self.config.guidance,
-                height=IMAGE_SIZE,
-                width=IMAGE_SIZE,
-                generator=torch.Generator().manual_seed(seed + start),
-                output_type="np",
-            ).images
-            out.append(np.rint(images * 255).astype(np.uint8))
-        return np.concatenate(out)
+        cfg = self.config
+        return generate_from_truth(self, truth, cfg.sample_steps, cfg.guidance, seed)
 
     def measure(self, n: int) -> dict[str, float]:
         """Oracle accuracy per column (and the mean over parts) on generated images."""
@@ -596,6 +582,30 @@ class DiffusionStage:
             self.out, vae=self.vae, text_encoder=self.text_encoder, unet=self.unet, arch=self.arch
         )
         return True
+
+
+@torch.no_grad()
+def generate_from_truth(
+    base: Any, truth: np.ndarray, steps: int, guidance: float, seed: int, batch_size: int = 32
+) -> np.ndarray:
+    """Images (uint8) that ``base`` (a pipeline's modules) draws from the full captions
+    of ``truth`` rows; batch ``i`` uses the generator seeded ``seed + i * batch_size``.
+    """
+    pipe = build_pipeline(base)
+    prompts = [caption(list(row[: len(PARTS)]), int(row[len(PARTS)])) for row in truth]
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        images = pipe(
+            prompts[start : start + batch_size],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=IMAGE_SIZE,
+            width=IMAGE_SIZE,
+            generator=torch.Generator().manual_seed(seed + start),
+            output_type="np",
+        ).images
+        out.append(np.rint(images * 255).astype(np.uint8))
+    return np.concatenate(out)
 
 
 STAGES: dict[str, Callable[..., Stage]] = {"vae": VaeStage, "diffusion": DiffusionStage}
