@@ -21,6 +21,7 @@ from creaturekit.toy.base_model import (
     TINY,
     assemble_pipeline,
     caption,
+    half_copy,
     make_text_encoder,
     make_tokenizer,
     make_unet,
@@ -279,3 +280,26 @@ def test_base_report_shows_prompts_beside_judged_generations(tmp_path: Path) -> 
     for kind in ("novel", "random"):
         assert set(figures["accuracy"][kind]) == set(COLUMNS)
         assert all(0 <= a <= 1 for a in figures["accuracy"][kind].values())
+
+
+def test_diffusion_stage_trains_a_saved_model_further(tmp_path: Path) -> None:
+    from creaturekit.errors import StageMissingError
+
+    parts, out, pool = tmp_path / "parts", tmp_path / "toy-base", tmp_path / "pool.safetensors"
+    save_component(make_vae(TINY), parts / "vae")
+    config = DiffusionConfig(
+        steps=2, batch_size=2, warmup=1, eval_images=2, final_images=2, sample_steps=2, pool=6
+    )
+    with pytest.raises(StageMissingError, match="No saved diffusion stage"):
+        DiffusionStage(parts, out, TINY, config, cache=pool, warm_start=True)
+    first = DiffusionStage(parts, out, TINY, config, cache=pool)
+    train_stage(first, tmp_path / "a")
+    second = DiffusionStage(parts, out, TINY, config, cache=pool, warm_start=True)
+    assert second.phases == [2]
+    for name in ("unet", "text_encoder"):
+        saved = half_copy(first.modules[name]).float().state_dict()
+        for key, tensor in second.modules[name].state_dict().items():
+            assert torch.equal(tensor, saved[key]), (name, key)
+    train_stage(second, tmp_path / "b")
+    report = json.loads((parts / REPORT_NAME).read_text())["diffusion"]
+    assert report["step"] == 4 and report["phases"] == [2, 2]

@@ -436,6 +436,10 @@ class DiffusionStage:
     images generated from captions naming every part and the scene (``sample_steps``
     DDIM steps with guidance): random combinations and the held-out ones. Whenever a
     measurement passes the gate (and at the last step), the pipeline is saved.
+
+    ``warm_start`` starts from the UNet and text encoder saved in ``parts`` (a new phase
+    with its own schedule, e.g. to train a saved model further in a later session); the
+    saved report then counts the steps of every phase.
     """
 
     name = "diffusion"
@@ -449,6 +453,7 @@ class DiffusionStage:
         arch: Architecture = TOY,
         config: DiffusionConfig | None = None,
         cache: Path | None = None,
+        warm_start: bool = False,
     ) -> None:
         from diffusers import AutoencoderKL
 
@@ -467,6 +472,9 @@ class DiffusionStage:
             "unet": self.unet,
             "text_encoder": self.text_encoder,
         }
+        self.phases: list[int] = []  # steps of the earlier phases this one continues
+        if warm_start:
+            self.phases = self._load_saved()
         self.oracle = load_oracle()
         self.cache = cache
         self._pool: LatentPool | None = None
@@ -475,6 +483,22 @@ class DiffusionStage:
         self.noun_ids = {
             n: tuple(self.tokenizer(n, add_special_tokens=False).input_ids) for n in nouns
         }
+
+    def _load_saved(self) -> list[int]:
+        """Load the UNet and text encoder saved in ``parts``; return their phases' steps."""
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        path = self.parts / REPORT_NAME
+        report = json.loads(path.read_text("utf-8")).get(self.name) if path.is_file() else None
+        if report is None or not (self.parts / "unet").is_dir():
+            raise StageMissingError(
+                f"No saved diffusion stage in {self.parts} to start from; train one first."
+            )
+        for name, loader in (("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
+            saved = loader.from_pretrained(self.parts / name, torch_dtype=torch.float32)
+            self.modules[name].load_state_dict(saved.state_dict())
+        return list(report.get("phases", [report["step"]]))
 
     @property
     def pool(self) -> LatentPool:
@@ -576,7 +600,12 @@ class DiffusionStage:
             return False
         save_component(self.unet, self.parts / "unet")
         save_component(self.text_encoder, self.parts / "text_encoder")
-        report = {"step": step, "test_images": self.config.final_images, "gate_passed": passed}
+        report = {
+            "step": sum(self.phases) + step,
+            "phases": [*self.phases, step],
+            "test_images": self.config.final_images,
+            "gate_passed": passed,
+        }
         write_report(self.parts, self.name, report | final)
         assemble_pipeline(
             self.out, vae=self.vae, text_encoder=self.text_encoder, unet=self.unet, arch=self.arch
@@ -620,4 +649,4 @@ def stage_finished(name: str, parts: Path, out: Path) -> bool:
         return False
     if name == "vae":
         return (parts / "vae").is_dir()
-    return (out / "model_index.json").is_file() and report["step"] == DiffusionConfig().steps
+    return (out / "model_index.json").is_file() and report["step"] >= DiffusionConfig().steps

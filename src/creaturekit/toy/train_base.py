@@ -205,7 +205,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, help="Stop (with a checkpoint) after this.")
     parser.add_argument("--resume", action="store_true", help="Continue the newest checkpoint.")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
+    parser.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="Diffusion stage: train the saved UNet and text encoder further (a new phase, "
+        "its work in --work/diffusion-from-STEP) instead of starting from scratch.",
+    )
     args = parser.parse_args(argv)
+    if args.warm_start and args.stage != "diffusion":
+        parser.error("--warm-start needs --stage diffusion")
     torch.set_num_threads(args.threads)
     deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
     for name in STAGES if args.stage == "all" else [args.stage]:
@@ -213,8 +221,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: finished already (its result is in {args.parts})")
             continue
         work = (args.work or DEFAULT_WORK) / name
-        cache = {"cache": work / "pool.safetensors"} if name == "diffusion" else {}
-        stage = STAGES[name](parts=args.parts, out=args.out, **cache)
+        options: dict[str, Any] = {}
+        if name == "diffusion":
+            options = {"cache": work / "pool.safetensors", "warm_start": args.warm_start}
+        stage = STAGES[name](parts=args.parts, out=args.out, **options)
+        if args.warm_start:
+            work = work.with_name(f"{name}-from-{sum(stage.phases)}")  # type: ignore[attr-defined]
         minutes = None if deadline is None else max(0.0, deadline - time.monotonic()) / 60
         with torch.backends.mkldnn.flags(enabled=stage.onednn):
             done = train_stage(stage, work, resume=args.resume, minutes=minutes, echo=True)
