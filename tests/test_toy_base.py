@@ -157,7 +157,7 @@ def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Pa
     stage = DiffusionStage(parts, out, TINY, config, cache=tmp_path / "pool.safetensors")
     assert train_stage(stage, tmp_path / "work") == 2
     assert len(stage.pool.mean) == 6 and (tmp_path / "pool.safetensors").is_file()
-    assert {p.name for p in parts.iterdir()} == {"vae", "unet", "text_encoder", "training.json"}
+    assert {p.name for p in parts.iterdir()} == {"vae", "training.json"}
     assert (out / "model_index.json").is_file()
     assert not list(tmp_path.glob(".toy-base.*")), "no staging folder is left behind"
     weights = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.safetensors"))

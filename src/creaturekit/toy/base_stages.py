@@ -437,7 +437,7 @@ class DiffusionStage:
     DDIM steps with guidance): random combinations and the held-out ones. Whenever a
     measurement passes the gate (and at the last step), the pipeline is saved.
 
-    ``warm_start`` starts from the UNet and text encoder saved in ``parts`` (a new phase
+    ``warm_start`` starts from the UNet and text encoder of the saved pipeline (a new phase
     with its own schedule, e.g. to train a saved model further in a later session); the
     saved report then counts the steps of every phase.
     """
@@ -485,18 +485,18 @@ class DiffusionStage:
         }
 
     def _load_saved(self) -> list[int]:
-        """Load the UNet and text encoder saved in ``parts``; return their phases' steps."""
+        """Load the UNet and text encoder of the saved pipeline; return its phases' steps."""
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel
 
         path = self.parts / REPORT_NAME
         report = json.loads(path.read_text("utf-8")).get(self.name) if path.is_file() else None
-        if report is None or not (self.parts / "unet").is_dir():
+        if report is None or not (self.out / "model_index.json").is_file():
             raise StageMissingError(
-                f"No saved diffusion stage in {self.parts} to start from; train one first."
+                f"No saved diffusion stage in {self.out} to start from; train one first."
             )
         for name, loader in (("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
-            saved = loader.from_pretrained(self.parts / name, torch_dtype=torch.float32)
+            saved = loader.from_pretrained(self.out / name, torch_dtype=torch.float32)
             self.modules[name].load_state_dict(saved.state_dict())
         return list(report.get("phases", [report["step"]]))
 
@@ -598,8 +598,6 @@ class DiffusionStage:
             return False
         if not passed and step != self.config.steps:
             return False
-        save_component(self.unet, self.parts / "unet")
-        save_component(self.text_encoder, self.parts / "text_encoder")
         report = {
             "step": sum(self.phases) + step,
             "phases": [*self.phases, step],
