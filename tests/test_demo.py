@@ -177,3 +177,27 @@ def test_a_folder_with_other_images_is_refused(
     runner.invoke(app, ["init", str(tmp_path / "p"), "--images", str(image_folder)])
     result = runner.invoke(app, ["demo", str(tmp_path / "p")])
     assert result.exit_code == 1 and "images of its own" in result.stderr
+
+
+def test_demo_runs_on_the_bundled_toy_base_model(tmp_path: Path) -> None:
+    """The shipped ``--model toy`` pipeline through every stage (2 fit steps, 64 px)."""
+    with quiet():
+        demo = run_demo(
+            tmp_path / "demo",
+            species=5,
+            per_species=2,
+            discover_options=DISCOVER,
+            fit_options=FIT | {"resolution": 64, "attn_resolution": 16},
+            mixes=2,
+            combinations=2,
+            sample_steps=2,
+        )
+    assert demo.missing_model is None
+    assert demo.stages == dict.fromkeys(("project", "discover", "fit", "mix", "eval"), DONE)
+    config = (demo.project.runs_dir / "demo" / "config.toml").read_text()
+    assert 'model = "toy"' in config
+    assert demo.mixes is not None
+    records = [json.loads(p.read_text()) for p in sorted(demo.mixes.glob("mix-*.json"))]
+    names = {p["name"] for p in part_table(demo.project, load_result(demo.project))}
+    assert records and all({c["part"] for c in r["codes"]} <= names for r in records)
+    assert all(r["model"] == "toy" and not r["blank"] for r in records)

@@ -40,7 +40,9 @@ def add_part_tokens(tokenizer: Any, text_encoder: Any, num_parts: int) -> list[i
         added = tokenizer.add_tokens(missing)
         if added != len(missing):
             raise CreatureKitError("The part tokens clash with words the tokenizer knows.")
-        text_encoder.resize_token_embeddings(len(tokenizer))
+        # the new rows are never read (the mapper's vectors replace them), so skip
+        # transformers' mean/covariance initialisation and its message
+        text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     ids = tokenizer.convert_tokens_to_ids(tokens)
     for token, token_id in zip(tokens, ids, strict=True):
         if tokenizer.encode(token, add_special_tokens=False) != [token_id]:
