@@ -57,8 +57,8 @@ def prompt_grid(truth: np.ndarray, images: np.ndarray, correct: np.ndarray) -> I
     per_row = len(images) // len(truth)
     cell = IMAGE_SIZE * SCALE
     mark = cell // len(COLUMNS)
-    sheet = Image.new("RGB", (TEXT_WIDTH + (per_row + 1) * (cell + 4), len(truth) * (cell + 14)))
-    sheet.paste("white", (0, 0, *sheet.size))
+    size = (TEXT_WIDTH + (per_row + 1) * (cell + 4), len(truth) * (cell + 14))
+    sheet = Image.new("RGB", size, "white")
     pen = ImageDraw.Draw(sheet)
     for r, row in enumerate(truth):
         y = r * (cell + 14)
