@@ -60,6 +60,8 @@ VAE_TRAIN_STREAM, VAE_TEST_STREAM = 11, 12
 DIFFUSION_TRAIN_STREAM, DIFFUSION_TEST_STREAM = 21, 22
 HELD_OUT: frozenset[tuple[int, ...]] = frozenset(make_world().novel)
 """Part combinations the diffusion stage never trains on (the default world's novel ones)."""
+SCENE_NOUNS: tuple[str, ...] = tuple(scene.split()[-1] for scene in SCENES)
+"""The word of each scene's caption phrase its attention is tied to ("field")."""
 REPORT_NAME = "training.json"
 """Per stage: the measured figures of the saved result (in the parts folder)."""
 
@@ -418,7 +420,7 @@ def noun_positions(
     ids = input_ids.tolist()
     out = []
     for label in named:
-        noun = noun_ids[PARTS[label - 1] if label else SCENES[int(truth[len(PARTS)])].split()[-1]]
+        noun = noun_ids[PARTS[label - 1] if label else SCENE_NOUNS[int(truth[len(PARTS)])]]
         starts = [
             i for i in range(len(ids) - len(noun) + 1) if tuple(ids[i : i + len(noun)]) == noun
         ]
@@ -479,7 +481,7 @@ class DiffusionStage:
         self.cache = cache
         self._pool: LatentPool | None = None
         self.store = install_attention_recorder(self.unet, IMAGE_SIZE // VAE_FACTOR)
-        nouns = [*PARTS, *(s.split()[-1] for s in SCENES)]
+        nouns = [*PARTS, *SCENE_NOUNS]
         self.noun_ids = {
             n: tuple(self.tokenizer(n, add_special_tokens=False).input_ids) for n in nouns
         }
@@ -498,7 +500,7 @@ class DiffusionStage:
         for name, loader in (("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
             saved = loader.from_pretrained(self.out / name, torch_dtype=torch.float32)
             self.modules[name].load_state_dict(saved.state_dict())
-        return list(report.get("phases", [report["step"]]))
+        return list(report["phases"])
 
     @property
     def pool(self) -> LatentPool:
