@@ -45,7 +45,7 @@ from creaturekit.toy.base_stages import (
     training_caption,
 )
 from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, accuracy, load_oracle
-from creaturekit.toy.train_base import DEFAULT_PARTS, main, train_stage
+from creaturekit.toy.train_base import DEFAULT_PARTS, configured, main, train_stage
 from creaturekit.toy.train_oracle import render_examples
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
 from creaturekit.training.components import load_base_model
@@ -304,3 +304,20 @@ def test_diffusion_stage_trains_a_saved_model_further(tmp_path: Path) -> None:
     train_stage(second, tmp_path / "b")
     report = json.loads((parts / REPORT_NAME).read_text())["diffusion"]
     assert report["step"] == 4 and report["phases"] == [2, 2]
+
+
+def test_set_changes_one_stage_configuration_and_refuses_unknown_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = configured("diffusion", ["steps=1500", "lr=5e-5", "fg-weight=4"])
+    assert config == replace(DiffusionConfig(), steps=1500, lr=5e-5, fg_weight=4.0)
+    assert configured("vae", []) == VaeConfig()
+    for argv, message in (
+        (["--set", "lr=1e-5"], "needs one --stage"),
+        (["--stage", "diffusion", "--set", "learning_rate=1"], "KEY one of"),
+        (["--stage", "diffusion", "--set", "steps=many"], "'many' is not a number"),
+        (["--stage", "vae", "--set", "sample_steps=2"], "KEY one of"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err

@@ -639,6 +639,8 @@ def generate_from_truth(
 
 STAGES: dict[str, Callable[..., Stage]] = {"vae": VaeStage, "diffusion": DiffusionStage}
 """The stages in training order."""
+CONFIGS: dict[str, Callable[[], StageConfig]] = {"vae": VaeConfig, "diffusion": DiffusionConfig}
+"""Each stage's configuration (its defaults are the recipe of the shipped model)."""
 
 
 def stage_finished(name: str, parts: Path, out: Path) -> bool:

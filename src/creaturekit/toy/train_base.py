@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
 from creaturekit.models import BUNDLED
-from creaturekit.toy.base_stages import STAGES, Stage, StageConfig, stage_finished
+from creaturekit.toy.base_stages import CONFIGS, STAGES, Stage, StageConfig, stage_finished
 from creaturekit.training import checkpoint as ckpt
 
 LOG_NAME = "log.jsonl"
@@ -83,7 +83,7 @@ def _load_checkpoint(
     if state["config"] != json.loads(json.dumps(asdict(stage.config))):
         raise TrainBaseError(
             f"The checkpoint {folder} was made with other settings; resume with the same "
-            "options or start afresh in another --work folder."
+            "options (--set) or start afresh in another --work folder."
         )
     for name, module in stage.modules.items():
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
@@ -195,6 +195,26 @@ def train_stage(
     return step
 
 
+def configured(name: str, settings: list[str]) -> StageConfig:
+    """Stage ``name``'s default configuration with ``KEY=VALUE`` settings applied."""
+    config = CONFIGS[name]()
+    known = {field.name for field in fields(config)}
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise ValueError(
+                f"--set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}"
+            )
+        kind = type(getattr(config, key))
+        try:
+            changes[key] = kind(float(value)) if kind is int else kind(value)
+        except ValueError:
+            raise ValueError(f"--set {setting!r}: {value!r} is not a number") from None
+    return replace(config, **changes)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the toy base model's training: every unfinished stage in turn, or one stage."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -211,19 +231,34 @@ def main(argv: list[str] | None = None) -> None:
         help="Diffusion stage: train the saved UNet and text encoder further (a new phase, "
         "its work in --work/diffusion-from-STEP) instead of starting from scratch.",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Change the stage's configuration (e.g. a short low-lr phase: --set steps=1500 "
+        "--set lr=5e-5); needs one --stage.",
+    )
     args = parser.parse_args(argv)
     if args.warm_start and args.stage != "diffusion":
         parser.error("--warm-start needs --stage diffusion")
+    if args.set and args.stage == "all":
+        parser.error("--set needs one --stage")
     torch.set_num_threads(args.threads)
     deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
-    for name in STAGES if args.stage == "all" else [args.stage]:
+    names = list(STAGES) if args.stage == "all" else [args.stage]
+    try:
+        configs = {name: configured(name, args.set) for name in names}
+    except ValueError as error:
+        parser.error(str(error))
+    for name in names:
         if args.stage == "all" and stage_finished(name, args.parts, args.out):
             print(f"{name}: finished already (its result is in {args.parts})")
             continue
         work = (args.work or DEFAULT_WORK) / name
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"config": configs[name]}
         if name == "diffusion":
-            options = {"cache": work / "pool.safetensors", "warm_start": args.warm_start}
+            options |= {"cache": work / "pool.safetensors", "warm_start": args.warm_start}
         stage = STAGES[name](parts=args.parts, out=args.out, **options)
         if args.warm_start:
             work = work.with_name(f"{name}-from-{sum(stage.phases)}")  # type: ignore[attr-defined]
