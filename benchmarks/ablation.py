@@ -20,7 +20,8 @@ with the project's eval seed, so they are identical for every variant and seed):
 It prints a table (per variant: the oracle's part accuracy and EMR on novel and on seen
 combinations, mean +- sd over seeds, and the budget: optimisation steps, fit wall
 seconds, seconds per step, trainable parameters) and writes ablation.json and
-ablation.md (the table for docs/results.md) to --out (default DIR/ablation). Runs are
+ablation.md (the table for docs/results.md) to --out (default DIR/ablation), rewritten
+after every run so a stopped benchmark keeps what it measured. Runs are
 named ablation-<variant>-seed<seed> and replaced when the benchmark runs again; the
 baseline's runs live in the sibling project DIR-image-clusters (same images, linked).
 """
@@ -262,33 +263,47 @@ def main(argv: list[str] | None = None) -> int:
             if BASELINE in args.variants
             else None
         )
-        rows = [
-            run_variant(
-                project,
-                variant,
-                seed,
-                model=args.model,
-                steps=args.steps,
-                flags=flags,
-                combinations=args.combinations,
-                per_combination=args.per_combination,
-                sample_steps=args.sample_steps,
-                baseline=baseline,
-            )
-            for seed in args.seeds
-            for variant in args.variants
-        ]
+        out = Path(args.out) if args.out else project.root / "ablation"
+        rows: list[dict[str, Any]] = []
+        for seed in args.seeds:
+            for variant in args.variants:
+                row = run_variant(
+                    project,
+                    variant,
+                    seed,
+                    model=args.model,
+                    steps=args.steps,
+                    flags=flags,
+                    combinations=args.combinations,
+                    per_combination=args.per_combination,
+                    sample_steps=args.sample_steps,
+                    baseline=baseline,
+                )
+                rows.append(row)
+                summary = write_report(out, project, argv, args.model, flags, rows)
     except CreatureKitError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1
+    print(plain(summary))
+    print(f"\nWritten: {out / 'ablation.json'}, {out / 'ablation.md'}")
+    return 0
+
+
+def write_report(
+    out: Path,
+    project: Project,
+    argv: list[str],
+    model: str,
+    flags: dict[str, Any],
+    rows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Write ablation.json and ablation.md for the runs so far (a stopped run keeps them)."""
     from creaturekit.discovery.stage import load_result
 
     summary = summarise(rows)
-    out = Path(args.out) if args.out else project.root / "ablation"
-    command = " ".join(["python benchmarks/ablation.py", *argv])
     report = {
-        "command": command,
-        "model": args.model,
+        "command": " ".join(["python benchmarks/ablation.py", *argv]),
+        "model": model,
         "project": str(project.root),
         "discovery": load_result(project).backend,
         "fit_settings": flags,
@@ -297,9 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     fsutil.write_json(out / "ablation.json", report)
     fsutil.write_text(out / "ablation.md", markdown(summary))
-    print(plain(summary))
-    print(f"\nWritten: {out / 'ablation.json'}, {out / 'ablation.md'}")
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
