@@ -46,8 +46,12 @@ def test_offline_hub_id_gives_one_clear_sentence() -> None:
     assert "HF_HUB_OFFLINE" in message and "\n" not in message
 
 
-def test_tiny_text_encoder_round_trips_through_the_hub_path(tmp_path: Path) -> None:
+def test_tiny_text_encoder_round_trips_through_the_hub_path(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from huggingface_hub.utils import are_progress_bars_disabled
     from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers.utils.logging import is_progress_bar_enabled
 
     config = CLIPTextConfig(
         vocab_size=100,
@@ -59,9 +63,13 @@ def test_tiny_text_encoder_round_trips_through_the_hub_path(tmp_path: Path) -> N
     )
     torch.manual_seed(0)
     CLIPTextModel(config).save_pretrained(tmp_path / "te")
+    capfd.readouterr()
     loaded = load_pretrained(CLIPTextModel.from_pretrained, str(tmp_path / "te"), "text encoder")
+    assert "Loading weights" not in capfd.readouterr().err  # our progress, not a bar per load
+    assert is_progress_bar_enabled() and not are_progress_bars_disabled()  # both restored
     ids = torch.tensor([[1, 2, 3]])
     again = CLIPTextModel.from_pretrained(tmp_path / "te")
+    assert "Loading weights" in capfd.readouterr().err
     assert torch.equal(loaded(ids).last_hidden_state, again(ids).last_hidden_state)
 
 

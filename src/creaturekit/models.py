@@ -9,9 +9,10 @@ to fix it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,10 +125,31 @@ def load_pretrained(
     from huggingface_hub.errors import HFValidationError
 
     try:
-        return loader(ref.location, **kwargs)
+        with _no_weight_loading_bars():
+            return loader(ref.location, **kwargs)
     except (OSError, HFValidationError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelNotFoundError(missing_weights_message(ref, what, reason[:200], flag)) from err
+
+
+@contextlib.contextmanager
+def _no_weight_loading_bars() -> Iterator[None]:
+    """Silence transformers' "Loading weights" bar of every load (our own progress shows the
+    work); the hub's download bars stay as they were."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    bars, downloads = (
+        hf_logging.is_progress_bar_enabled(),
+        not hub_utils.are_progress_bars_disabled(),
+    )
+    hf_logging.disable_progress_bar()  # also turns the hub's bars off: restore them
+    (hub_utils.enable_progress_bars if downloads else hub_utils.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
+        (hub_utils.enable_progress_bars if downloads else hub_utils.disable_progress_bars)()
 
 
 def select_device(preference: str = "auto") -> Any:
