@@ -58,8 +58,9 @@ def make_progress() -> Progress:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items`` with a progress bar (unless progress is disabled)."""
-    if not progress_enabled():
+    """Iterate over ``items`` with a progress bar (unless progress is disabled or there is
+    nothing to do: ``total`` 0, e.g. every feature already cached)."""
+    if not progress_enabled() or total == 0:
         yield from items
         return
     with make_progress() as bar:

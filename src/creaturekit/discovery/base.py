@@ -111,7 +111,9 @@ class Discoverer:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}.")
 
     # -- features ------------------------------------------------------------------------
-    def _ensure_loaded(self) -> None:
+    def load_backbone(self) -> None:
+        """Load the feature backbone now (extraction does it when first needed); missing
+        weights raise :class:`~creaturekit.errors.ModelNotFoundError` here."""
         if getattr(self, "_backbone_loaded", False):
             return
         from creaturekit.models import select_device
@@ -130,7 +132,7 @@ class Discoverer:
         todo = [i for i, g in enumerate(grids) if g is None]
         batches = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
         if todo:
-            self._ensure_loaded()
+            self.load_backbone()
         for batch in track(batches, "Extracting features", total=len(batches)):
             pixels = to_pixels(
                 [images[i] for i in batch], self.image_size, self.pixel_mean, self.pixel_std

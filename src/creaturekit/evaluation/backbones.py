@@ -66,7 +66,7 @@ class DiscoveryBackbone(Backbone):
 
         self.name = DISCOVERY
         self.discoverer = load_discoverer(discovery_dir)
-        self.discoverer._ensure_loaded()
+        self.discoverer.load_backbone()  # missing weights fail before any generation
         self.cache_dir = discovery_dir / FEATURES_DIR
 
     def embed(self, images: Sequence[ImageInput], description: str) -> np.ndarray:
