@@ -13,10 +13,13 @@ and where a region is rather than by its colour; fg/bg and sub-concepts use them
 Level 1 improves on the reference's hand-picked global 2-means with a per-image border
 prior: a patch's background score is how closely it matches its OWN image's border
 patches (3rd-best cosine similarity, robust to a part touching the border); one Otsu
-threshold over all images' scores splits foreground from background, isolated
+threshold over all images' scores gives a first guess. Then a linear classifier learns
+from the first guess's confident patches (the more object-like half of its foreground,
+the more border-like 75% of its background) what foreground looks like across ALL
+images, and decides every patch (classes weighted equally). Isolated
 patches are cleaned, and patches on the fg/bg boundary are re-decided by whether they
-look more like their image's inner foreground or inner background. The threshold and
-the score distribution are recorded as evidence.
+look more like their image's inner foreground or inner background. Threshold,
+classifier and score distribution are recorded as evidence.
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ class Hierarchy:
     sub_centroids: list[np.ndarray]  # M + 1 arrays (K_m, D); the last is the background's
     position_weight: float = 0.0
     appearance_dims: int = 0
+    fg_classifier: np.ndarray | None = None  # (D + 1,): weights, bias; None: the threshold
+
+    def foreground(self, feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """The first fg/bg decision ``(N, P)`` for ``feats`` (before cleaning)."""
+        if self.fg_classifier is None:
+            return border_similarity(feats, grid) < self.fg_threshold
+        return foreground_logits(feats, self.fg_classifier) > 0
 
     @property
     def n_parts(self) -> int:
@@ -71,6 +81,8 @@ class Hierarchy:
             "parts.appearance_dims": np.array([self.appearance_dims], np.int64),
         }
         out.update({f"sub.{m}": c.astype(np.float32) for m, c in enumerate(self.sub_centroids)})
+        if self.fg_classifier is not None:
+            out["fgbg.classifier"] = self.fg_classifier.astype(np.float32)
         return out
 
     @classmethod
@@ -82,6 +94,7 @@ class Hierarchy:
             sub_centroids=[t[f"sub.{m}"] for m in range(n_parts)],
             position_weight=float(t["parts.position_weight"][0]),
             appearance_dims=int(t.get("parts.appearance_dims", np.zeros(1))[0]),
+            fg_classifier=t.get("fgbg.classifier"),
         )
 
 
@@ -212,17 +225,71 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(mids[np.argmax(below * above * (mean_below - mean_above) ** 2)])
 
 
-def _evidence(scores: np.ndarray, threshold: float, fg: np.ndarray) -> dict[str, Any]:
+def _evidence(
+    scores: np.ndarray, threshold: float, fg: np.ndarray, classifier: dict[str, Any]
+) -> dict[str, Any]:
     quantiles = np.quantile(scores, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
-        "rule": "foreground = patches unlike their own image's border (border-similarity "
-        "score below an Otsu threshold over all images), isolated patches cleaned, "
-        "boundary patches re-decided by their image's inner foreground and background",
+        "rule": "first guess: patches unlike their own image's border (border-similarity "
+        "score below an Otsu threshold over all images); then a linear classifier trained "
+        "on the first guess's confident patches decides every patch; isolated patches "
+        "cleaned, boundary patches re-decided by their image's inner foreground and "
+        "background",
         "threshold": round(threshold, 4),
         "score_quantiles": [round(float(q), 4) for q in quantiles],
+        "classifier": classifier,
         "foreground_share": round(float(fg.mean()), 4),
         "images_without_foreground": int((~fg.any(axis=1)).sum()),
     }
+
+
+#: Self-training sample: at most this many confident patches, a quarter of them foreground.
+CLASSIFIER_ROWS = 120_000
+MIN_CONFIDENT = 8  # fewer confident patches of either kind: the first guess stands
+
+
+def foreground_logits(feats: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(N, P)`` linear scores of unit features; ``weights``: ``(D + 1,)``, the bias last."""
+    return np.stack([normalize(f) @ weights[:-1] + weights[-1] for f in feats])
+
+
+def self_trained_foreground(
+    feats: np.ndarray, scores: np.ndarray, guess: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """A second fg/bg decision learnt from the confident patches of the first ``guess``.
+
+    Positives: the guessed foreground patches scoring below the median of the guessed
+    foreground (least like their border); negatives: the guessed background patches
+    above the lower quartile of its scores. A logistic regression on unit features
+    (seeded subsample, classes weighted equally) then decides every patch. Returns the
+    decision ``(N, P)``, the classifier ``(D + 1,)`` (weights, bias; None when there are
+    too few confident patches) and evidence.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    flat_scores, flat_guess = scores.reshape(-1), guess.reshape(-1)
+    if flat_guess.all() or not flat_guess.any():
+        return guess, None, {"used": False, "why": "the first guess is one-sided"}
+    pos = np.flatnonzero(flat_guess & (flat_scores < np.median(flat_scores[flat_guess])))
+    neg = np.flatnonzero(~flat_guess & (flat_scores > np.quantile(flat_scores[~flat_guess], 0.25)))
+    if min(len(pos), len(neg)) < MIN_CONFIDENT:
+        return guess, None, {"used": False, "why": "too few confident patches"}
+    rng = np.random.default_rng(seed)
+    pos = rng.choice(pos, min(len(pos), CLASSIFIER_ROWS // 4), replace=False)
+    neg = rng.choice(neg, min(len(neg), CLASSIFIER_ROWS - len(pos)), replace=False)
+    rows = np.concatenate([pos, neg])
+    x = normalize(feats.reshape(-1, feats.shape[-1])[rows])
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(x, y)
+    weights = np.r_[model.coef_[0], model.intercept_].astype(np.float32)
+    decision = foreground_logits(feats, weights) > 0
+    evidence = {
+        "used": True,
+        "positives": len(pos),
+        "negatives": len(neg),
+        "agreement_with_first_guess": round(float((decision == guess).mean()), 4),
+    }
+    return decision, weights, evidence
 
 
 def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,9 +311,7 @@ def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.n
 def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     """Code new images with fitted centroids: every patch and part mean to its nearest."""
     n, p, _ = feats.shape
-    fg = refine_boundary(
-        feats, smooth_foreground(border_similarity(feats, grid) < h.fg_threshold, grid), grid
-    )
+    fg = refine_boundary(feats, smooth_foreground(h.foreground(feats, grid), grid), grid)
     placed = with_position(part_view(feats, h.appearance_dims), fg, grid, h.position_weight)
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
@@ -288,8 +353,11 @@ def fit(
     # Level 1: foreground / background.
     scores = border_similarity(feats, grid)
     threshold = otsu_threshold(scores)
-    fg2d = refine_boundary(feats, smooth_foreground(scores < threshold, grid), grid)
-    evidence = _evidence(scores, threshold, fg2d)
+    decision, classifier, learnt = self_trained_foreground(
+        feats, scores, scores < threshold, params.seed
+    )
+    fg2d = refine_boundary(feats, smooth_foreground(decision, grid), grid)
+    evidence = _evidence(scores, threshold, fg2d, learnt)
     fg = fg2d.reshape(-1)
     rows = np.flatnonzero(fg)
     if len(rows) < params.parts:
@@ -359,7 +427,12 @@ def fit(
         )
     del placed
     hierarchy = Hierarchy(
-        threshold, part_centroids, subs, params.position_weight, params.appearance_dims
+        threshold,
+        part_centroids,
+        subs,
+        params.position_weight,
+        params.appearance_dims,
+        classifier,
     )
     coding = Coding(masks=masks, codes=codes, part_features=means, present=present)
     return hierarchy, coding, FitReport(foreground=evidence, parts=part_info, notes=notes)

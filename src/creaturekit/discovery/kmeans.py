@@ -66,33 +66,14 @@ def _kmeans_pp(sample: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return np.stack(centers)
 
 
-def spherical_kmeans(
-    x: np.ndarray,
-    k: int,
-    seed: int,
-    rows: np.ndarray | None = None,
-    max_iter: int = 30,
-    tol: float = 1e-4,
-    chunk: int = CHUNK_ROWS,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster the rows of ``x`` (or the subset ``rows``) into ``k`` groups by cosine.
-
-    Returns unit-length centroids ``(k, D)`` and each row's label, clusters ordered by
-    decreasing size. Deterministic for a given ``seed``.
-    """
+def _lloyd(
+    unit: Any, centroids: Any, max_iter: int, tol: float, chunk: int
+) -> tuple[Any, Any, float]:
+    """Lloyd passes over the unit rows from ``centroids``: centroids, labels, objective
+    (the summed cosine of every row to its centroid)."""
     import torch
 
-    n = len(x) if rows is None else len(rows)
-    if n < k:
-        raise DiscoveryDataError(f"Cannot form {k} clusters from {n} feature vectors.")
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(n, size=min(n, INIT_SAMPLE), replace=False))
-    sample = normalize(x[pick] if rows is None else x[rows[pick]])
-    centroids = torch.from_numpy(_kmeans_pp(sample, k, rng))
-    dtype = torch.float32 if n * x.shape[1] * 4 <= FLOAT32_BUDGET else torch.float16
-    unit = torch.empty((n, x.shape[1]), dtype=dtype)
-    for s in range(0, n, chunk):
-        unit[s : s + chunk] = _unit_rows(x, rows, s, s + chunk)
+    k, n = len(centroids), len(unit)
     labels = torch.zeros(n, dtype=torch.int64)
     for _ in range(max_iter):
         sums = torch.zeros_like(centroids)
@@ -108,8 +89,48 @@ def spherical_kmeans(
         centroids = new
         if shift < tol:
             break
+    objective = 0.0
     for s in range(0, n, chunk):
-        labels[s : s + chunk] = torch.argmax(unit[s : s + chunk].float() @ centroids.T, dim=1)
+        best = torch.max(unit[s : s + chunk].float() @ centroids.T, dim=1)
+        labels[s : s + chunk] = best.indices
+        objective += float(best.values.double().sum())
+    return centroids, labels, objective
+
+
+def spherical_kmeans(
+    x: np.ndarray,
+    k: int,
+    seed: int,
+    rows: np.ndarray | None = None,
+    max_iter: int = 30,
+    tol: float = 1e-4,
+    chunk: int = CHUNK_ROWS,
+    n_init: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster the rows of ``x`` (or the subset ``rows``) into ``k`` groups by cosine.
+
+    ``n_init`` seeded k-means++ starts are run to convergence and the tightest result
+    (highest summed cosine to the centroids) is kept. Returns unit-length centroids
+    ``(k, D)`` and each row's label, clusters ordered by decreasing size. Deterministic
+    for a given ``seed``.
+    """
+    import torch
+
+    n = len(x) if rows is None else len(rows)
+    if n < k:
+        raise DiscoveryDataError(f"Cannot form {k} clusters from {n} feature vectors.")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, size=min(n, INIT_SAMPLE), replace=False))
+    sample = normalize(x[pick] if rows is None else x[rows[pick]])
+    dtype = torch.float32 if n * x.shape[1] * 4 <= FLOAT32_BUDGET else torch.float16
+    unit = torch.empty((n, x.shape[1]), dtype=dtype)
+    for s in range(0, n, chunk):
+        unit[s : s + chunk] = _unit_rows(x, rows, s, s + chunk)
+    runs = (
+        _lloyd(unit, torch.from_numpy(_kmeans_pp(sample, k, rng)), max_iter, tol, chunk)
+        for _ in range(max(1, n_init))
+    )
+    centroids, labels, _ = max(runs, key=lambda run: run[2])
     order = np.argsort(-np.bincount(labels.numpy(), minlength=k), kind="stable")
     remap = np.empty(k, np.int64)
     remap[order] = np.arange(k)
