@@ -105,6 +105,25 @@ def test_appearance_channels_are_left_out_of_parts_only() -> None:
     np.testing.assert_array_equal(again.codes, coding.codes)
 
 
+def test_self_training_corrects_the_unconfident_part_of_the_first_guess() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.zeros((20, 36), bool)
+    truth[:, [14, 15, 20, 21]] = True
+    feats = np.where(truth[..., None], np.eye(16)[0] * 3, np.eye(16)[1] * 3)
+    feats = (feats + 0.3 * rng.normal(size=feats.shape)).astype(np.float16)
+    scores = np.where(truth, 0.1, 0.9) + 0.01 * rng.normal(size=truth.shape)
+    guess = truth.copy()
+    wrong = rng.choice(truth.size, 40, replace=False)
+    guess.flat[wrong] = ~truth.flat[wrong]
+    scores.flat[wrong] = 0.5  # errors sit near the threshold: never "confident"
+    decision, weights, evidence = hierarchy.self_trained_foreground(feats, scores, guess, 0)
+    assert (guess != truth).sum() == 40 and np.array_equal(decision, truth)
+    assert weights is not None and weights.shape == (17,) and evidence["used"]
+    np.testing.assert_array_equal(hierarchy.foreground_logits(feats, weights) > 0, decision)
+    same, none, why = hierarchy.self_trained_foreground(feats, scores, np.zeros_like(guess), 0)
+    assert none is None and not same.any() and not why["used"]
+
+
 def test_boundary_refinement_trims_a_halo() -> None:
     rng = np.random.default_rng(0)
     grid = (10, 10)
