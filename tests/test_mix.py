@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,15 @@ def test_part_options_and_sweep() -> None:
 
 def test_mix_by_name_is_reproducible(fitted: Path) -> None:
     project = open_project(fitted)
-    mixer = Mixer(project)
+    said: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = said.append  # type: ignore[method-assign]
+    logging.getLogger("diffusers").addHandler(listener)
+    try:
+        mixer = Mixer(project)
+    finally:
+        logging.getLogger("diffusers").removeHandler(listener)
+    assert not [r for r in said if "No LoRA keys" in r.getMessage()]  # the LoRA is UNet-only
     first = mixer({"part0": [1], "bg": [0]}, seed=3, **FAST)
     again = mixer({"part0": [1], "bg": [0]}, seed=3, **FAST)
     other = mixer({"part0": [0], "bg": [0]}, seed=3, **FAST)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 import shutil
 import time
@@ -83,7 +84,13 @@ class Mixer:
         self.mapper = TokenMapper.load(self.run.mapper)
         self.pipe = build_pipeline(base, scheduler)
         if self.run.lora.is_file():
-            self.pipe.load_lora_weights(self.run.path)
+            lora_log = logging.getLogger("diffusers.loaders.lora_base")
+            level = lora_log.level
+            lora_log.setLevel(logging.ERROR)  # not "No LoRA keys ... CLIPTextModel": UNet-only
+            try:
+                self.pipe.load_lora_weights(self.run.path)
+            finally:
+                lora_log.setLevel(level)
         self.pipe.to(select_device(device))
         self.mapper.to(self.pipe.device)
         self.base_model = base.ref.ref
