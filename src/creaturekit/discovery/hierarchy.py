@@ -243,7 +243,7 @@ def _evidence(
     }
 
 
-#: Self-training sample: at most this many confident patches, a quarter of them foreground.
+#: Self-training sample: at most this many confident patches, at most a quarter foreground.
 CLASSIFIER_ROWS = 120_000
 MIN_CONFIDENT = 8  # fewer confident patches of either kind: the first guess stands
 
