@@ -226,7 +226,7 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
 
 
 def _evidence(
-    scores: np.ndarray, threshold: float, fg: np.ndarray, classifier: dict[str, Any]
+    scores: np.ndarray, threshold: float, fg: np.ndarray, learnt: dict[str, Any]
 ) -> dict[str, Any]:
     quantiles = np.quantile(scores, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
@@ -237,7 +237,7 @@ def _evidence(
         "background",
         "threshold": round(threshold, 4),
         "score_quantiles": [round(float(q), 4) for q in quantiles],
-        "classifier": classifier,
+        "classifier": learnt,
         "foreground_share": round(float(fg.mean()), 4),
         "images_without_foreground": int((~fg.any(axis=1)).sum()),
     }
