@@ -110,6 +110,10 @@ def test_discover_parts_and_names(runner: CliRunner, project: Path, tiny_dino: P
 
     result = load_result(__import__("creaturekit").open_project(project))
     assert result.masks.shape == (8, 4, 4) and result.masks.dtype == np.uint8
+    assert (
+        result.facing["groupings"] >= 1
+        and "<h2>Facing</h2>" in (folder / "report.html").read_text()
+    )
     assert len(result.codes) == 8 and result.codes[0]["caption"].startswith("<")
     coding = load_discoverer(folder).encode([project / "images" / result.codes[0]["file"]])
     assert coding.masks.shape == (1, 16)

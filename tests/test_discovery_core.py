@@ -11,6 +11,7 @@ import pytest
 from creaturekit.discovery import hierarchy
 from creaturekit.discovery.errors import DiscoveryDataError
 from creaturekit.discovery.features import FeatureCache
+from creaturekit.discovery.grouping import default_starts
 from creaturekit.discovery.kmeans import assign, spherical_kmeans
 from creaturekit.discovery.metrics import keypoint_nmi_ari
 
@@ -105,6 +106,68 @@ def test_appearance_channels_are_left_out_of_parts_only() -> None:
     np.testing.assert_array_equal(again.codes, coding.codes)
 
 
+def facing_creatures(n: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Creatures on a 5x8 grid, facing right or left at random: columns back end, back
+    middle, front middle, front end (when facing right). Both ends LOOK the same (two
+    variants of one look); only the middles tell the facing. Returns features
+    ``(n, 40, D)`` and each image's true map (0 bg, 1 back end, 2, 3, 4 front end)."""
+    rng = np.random.default_rng(seed)
+    d = 32
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    layout = np.zeros((5, 8), np.int64)
+    layout[1:4, 2:6] = [1, 2, 3, 4]
+    maps = np.stack([layout if rng.random() < 0.5 else layout[:, ::-1] for _ in range(n)])
+    look = {1: basis[5] * 3, 2: basis[7] * 3, 3: basis[6] * 3, 4: basis[5] * 3}
+    feats = np.zeros((n, 40, d), np.float32)
+    for i in range(n):
+        for p, label in enumerate(maps[i].ravel()):
+            vec = basis[0] * 3 + basis[1 + i % 3] if label == 0 else look[label].copy()
+            if label in (1, 4):
+                vec += basis[8 + label] * rng.choice([-1, 1])  # each end has 2 variants
+            feats[i, p] = vec + 0.05 * rng.normal(size=d)
+    return feats.astype(np.float16), maps.reshape(n, -1)
+
+
+def test_facing_tells_same_looking_ends_apart_and_mirrors_consistently() -> None:
+    feats, maps = facing_creatures()
+    grid = (5, 8)
+    fg = maps > 0
+    guess = hierarchy.facing_guess(feats, fg, grid)
+    right = maps[:, 13] == 4  # row 1, column 5 is the front end
+    assert len(set(zip(guess, right, strict=True))) == 2  # one sign per facing
+    params = hierarchy.HierarchyParams(parts=4, subconcepts=2, bg_subconcepts=1)
+    h, coding, report = hierarchy.fit(feats, grid, params)
+    assert h.facing and report.facing["groupings"] >= 1 and report.facing["unsettled"] == 0
+    for label in range(1, 5):  # each column is one part in every image, whatever its facing
+        assert len(np.unique(coding.masks[maps == label])) == 1
+    assert len(np.unique([coding.masks[maps == label][0] for label in range(1, 5)])) == 4
+    mirrored = feats.reshape(-1, *grid, feats.shape[-1])[:, :, ::-1].reshape(feats.shape)
+    again = hierarchy.encode(hierarchy.Hierarchy.from_tensors(h.tensors()), mirrored, grid)
+    np.testing.assert_array_equal(
+        again.masks.reshape(-1, *grid), coding.masks.reshape(-1, *grid)[:, :, ::-1]
+    )
+    np.testing.assert_array_equal(again.codes, coding.codes)
+
+
+def test_results_saved_before_facing_stay_mirror_invariant() -> None:
+    feats, _, _ = synthetic_features()
+    params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3)
+    h, _, _ = hierarchy.fit(feats, GRID, params)
+    old = {k: v for k, v in h.tensors().items() if k != "parts.facing"}
+    loaded = hierarchy.Hierarchy.from_tensors(old)
+    assert h.facing and not loaded.facing
+    fg = np.ones((1, 36), bool)
+    placed = hierarchy.with_position(feats[:1], fg, GRID, 1.0)
+    assert (placed[:, -1] >= 0).all()  # |dx|
+    assert hierarchy.encode(loaded, feats, GRID).masks.shape == (24, 36)
+
+
+def test_default_starts_spend_a_fixed_budget() -> None:
+    assert default_starts(240, 8) == 64  # per-image means of a small set: many cheap starts
+    assert default_starts(6_000, 256) == 8  # CUB-scale sub-concepts: the floor
+    assert default_starts(512, 8) == 32
+
+
 def test_self_training_corrects_the_unconfident_part_of_the_first_guess() -> None:
     rng = np.random.default_rng(0)
     truth = np.zeros((20, 36), bool)
@@ -139,7 +202,9 @@ def test_boundary_refinement_trims_a_halo() -> None:
 
 def test_rare_part_is_dropped_with_a_note() -> None:
     feats, _, _ = synthetic_features(n=60)
-    params = hierarchy.HierarchyParams(parts=4, subconcepts=2, bg_subconcepts=2, min_presence=0.5)
+    params = hierarchy.HierarchyParams(
+        parts=4, subconcepts=2, bg_subconcepts=2, min_presence=0.5, position_weight=0
+    )
     h, coding, report = hierarchy.fit(feats, GRID, params)
     assert h.n_parts == 4  # 4 parts asked, one (a variant split, in 35% of images) dropped
     assert any("Dropped 1 part" in n for n in report.notes)

@@ -309,13 +309,14 @@ def test_diffusion_stage_trains_a_saved_model_further(tmp_path: Path) -> None:
 def test_set_changes_one_stage_configuration_and_refuses_unknown_keys(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = configured("diffusion", ["steps=1500", "lr=5e-5", "fg-weight=4"])
+    config = configured("diffusion", ["steps=1.5e3", "lr=5e-5", "fg-weight=4"])
     assert config == replace(DiffusionConfig(), steps=1500, lr=5e-5, fg_weight=4.0)
     assert configured("vae", []) == VaeConfig()
     for argv, message in (
         (["--set", "lr=1e-5"], "needs one --stage"),
         (["--stage", "diffusion", "--set", "learning_rate=1"], "KEY one of"),
         (["--stage", "diffusion", "--set", "steps=many"], "'many' is not a number"),
+        (["--stage", "diffusion", "--set", "steps=1500.7"], "steps takes a whole number"),
         (["--stage", "vae", "--set", "sample_steps=2"], "KEY one of"),
     ):
         with pytest.raises(SystemExit):

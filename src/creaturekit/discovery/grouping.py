@@ -26,14 +26,26 @@ class Grouper(Protocol):
         ...
 
 
+#: Work budget (rows x clusters) that sets how many k-means starts a level gets by default.
+START_WORK = 1 << 17
+
+
+def default_starts(n_rows: int, k: int) -> int:
+    """k-means starts for ``n_rows`` vectors and ``k`` clusters: as many as ``START_WORK``
+    allows, between 8 and 64. Small sets (the per-image part means of a few hundred
+    images) get many cheap starts; patch sets and CUB-scale sub-concept levels get 8."""
+    return int(np.clip(START_WORK // max(1, n_rows * k), 8, 64))
+
+
 class KMeansGrouper:
     """Spherical k-means with exactly ``k`` clusters (the reference method), the tightest
-    of ``n_init`` seeded starts."""
+    of ``n_init`` seeded starts (default: :func:`default_starts`)."""
 
-    def __init__(self, n_init: int = 8) -> None:
+    def __init__(self, n_init: int | None = None) -> None:
         self.n_init = n_init
 
     def fit(
         self, x: np.ndarray, k: int, seed: int, rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return spherical_kmeans(x, k, seed, rows=rows, n_init=self.n_init)
+        starts = self.n_init or default_starts(len(x) if rows is None else len(rows), k)
+        return spherical_kmeans(x, k, seed, rows=rows, n_init=starts)

@@ -5,8 +5,12 @@ differ only in the features and in the :class:`~creaturekit.discovery.grouping.G
 used at the part and sub-concept levels.
 
 Level 2 adds to each foreground patch its position relative to the object (centroid
-and spread of the image's foreground, mirror-invariant), so parts are where they are
-as well as what they look like. A backend may mark its last feature channels as
+and spread of the image's foreground, in the direction the object faces), so parts are
+where they are as well as what they look like. Facing is decided per image: a first
+guess aligns every image's left-right feature difference with all others', then each
+image takes the mirroring under which its patches fit the parts better, and the parts
+are regrouped until no image changes. (A mirror-invariant position cannot tell a head
+from a tail: both lie at the far ends.) A backend may mark its last feature channels as
 appearance (e.g. colour): the part level leaves them out, so parts are grouped by what
 and where a region is rather than by its colour; fg/bg and sub-concepts use them.
 
@@ -60,6 +64,7 @@ class Hierarchy:
     position_weight: float = 0.0
     appearance_dims: int = 0
     fg_classifier: np.ndarray | None = None  # (D + 1,): weights, bias; None: the threshold
+    facing: bool = False  # position in the object's facing direction; False: mirror-invariant
 
     def foreground(self, feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
         """The first fg/bg decision ``(N, P)`` for ``feats`` (before cleaning)."""
@@ -79,6 +84,7 @@ class Hierarchy:
             "parts.centroids": self.part_centroids.astype(np.float32),
             "parts.position_weight": np.array([self.position_weight], np.float32),
             "parts.appearance_dims": np.array([self.appearance_dims], np.int64),
+            "parts.facing": np.array([int(self.facing)], np.int64),
         }
         out.update({f"sub.{m}": c.astype(np.float32) for m, c in enumerate(self.sub_centroids)})
         if self.fg_classifier is not None:
@@ -95,6 +101,7 @@ class Hierarchy:
             position_weight=float(t["parts.position_weight"][0]),
             appearance_dims=int(t.get("parts.appearance_dims", np.zeros(1))[0]),
             fg_classifier=t.get("fgbg.classifier"),
+            facing=bool(t.get("parts.facing", np.zeros(1))[0]),
         )
 
 
@@ -115,6 +122,7 @@ class FitReport:
     foreground: dict[str, Any]
     parts: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    facing: dict[str, Any] = field(default_factory=dict)
 
 
 def border_mask(grid: tuple[int, int]) -> np.ndarray:
@@ -139,12 +147,17 @@ def smooth_foreground(fg: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 
 def with_position(
-    feats: np.ndarray, fg: np.ndarray, grid: tuple[int, int], weight: float
+    feats: np.ndarray,
+    fg: np.ndarray,
+    grid: tuple[int, int],
+    weight: float,
+    facing: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Unit features plus an object-centred, mirror-invariant position ``(dy, |dx|)``.
+    """Unit features plus an object-centred position ``(dy, facing * dx)``.
 
     Positions are relative to each image's foreground centroid and scaled by its spread,
-    so "top of the creature" means the same at any size or place, facing either way.
+    so "top of the creature" means the same at any size or place. ``facing`` (``(N,)``,
+    +1 or -1) mirrors ``dx`` per image; None gives the mirror-invariant ``|dx|``.
     Returns ``(N * P, D + 2)`` fp16.
     """
     n, p, d = feats.shape
@@ -156,8 +169,96 @@ def with_position(
         spread = float(np.sqrt(((ys[m] - cy) ** 2 + (xs[m] - cx) ** 2).mean())) + 1.0
         out[i, :, :d] = normalize(feats[i])
         out[i, :, d] = weight * (ys - cy) / spread
-        out[i, :, d + 1] = weight * np.abs(xs - cx) / spread
+        dx = (xs - cx) / spread
+        out[i, :, d + 1] = weight * (np.abs(dx) if facing is None else facing[i] * dx)
     return out.reshape(n * p, d + 2)
+
+
+FACING_ROUNDS = 4  # groupings at most while images' facing is re-decided
+
+
+def facing_guess(feats: np.ndarray, fg: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """A first facing (+1 or -1) per image, from features alone.
+
+    Each image's foreground gives a left-right difference: its mean unit feature right of
+    its centroid minus the mean left of it. Images facing the same way have similar
+    differences, mirrored ones opposite; the sign of each difference's projection on the
+    differences' top singular vector is the guess.
+    """
+    n, p, d = feats.shape
+    xs = np.arange(p, dtype=np.float32) % grid[1]
+    diffs = np.zeros((n, d), np.float32)
+    for i in range(n):
+        m = fg[i]
+        if m.any():
+            diffs[i] = np.sign(xs[m] - xs[m].mean()) @ normalize(feats[i][m]) / m.sum()
+    if not diffs.any():
+        return np.ones(n, np.float32)
+    top = np.linalg.svd(diffs, full_matrices=False)[2][0]
+    return np.where(diffs @ top < 0, -1.0, 1.0).astype(np.float32)
+
+
+def mirror_gain(
+    placed: np.ndarray, fg: np.ndarray, centroids: np.ndarray, chunk: int = 65_536
+) -> np.ndarray:
+    """``(N,)``: how much better each image's foreground patches fit ``centroids`` with
+    their ``dx`` channel (the last) negated (summed best cosine, mirrored minus as is)."""
+    n, p = fg.shape
+    unit_c = normalize(centroids)
+    rows = np.flatnonzero(fg.reshape(-1))
+    gain = np.zeros(n)
+    for s in range(0, len(rows), chunk):
+        r = rows[s : s + chunk]
+        x = normalize(placed[r])
+        sims = x @ unit_c.T
+        mirrored = sims - 2.0 * x[:, -1:] * unit_c[:, -1]
+        diff = mirrored.max(axis=1) - sims.max(axis=1)
+        gain += np.bincount(r // p, weights=diff.astype(np.float64), minlength=n)
+    return gain
+
+
+def mirror(placed: np.ndarray, images: np.ndarray, n_patches: int) -> None:
+    """Negate, in place, the ``dx`` channel of every patch of the images in ``images``."""
+    view = placed.reshape(-1, n_patches, placed.shape[-1])
+    view[images, :, -1] *= -1
+
+
+def group_facing(
+    placed: np.ndarray,
+    fg: np.ndarray,
+    k: int,
+    seed: int,
+    grouper: Grouper,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Group the foreground patches of ``placed`` into ``k`` parts, re-deciding facing.
+
+    After each grouping, the images that fit the parts better mirrored are mirrored (in
+    ``placed``, in place) and the patches regrouped, until none changes or after
+    ``FACING_ROUNDS`` groupings. Returns centroids, labels of the foreground rows and
+    evidence.
+    """
+    n, p = fg.shape
+    rows = np.flatnonzero(fg.reshape(-1))
+    mirrored = np.zeros(n, bool)
+    changed: list[int] = []
+    for rounds in range(1, FACING_ROUNDS + 1):
+        centroids, labels = grouper.fit(placed, k, seed, rows=rows)
+        flip = mirror_gain(placed, fg, centroids) > 0
+        if not flip.any() or rounds == FACING_ROUNDS:
+            break
+        changed.append(int(flip.sum()))
+        mirror(placed, np.flatnonzero(flip), p)
+        mirrored ^= flip
+    evidence = {
+        "rule": "each image's position is taken in the direction it faces: a first guess "
+        "from its left-right feature difference, then each image takes the mirroring that "
+        "fits the parts better, and the parts are regrouped until none changes",
+        "groupings": rounds,
+        "changed_per_round": changed,
+        "unsettled": int(flip.sum()),
+        "changed_from_first_guess": int(mirrored.sum()),
+    }
+    return centroids, labels, evidence
 
 
 def part_view(feats: np.ndarray, appearance_dims: int) -> np.ndarray:
@@ -312,7 +413,10 @@ def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     """Code new images with fitted centroids: every patch and part mean to its nearest."""
     n, p, _ = feats.shape
     fg = refine_boundary(feats, smooth_foreground(h.foreground(feats, grid), grid), grid)
-    placed = with_position(part_view(feats, h.appearance_dims), fg, grid, h.position_weight)
+    facing = np.ones(n, np.float32) if h.facing else None
+    placed = with_position(part_view(feats, h.appearance_dims), fg, grid, h.position_weight, facing)
+    if h.facing:
+        mirror(placed, np.flatnonzero(mirror_gain(placed, fg, h.part_centroids) > 0), p)
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
     masks[rows] = assign(placed, h.part_centroids, rows)
@@ -366,11 +470,14 @@ def fit(
             "use fewer parts (--parts) or more images."
         )
 
-    # Level 2: parts over foreground patches only; rarely present parts are dropped.
-    placed = with_position(
-        part_view(feats, params.appearance_dims), fg2d, grid, params.position_weight
+    # Level 2: parts over foreground patches only, in each image's facing direction;
+    # rarely present parts are dropped.
+    pv = part_view(feats, params.appearance_dims)
+    placed = with_position(pv, fg2d, grid, params.position_weight, facing_guess(pv, fg2d, grid))
+    part_centroids, part_labels, facing = group_facing(
+        placed, fg2d, params.parts, params.seed + 1, grouper
     )
-    part_centroids, part_labels = grouper.fit(placed, params.parts, params.seed + 1, rows=rows)
+    del pv
     presence = _presence(part_labels, rows // p, n, len(part_centroids))
     keep = presence >= params.min_presence
     if not keep.all():
@@ -433,6 +540,8 @@ def fit(
         params.position_weight,
         params.appearance_dims,
         classifier,
+        facing=True,
     )
     coding = Coding(masks=masks, codes=codes, part_features=means, present=present)
-    return hierarchy, coding, FitReport(foreground=evidence, parts=part_info, notes=notes)
+    report = FitReport(foreground=evidence, parts=part_info, notes=notes, facing=facing)
+    return hierarchy, coding, report

@@ -166,6 +166,20 @@ below with crops of the part from member images.</p>
 {fg.get("threshold", 0):.3f}; score quantiles (5, 25, 50, 75, 95%) {evidence}; foreground share
 {fg.get("foreground_share", 0):.1%}; images without foreground
 {fg.get("images_without_foreground", 0)}.</p>
+{_facing_html(result.facing)}
 <h2>Notes</h2><ul>{notes}</ul>
 </body></html>
 """
+
+
+def _facing_html(facing: dict[str, Any]) -> str:
+    """The facing decision's evidence (absent in results made before it existed)."""
+    if not facing:
+        return ""
+    changed = ", ".join(str(c) for c in facing.get("changed_per_round", [])) or "none"
+    return (
+        f"<h2>Facing</h2><p>{html.escape(facing.get('rule', ''))}: {facing.get('groupings', 0)} "
+        f"grouping(s); images re-decided per round: {changed}; changed from the first guess: "
+        f"{facing.get('changed_from_first_guess', 0)}; still undecided at the end: "
+        f"{facing.get('unsettled', 0)}.</p>"
+    )

@@ -46,6 +46,7 @@ class DiscoveryResult:
     params: dict[str, Any]
     parts: list[dict[str, Any]]
     foreground: dict[str, Any]
+    facing: dict[str, Any]
     notes: list[str]
     timing: dict[str, Any]
     images_hash: str
@@ -87,6 +88,7 @@ def build_result(discoverer: Discoverer, records: list[Any], images_hash: str) -
         params=discoverer.get_params(),
         parts=report.parts,
         foreground=report.foreground,
+        facing=report.facing,
         notes=report.notes,
         timing=discoverer.timing_,
         images_hash=images_hash,
@@ -168,6 +170,7 @@ def read_result(folder: Path) -> DiscoveryResult:
         params=data["params"],
         parts=data["parts"],
         foreground=data["foreground"],
+        facing=data.get("facing", {}),  # absent before parts were placed by facing
         notes=data["notes"],
         timing=data["timing"],
         images_hash=data["images_hash"],

@@ -209,9 +209,12 @@ def configured(name: str, settings: list[str]) -> StageConfig:
             )
         kind = type(getattr(config, key))
         try:
-            changes[key] = kind(float(value)) if kind is int else kind(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"--set {setting!r}: {value!r} is not a number") from None
+        if kind is int and not number.is_integer():
+            raise ValueError(f"--set {setting!r}: {key} takes a whole number")
+        changes[key] = kind(number)
     return replace(config, **changes)
 
 
