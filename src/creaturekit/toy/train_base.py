@@ -31,7 +31,15 @@ from safetensors.torch import load_file, save_file
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
 from creaturekit.models import BUNDLED
-from creaturekit.toy.base_stages import CONFIGS, STAGES, Stage, StageConfig, stage_finished
+from creaturekit.toy.base_stages import (
+    CONFIGS,
+    STAGES,
+    DiffusionConfig,
+    DiffusionStage,
+    Stage,
+    StageConfig,
+    stage_finished,
+)
 from creaturekit.training import checkpoint as ckpt
 
 LOG_NAME = "log.jsonl"
@@ -259,12 +267,20 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: finished already (its result is in {args.parts})")
             continue
         work = (args.work or DEFAULT_WORK) / name
-        options: dict[str, Any] = {"config": configs[name]}
-        if name == "diffusion":
-            options |= {"cache": work / "pool.safetensors", "warm_start": args.warm_start}
-        stage = STAGES[name](parts=args.parts, out=args.out, **options)
-        if args.warm_start:
-            work = work.with_name(f"{name}-from-{sum(stage.phases)}")  # type: ignore[attr-defined]
+        config = configs[name]
+        stage: Stage
+        if isinstance(config, DiffusionConfig):
+            stage = DiffusionStage(
+                parts=args.parts,
+                out=args.out,
+                config=config,
+                cache=work / "pool.safetensors",
+                warm_start=args.warm_start,
+            )
+            if args.warm_start:  # a new phase: its own work folder
+                work = work.with_name(f"{name}-from-{sum(stage.phases)}")
+        else:
+            stage = STAGES[name](parts=args.parts, out=args.out, config=config)
         minutes = None if deadline is None else max(0.0, deadline - time.monotonic()) / 60
         with torch.backends.mkldnn.flags(enabled=stage.onednn):
             done = train_stage(stage, work, resume=args.resume, minutes=minutes, echo=True)
