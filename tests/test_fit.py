@@ -89,6 +89,24 @@ def test_resume_equals_uninterrupted(discovered: Path, tiny_sd: Path) -> None:
             assert torch.equal(a[key], b[key]), (name, key)
 
 
+def test_lora_gets_its_own_learning_rate_when_asked(discovered: Path, tiny_sd: Path) -> None:
+    from safetensors.torch import load_file
+
+    from creaturekit.errors import ConfigError
+    from creaturekit.progress import quiet
+
+    project = open_project(discovered)
+    moved = {}
+    for name, lora_lr in (("same-lr", 0.0), ("frozen-lora", 1e-12)):
+        with quiet():
+            result = _trainer(project, tiny_sd, name, steps=2, lora_lr=lora_lr).fit()
+        weights = load_file(result.run_dir / "pytorch_lora_weights.safetensors")
+        moved[name] = max(float(w.abs().max()) for k, w in weights.items() if "lora.up" in k)
+    assert moved["same-lr"] > 1e-4 > 1e-9 > moved["frozen-lora"]  # up (B) starts at zero
+    with pytest.raises(ConfigError, match="lora_lr cannot be negative"):
+        resolve_fit_config("toy", flags={"lora_lr": -1.0})
+
+
 def test_fit_bad_input(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     from creaturekit.progress import quiet
 

@@ -28,7 +28,10 @@ def fit(
     grad_accum: Annotated[
         int | None, typer.Option(help="Micro-batches per optimisation step.", min=1)
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (LoRA and mapper).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (mapper; LoRA too).")] = None,
+    lora_lr: Annotated[
+        float | None, typer.Option(help="LoRA's own learning rate (default: --lr).", min=0)
+    ] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank; 0 = no LoRA.", min=0)] = None,
     attn_loss: Annotated[
         float | None, typer.Option(help="Attention-loss weight lambda; 0 disables it.", min=0)
@@ -76,6 +79,7 @@ def fit(
         "batch_size": batch_size,
         "grad_accum": grad_accum,
         "lr": lr,
+        "lora_lr": lora_lr,
         "rank": rank,
         "attn_loss": attn_loss,
         "resolution": resolution,

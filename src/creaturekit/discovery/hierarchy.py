@@ -477,7 +477,6 @@ def fit(
     part_centroids, part_labels, facing = group_facing(
         placed, fg2d, params.parts, params.seed + 1, grouper
     )
-    del pv
     presence = _presence(part_labels, rows // p, n, len(part_centroids))
     keep = presence >= params.min_presence
     if not keep.all():

@@ -23,7 +23,8 @@ class FitConfig:
     steps: int = 75_000  # total optimisation steps (after gradient accumulation)
     batch_size: int = 2
     grad_accum: int = 4
-    lr: float = 1e-4  # LoRA and token mapper
+    lr: float = 1e-4  # token mapper, and LoRA unless lora_lr is set
+    lora_lr: float = 0.0  # LoRA's own learning rate; 0: the same as lr
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     rank: int = 4  # LoRA rank (0: textual inversion only, no LoRA)
@@ -65,6 +66,8 @@ class FitConfig:
                 raise ConfigError(f"fit {name} must be at least 1, got {getattr(self, name)}.")
         if self.lr <= 0:
             raise ConfigError(f"fit lr must be positive, got {self.lr}.")
+        if self.lora_lr < 0:
+            raise ConfigError(f"fit lora_lr cannot be negative, got {self.lora_lr}.")
         if self.rank < 0 or self.attn_loss < 0 or self.snr_gamma < 0:
             raise ConfigError("fit rank, attn_loss and snr_gamma cannot be negative.")
         if self.lora_layers not in ("all", "cross", "self"):

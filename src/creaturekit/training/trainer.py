@@ -140,10 +140,14 @@ class Trainer:
             base.unet.enable_gradient_checkpointing()
         self._check_attention_resolution()
         store = install_attention_recorder(base.unet, cfg.attn_resolution)
+        groups: list[dict[str, Any]] = [{"params": [*self.mapper.parameters(), *lora]}]
+        if lora and cfg.lora_lr and cfg.lora_lr != cfg.lr:  # one group otherwise (older runs)
+            groups = [
+                {"params": list(self.mapper.parameters())},
+                {"params": lora, "lr": cfg.lora_lr},
+            ]
         self.optimizer = acc.prepare_optimizer(
-            torch.optim.AdamW(
-                [*self.mapper.parameters(), *lora], lr=cfg.lr, weight_decay=cfg.weight_decay
-            )
+            torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         )
         self.params = [*self.mapper.parameters(), *lora]
         # Several processes: the trained modules all-reduce their gradients (DDP).
@@ -461,6 +465,7 @@ class Trainer:
                             "step": step,
                             **last,
                             "lr": cfg.lr,
+                            "lora_lr": cfg.lora_lr or cfg.lr,
                             "seconds": round(time.monotonic() - t0, 4),
                         }
                     )
