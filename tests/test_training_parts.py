@@ -255,3 +255,19 @@ def test_attention_loss_off_skips_recording() -> None:
         torch.zeros(4, 4, 4, dtype=torch.long),
     )
     assert "loss_attn" not in logs and objective.store.layers == 0  # type: ignore[attr-defined]
+
+
+def test_resume_check_reads_settings_an_older_run_lacks_as_defaults(tmp_path: Path) -> None:
+    from creaturekit import fsutil
+    from creaturekit.training.config import FitConfig, config_dict
+    from creaturekit.training.run import CONFIG_FILE, RunFolder
+
+    run = RunFolder(tmp_path / "old")
+    run.start(FitConfig(), {}, "toy")
+    older = run.saved_config()
+    del older["fit"]["lora_lr"]  # written before lora_lr existed
+    fsutil.write_toml(run.path / CONFIG_FILE, older)
+    run.check_config(FitConfig())  # the default it trained with
+    with pytest.raises(CreatureKitError, match="these differ: lora_lr"):
+        run.check_config(FitConfig(lora_lr=1e-4))
+    assert "lora_lr" not in run.saved_config()["fit"] and config_dict(FitConfig())["lora_lr"] == 0

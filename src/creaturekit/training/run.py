@@ -79,8 +79,9 @@ class RunFolder:
             return tomllib.load(fh)
 
     def check_config(self, config: FitConfig) -> None:
-        """A resumed run must keep its hyper-parameters (``steps`` may grow)."""
-        saved = dict(self.saved_config()["fit"])
+        """A resumed run must keep its hyper-parameters (``steps`` may grow). Settings a
+        run's config.toml lacks (added in a later version) count as their defaults."""
+        saved = config_dict(FitConfig()) | dict(self.saved_config()["fit"])
         current = config_dict(config)
         changed = sorted(k for k in current if k != "steps" and saved.get(k) != current[k])
         if changed:
