@@ -217,10 +217,12 @@ def mirror_gain(
     return gain
 
 
-def mirror(placed: np.ndarray, images: np.ndarray, n_patches: int) -> None:
-    """Negate, in place, the ``dx`` channel of every patch of the images in ``images``."""
-    view = placed.reshape(-1, n_patches, placed.shape[-1])
-    view[images, :, -1] *= -1
+def mirror_to_fit(placed: np.ndarray, fg: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Mirror, in place, every image of ``placed`` whose foreground fits ``centroids``
+    better mirrored (:func:`mirror_gain` > 0); returns which images were mirrored ``(N,)``."""
+    flip = mirror_gain(placed, fg, centroids) > 0
+    placed.reshape(-1, fg.shape[1], placed.shape[-1])[flip, :, -1] *= -1
+    return flip
 
 
 def group_facing(
@@ -232,22 +234,23 @@ def group_facing(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Group the foreground patches of ``placed`` into ``k`` parts, re-deciding facing.
 
-    After each grouping, the images that fit the parts better mirrored are mirrored (in
-    ``placed``, in place) and the patches regrouped, until none changes or after
-    ``FACING_ROUNDS`` groupings. Returns centroids, labels of the foreground rows and
-    evidence.
+    After each grouping but the last, the images that fit the parts better mirrored are
+    mirrored (in ``placed``, in place) and the patches regrouped, until none changes or
+    after ``FACING_ROUNDS`` groupings. Returns centroids, labels of the foreground rows
+    and evidence.
     """
-    n, p = fg.shape
     rows = np.flatnonzero(fg.reshape(-1))
-    mirrored = np.zeros(n, bool)
+    mirrored = np.zeros(len(fg), bool)
     changed: list[int] = []
     for rounds in range(1, FACING_ROUNDS + 1):
         centroids, labels = grouper.fit(placed, k, seed, rows=rows)
-        flip = mirror_gain(placed, fg, centroids) > 0
-        if not flip.any() or rounds == FACING_ROUNDS:
+        if rounds == FACING_ROUNDS:
+            flip = mirror_gain(placed, fg, centroids) > 0  # left as grouped: unsettled
+            break
+        flip = mirror_to_fit(placed, fg, centroids)
+        if not flip.any():
             break
         changed.append(int(flip.sum()))
-        mirror(placed, np.flatnonzero(flip), p)
         mirrored ^= flip
     evidence = {
         "rule": "each image's position is taken in the direction it faces: a first guess "
@@ -416,7 +419,7 @@ def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     facing = np.ones(n, np.float32) if h.facing else None
     placed = with_position(part_view(feats, h.appearance_dims), fg, grid, h.position_weight, facing)
     if h.facing:
-        mirror(placed, np.flatnonzero(mirror_gain(placed, fg, h.part_centroids) > 0), p)
+        mirror_to_fit(placed, fg, h.part_centroids)
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
     masks[rows] = assign(placed, h.part_centroids, rows)

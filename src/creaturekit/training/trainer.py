@@ -140,7 +140,8 @@ class Trainer:
             base.unet.enable_gradient_checkpointing()
         self._check_attention_resolution()
         store = install_attention_recorder(base.unet, cfg.attn_resolution)
-        groups: list[dict[str, Any]] = [{"params": [*self.mapper.parameters(), *lora]}]
+        self.params = [*self.mapper.parameters(), *lora]
+        groups: list[dict[str, Any]] = [{"params": self.params}]
         if lora and cfg.lora_lr and cfg.lora_lr != cfg.lr:  # one group otherwise (older runs)
             groups = [
                 {"params": list(self.mapper.parameters())},
@@ -149,7 +150,6 @@ class Trainer:
         self.optimizer = acc.prepare_optimizer(
             torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         )
-        self.params = [*self.mapper.parameters(), *lora]
         # Several processes: the trained modules all-reduce their gradients (DDP).
         train_unet, train_mapper = base.unet, self.mapper
         if acc.num_processes > 1:
