@@ -2,6 +2,7 @@
 
     python benchmarks/ablation.py [--model toy] [--steps 1500] [--seeds 42 43 44]
         [--project DIR] [--variants full no-attn ti-only image-clusters] [--combinations 32]
+        [--guidance G]
 
 Uses the toy project in --project (created there, 24 species x 40 images, and
 discovered with effnet-kmeans when it has no discovery result yet). Every variant is
@@ -101,6 +102,7 @@ def run_variant(
     combinations: int | None = None,
     per_combination: int | None = None,
     sample_steps: int | None = None,
+    guidance: float | None = None,
     baseline: Project | None = None,
 ) -> dict[str, Any]:
     """Fit one variant with ``seed``, evaluate it in ``project``; its figures and budget."""
@@ -126,6 +128,7 @@ def run_variant(
         combinations=combinations,
         per_combination=per_combination,
         steps=sample_steps,
+        guidance=guidance,
         mixer=Mixer(home, name) if home is not project else None,
         serve=ClusterServing.from_projects(project, home) if home is not project else None,
     )
@@ -140,6 +143,7 @@ def run_variant(
         "step_s": round(float(np.mean(step_times)), 4) if step_times else None,
         "trainable_params": trainable_parameters(run),
         "eval_s": metrics["seconds"],
+        "guidance": metrics["guidance"],
         "combinations": {g: metrics[g]["combinations"] for g in ("seen", "novel")},
         **{f"{g}_emr": metrics[g]["emr"] for g in ("seen", "novel")},
         **{
@@ -240,6 +244,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--combinations", type=int, default=32, help="per group (seen, novel)")
     parser.add_argument("--per-combination", type=int, help="images per combination")
     parser.add_argument("--sample-steps", type=int, help="denoising steps of the evaluation")
+    parser.add_argument(
+        "--guidance", type=float, help="guidance of the evaluation (default: mix.guidance)"
+    )
     parser.add_argument("--clusters", type=int, help="K of image-clusters (default: species)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="fit setting (JSON value)"
@@ -277,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                     combinations=args.combinations,
                     per_combination=args.per_combination,
                     sample_steps=args.sample_steps,
+                    guidance=args.guidance,
                     baseline=baseline,
                 )
                 rows.append(row)

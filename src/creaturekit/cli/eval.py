@@ -27,6 +27,9 @@ def evaluate(
     n: Annotated[int | None, typer.Option("--n", help="Images per combination.", min=1)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the draws and generation.")] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps.", min=1)] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Classifier-free guidance (default: mix.guidance).")
+    ] = None,
     size: Annotated[int | None, typer.Option(help="Image side (default: the run's).")] = None,
     image_metrics: Annotated[
         bool | None,
@@ -68,6 +71,7 @@ def evaluate(
         per_combination=n,
         seed=seed,
         steps=steps,
+        guidance=guidance,
         size=size,
         image_metrics=image_metrics,
         image_model=image_model,

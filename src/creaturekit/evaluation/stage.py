@@ -41,6 +41,7 @@ def evaluate(
     per_combination: int | None = None,
     seed: int | None = None,
     steps: int | None = None,
+    guidance: float | None = None,
     size: int | None = None,
     image_metrics: bool | None = None,
     image_model: str | None = None,
@@ -51,9 +52,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics.
 
-    Unset options come from ``[eval]`` in creaturekit.toml. The image metrics' backbones
-    (:mod:`creaturekit.evaluation.image_metrics`) are loaded and the training images
-    embedded before any image is generated.
+    Unset options come from ``[eval]`` in creaturekit.toml (``guidance`` from ``[mix]``).
+    The image metrics' backbones (:mod:`creaturekit.evaluation.image_metrics`) are loaded
+    and the training images embedded before any image is generated.
 
     ``mixer`` and ``serve`` evaluate a baseline fitted on another vocabulary over the same
     images (:mod:`creaturekit.evaluation.baseline`): ``serve`` turns each requested
@@ -65,6 +66,7 @@ def evaluate(
     n = combinations or settings.combinations
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
+    guidance = project.config.mix.guidance if guidance is None else guidance
     started = time.monotonic()
     result = load_result(project)
     scorer = None
@@ -89,6 +91,7 @@ def evaluate(
         "run": mixer.run.path.name,
         "seed": seed,
         "images_per_combination": per,
+        "guidance": guidance,
         "creaturekit_version": __version__,
     }
     reference = toy_reference(project, result)
@@ -105,7 +108,9 @@ def evaluate(
             track(combos, f"Generating {group} combinations", total=len(combos))
         ):
             parts = serve(combo) if serve else {names[m]: [k] for m, k in combo.items()}
-            mix = mixer(parts, n=per, seed=seed + j * per, steps=steps, size=size)
+            mix = mixer(
+                parts, n=per, seed=seed + j * per, steps=steps, guidance=guidance, size=size
+            )
             generated.extend(mix.images)
             requested.extend([combo] * per)
         coding = discoverer.encode(generated) if generated else None
