@@ -162,6 +162,7 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     image = plain(
         prompt,
         negative_prompt=project.config.mix.negative,
+        guidance_scale=project.config.mix.guidance,
         num_inference_steps=2,
         height=16,
         width=16,
