@@ -19,6 +19,7 @@ from creaturekit.discovery.stage import load_result
 from creaturekit.errors import ModelNotFoundError
 from creaturekit.generation.stage import Mixer
 from creaturekit.progress import quiet
+from creaturekit.toy.world import PARTS
 from creaturekit.training.trainer import FitInterrupted, Trainer
 
 FIT = {
@@ -62,7 +63,9 @@ def test_demo_end_to_end_then_reused_after_moving(
     demo = tiny_demo(tmp_path / "demo", tiny_sd, notify=lines.append)
     root = demo.project.root
     assert demo.stages == dict.fromkeys(("project", "discover", "fit", "mix", "eval"), DONE)
-    assert len(lines) == 6 and lines[2].startswith("Fitting run 'demo'")
+    assert len(lines) == 7 and lines[3].startswith("Fitting run 'demo'")
+    names = demo.project.config.parts.names  # after the toy world's keypoints
+    assert lines[2].startswith("Parts named") and names and set(names.values()) <= set(PARTS)
     assert (root / "discovery" / "report.html").is_file()
     assert (root / "runs" / "demo" / "mapper.safetensors").is_file()
     assert demo.metrics is not None and demo.metrics["run"] == "demo"

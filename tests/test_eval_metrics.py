@@ -32,7 +32,7 @@ from creaturekit.evaluation.image_metrics import (
     text_prompt,
 )
 from creaturekit.evaluation.keypoints import keypoint_scores
-from creaturekit.project import open_project
+from creaturekit.project import init_project, open_project
 from tests.test_mix import TINY
 
 
@@ -239,13 +239,13 @@ def test_missing_weights_fail_before_generation(discovered: Path, runner: CliRun
         ImageScorer(open_project(discovered), "facebook/dinov2-base", "discovery", "")
 
 
-def test_keypoint_scores_on_synthetic_keypoints(evaluated: Path, discovered: Path) -> None:
+def test_keypoint_scores_on_synthetic_keypoints(evaluated: Path, tmp_path: Path) -> None:
     from creaturekit.discovery.stage import load_result
 
     project = open_project(evaluated)
     scores = keypoint_scores(project, load_result(project))
     assert scores is not None and scores["nmi"] == pytest.approx(100.0) and scores["keypoints"] > 0
-    assert keypoint_scores(open_project(discovered), load_result(project)) is None
+    assert keypoint_scores(init_project(tmp_path / "plain"), load_result(project)) is None
 
 
 def test_eval_records_image_metrics_and_keypoint_figures(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,10 @@ def test_toy_project_holds_complete_ground_truth(tmp_path: Path) -> None:
         for i, part in enumerate(PARTS):
             if row["visible"][part]:
                 assert (mask == i + 1).any()
+        points = project.keypoints()[r.id]  # each visible part's centre, on the part
+        assert set(points) == {p for i, p in enumerate(PARTS) if (mask == i + 1).any()}
+        for part, (x, y) in points.items():
+            assert mask[int(y), int(x)] == PARTS.index(part) + 1
         if r.split == "train":
             species = truth.world.species[row["species"]]
             assert r.label == f"species-{row['species']:02d}" and row["novel"] is None
@@ -135,3 +140,18 @@ def test_cli_subprocess_creates_a_toy_project(tmp_path: Path) -> None:
     project = open_project(tmp_path / "t")
     assert {r.label for r in project.images("train")} == {f"species-{i:02d}" for i in range(6)}
     assert np.asarray(load_ground_truth(project).mask(1)).shape == (32, 32)
+
+
+def test_parts_auto_name_after_the_toy_keypoints(
+    discovered: Path, tmp_path: Path, runner: CliRunner
+) -> None:
+    root = tmp_path / "toy"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs", "eval", "mixes"))
+    result = runner.invoke(app, ["parts", "auto-name", "-C", str(root)])
+    assert result.exit_code == 0, result.output
+    names = open_project(root).config.parts.names
+    assert names and set(names.values()) <= set(PARTS) and len(set(names.values())) == len(names)
+    assert all(f"{i} -> {n}" in result.stdout for i, n in names.items())
+    (root / C.IMAGES_DIR / C.KEYPOINTS_NAME).unlink()
+    result = runner.invoke(app, ["parts", "auto-name", "-C", str(root)])
+    assert result.exit_code == 0 and "No keypoints" in result.stdout

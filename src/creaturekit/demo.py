@@ -130,8 +130,9 @@ def _toy_project(
 
 
 def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str], None]) -> str:
+    from creaturekit.discovery.naming import name_parts_by_keypoints
     from creaturekit.discovery.result import RESULT_FILE
-    from creaturekit.discovery.stage import discover
+    from creaturekit.discovery.stage import discover, load_result
 
     if (project.discovery_dir / RESULT_FILE).is_file():
         say("Discovery: reusing discovery/")
@@ -139,6 +140,9 @@ def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str],
     say(f"Discovering parts with {project.config.discover.backend}")
     with project.lock("discover"):
         discover(project, **options)
+    names = name_parts_by_keypoints(project, load_result(project))
+    if names:
+        say("Parts named after the toy world's keypoints: " + ", ".join(names.values()))
     return DONE
 
 

@@ -104,7 +104,7 @@ class Project:
         return content_hash(self.images(split))
 
     def keypoints(self) -> dict[int, dict[str, tuple[float, float]]]:
-        """Annotated part keypoints by image id (CUB only; empty otherwise)."""
+        """Part keypoints by image id: CUB's annotations, the toy world's part centres, or empty."""
         path = self.images_dir / C.KEYPOINTS_NAME
         if not path.is_file():
             return {}
@@ -170,11 +170,14 @@ class Project:
             self.images_dir / C.MANIFEST_NAME, [r.__dict__ for r in [*existing, *new]]
         )
         if keypoints:
-            rows = [
-                {"id": i, "points": {k: list(v) for k, v in p.items()}}
-                for i, p in {**self.keypoints(), **keypoints}.items()
-            ]
-            fsutil.write_jsonl(self.images_dir / C.KEYPOINTS_NAME, rows)
+            self.save_keypoints({**self.keypoints(), **keypoints})
+
+    def save_keypoints(self, keypoints: dict[int, dict[str, tuple[float, float]]]) -> None:
+        """Write the part keypoints (x, y in image pixels) of every image, replacing the file."""
+        rows = [
+            {"id": i, "points": {k: list(v) for k, v in p.items()}} for i, p in keypoints.items()
+        ]
+        fsutil.write_jsonl(self.images_dir / C.KEYPOINTS_NAME, rows)
 
 
 def open_project(path: str | Path | None = None) -> Project:

@@ -72,18 +72,14 @@ def name_part(
 @parts_app.command("auto-name")
 @handle_errors
 def auto_name(project: ProjectOpt = None, quiet: QuietOpt = False) -> None:
-    """Name parts after their majority annotated keypoint (CUB keypoints needed)."""
-    from creaturekit.discovery.naming import auto_names, set_part_name
+    """Name parts after their majority keypoint (CUB's annotations or the toy world's)."""
+    from creaturekit.discovery.naming import name_parts_by_keypoints
     from creaturekit.discovery.stage import load_result
 
     proj = open_project(project)
-    result = load_result(proj)
-    names = auto_names(proj, result)
+    names = name_parts_by_keypoints(proj, load_result(proj))
     if not names:
-        console.print("No keypoints in this project (CUB only); nothing was named.")
+        console.print("No keypoints in this project (CUB or toy only); nothing was named.")
         return
-    with proj.lock("parts"):
-        for index, name in names.items():
-            set_part_name(proj, result, index, name)
     if not quiet:
         console.print(", ".join(f"{i} -> {n}" for i, n in names.items()))

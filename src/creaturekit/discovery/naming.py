@@ -51,7 +51,7 @@ def set_part_name(project: Project, result: DiscoveryResult, index: int, name: s
 
 
 def auto_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
-    """The majority annotated keypoint of each foreground part (CUB keypoints; else empty)."""
+    """The majority keypoint of each foreground part (CUB's or the toy world's; else empty)."""
     keypoints = project.keypoints()
     if not keypoints:
         return {}
@@ -67,4 +67,14 @@ def auto_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
         word = re.sub(r"\W+", "_", counter.most_common(1)[0][0]).strip("_").lower()
         if word and word.isidentifier() and word not in names.values() and word != BACKGROUND_PART:
             names[label] = word
+    return names
+
+
+def name_parts_by_keypoints(project: Project, result: DiscoveryResult) -> dict[int, str]:
+    """Name the parts after :func:`auto_names` and save the settings; the names given."""
+    names = auto_names(project, result)
+    if names:
+        with project.lock("parts"):
+            for index, name in names.items():
+                set_part_name(project, result, index, name)
     return names

@@ -97,8 +97,8 @@ def _write_png(path: Path, array: np.ndarray) -> bytes:
 
 def _draw_all(
     images_dir: Path, world: World, items: list[_Item], size: int, first_id: int
-) -> Iterator[tuple[ImageRecord, dict[str, Any]]]:
-    """Draw and write every item; yield its manifest record and ground-truth row."""
+) -> Iterator[tuple[ImageRecord, dict[str, Any], dict[str, tuple[float, float]]]]:
+    """Draw and write every item; yield its manifest record, ground-truth row and keypoints."""
     for n, item in enumerate(track(items, "Drawing toy creatures", total=len(items))):
         image_id = first_id + n
         rng = np.random.default_rng([world.seed, IMAGE_STREAM, n])
@@ -138,7 +138,22 @@ def _draw_all(
                 "flip": drawing.pose.flip,
             },
         }
-        yield record, truth
+        yield record, truth, part_keypoints(drawing.mask)
+
+
+def part_keypoints(mask: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Per visible part, its pixel nearest the part's centroid (x, y at the pixel centre).
+
+    A toy image's counterpart of CUB's annotated keypoints: ``parts auto-name`` names the
+    discovered parts after them, and ``eval`` scores discovery by the keypoint protocol.
+    """
+    points = {}
+    for i, part in enumerate(PARTS):
+        ys, xs = np.nonzero(mask == i + 1)
+        if len(ys):
+            j = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
+            points[part] = (float(xs[j]) + 0.5, float(ys[j]) + 0.5)
+    return points
 
 
 def create_toy_project(
@@ -174,9 +189,11 @@ def create_toy_project(
         first_id = max((r.id for r in kept), default=0) + 1
         items = _plan(world, per_species, novel_images)
         records, truth = [], []
-        for record, row in _draw_all(images_dir, world, items, size, first_id):
+        points = {i: p for i, p in project.keypoints().items() if i in {r.id for r in kept}}
+        for record, row, keypoints in _draw_all(images_dir, world, items, size, first_id):
             records.append(record)
             truth.append(row)
+            points[record.id] = keypoints
         toy_dir = images_dir / C.TOY_DIR
         fsutil.write_json(
             toy_dir / C.TOY_WORLD_NAME,
@@ -191,6 +208,7 @@ def create_toy_project(
         )
         fsutil.write_jsonl(toy_dir / C.TOY_GROUND_TRUTH_NAME, truth)
         fsutil.write_jsonl(images_dir / C.MANIFEST_NAME, [r.__dict__ for r in [*kept, *records]])
+        project.save_keypoints(points)
     return project
 
 
