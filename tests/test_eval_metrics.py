@@ -267,7 +267,7 @@ def test_eval_records_image_metrics_and_keypoint_figures(
     assert saved["discovery"]["keypoints"]["nmi"] == pytest.approx(100.0)
     assert "nmi" in saved["discovery"]  # the toy ground-truth figures stay
     report = (folder / "report.html").read_text()
-    assert "Image metrics" in report and "annotated keypoints" in report
+    assert "Image metrics" in report and "at the part keypoints" in report
 
     with_clip = runner.invoke(app, [*args, "--clip-model", str(tiny_clip), "--json"])
     assert with_clip.exit_code == 0, with_clip.output

@@ -1,4 +1,4 @@
-"""CUB extra of ``eval``: discovery NMI/ARI by the keypoint protocol (METHOD.md section 4)."""
+"""Discovery NMI/ARI by the keypoint protocol (METHOD.md section 4): CUB or toy keypoints."""
 
 from __future__ import annotations
 

@@ -247,7 +247,7 @@ def _discovery_line(metrics: dict[str, Any]) -> str:
     if "keypoints" in d:
         k = d["keypoints"]
         line += (
-            f"Discovery at the annotated keypoints: NMI {k['nmi']:.1f}, ARI {k['ari']:.1f} "
+            f"Discovery at the part keypoints: NMI {k['nmi']:.1f}, ARI {k['ari']:.1f} "
             f"(x100, {k['keypoints']} keypoints)."
         )
     return line
