@@ -132,15 +132,15 @@ def _toy_project(
 def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str], None]) -> str:
     from creaturekit.discovery.naming import name_parts_by_keypoints
     from creaturekit.discovery.result import RESULT_FILE
-    from creaturekit.discovery.stage import discover, load_result
+    from creaturekit.discovery.stage import discover
 
     if (project.discovery_dir / RESULT_FILE).is_file():
         say("Discovery: reusing discovery/")
         return REUSED
     say(f"Discovering parts with {project.config.discover.backend}")
     with project.lock("discover"):
-        discover(project, **options)
-    names = name_parts_by_keypoints(project, load_result(project))
+        result = discover(project, **options)
+    names = name_parts_by_keypoints(project, result)
     if names:
         say("Parts named after the toy world's keypoints: " + ", ".join(names.values()))
     return DONE

@@ -189,7 +189,8 @@ def create_toy_project(
         first_id = max((r.id for r in kept), default=0) + 1
         items = _plan(world, per_species, novel_images)
         records, truth = [], []
-        points = {i: p for i, p in project.keypoints().items() if i in {r.id for r in kept}}
+        kept_ids = {r.id for r in kept}
+        points = {i: p for i, p in project.keypoints().items() if i in kept_ids}
         for record, row, keypoints in _draw_all(images_dir, world, items, size, first_id):
             records.append(record)
             truth.append(row)
