@@ -18,7 +18,7 @@ from creaturekit.cli import app
 from creaturekit.config import Config
 from creaturekit.errors import ProjectExistsError, StageMissingError
 from creaturekit.project import init_project, open_project
-from creaturekit.toy.dataset import TOY_GUIDANCE, create_toy_project, load_ground_truth
+from creaturekit.toy.dataset import TOY_NEGATIVE, create_toy_project, load_ground_truth
 from creaturekit.toy.world import PARTS, SCENES, ToyWorldError, is_novel
 
 TINY = {"species": 5, "per_species": 2, "size": 32, "novel_images": 1}
@@ -67,7 +67,7 @@ def test_toy_project_holds_complete_ground_truth(tmp_path: Path) -> None:
     config = open_project(project.root).config
     assert config.discover.backend == "effnet-kmeans" and config.discover.parts == len(PARTS)
     assert config.fit.preset == "toy" and config.fit.model == "toy"
-    assert config.mix.guidance == TOY_GUIDANCE < Config().mix.guidance  # written to the toml
+    assert config.mix.negative == TOY_NEGATIVE != Config().mix.negative  # written to the toml
     assert not any(Path(r["mask"]).is_absolute() for r in truth.rows.values())
 
 
