@@ -193,14 +193,14 @@ def _mix(
     say: Callable[[str], None],
 ) -> tuple[Path, str]:
     from creaturekit.discovery.stage import load_result
-    from creaturekit.evaluation.combinations import novel_combinations
+    from creaturekit.evaluation.combinations import code_rows, novel_combinations
     from creaturekit.generation.requests import Vocabulary
     from creaturekit.generation.stage import Mix, Mixer, write_mix
     from creaturekit.progress import track
     from creaturekit.training.run import RunFolder
 
     names = Vocabulary(RunFolder(project.runs_dir / RUN).vocab(), project.config).by_index
-    rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in load_result(project).codes]
+    rows = code_rows(load_result(project))
     # Whole creatures (a code for every part) where discovery found enough of them.
     whole = max(map(len, rows), default=0)
     complete = [r for r in rows if len(r) == whole]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 Combination = dict[int, int]
 
@@ -44,3 +45,14 @@ def novel_combinations(
         if key not in seen and key not in out:
             out[key] = combo
     return list(out.values())
+
+
+def evaluation_draw(rows: Sequence[Combination], n: int, seed: int) -> dict[str, list[Combination]]:
+    """The ``n`` seen and ``n`` novel combinations an evaluation with ``seed`` asks for."""
+    rng = random.Random(seed)
+    return {"seen": seen_combinations(rows, n, rng), "novel": novel_combinations(rows, n, rng)}
+
+
+def code_rows(result: Any) -> list[Combination]:
+    """Each training image's combination (part index -> code) in a discovery result."""
+    return [{int(m): int(k) for m, k in r["codes"].items()} for r in result.codes]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -15,11 +14,7 @@ from PIL import Image
 
 from creaturekit import __version__, fsutil
 from creaturekit.errors import CreatureKitError
-from creaturekit.evaluation.combinations import (
-    Combination,
-    novel_combinations,
-    seen_combinations,
-)
+from creaturekit.evaluation.combinations import Combination, code_rows, evaluation_draw
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
 from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.evaluation.metrics import recoding_scores
@@ -80,9 +75,7 @@ def evaluate(
         scorer.prepare(result)
     mixer = mixer or Mixer(project, run)
     discoverer = load_discoverer(project.discovery_dir)
-    rows = [{int(m): int(k) for m, k in r["codes"].items()} for r in result.codes]
-    rng = random.Random(seed)
-    groups = {"seen": seen_combinations(rows, n, rng), "novel": novel_combinations(rows, n, rng)}
+    groups = evaluation_draw(code_rows(result), n, seed)
     names = {
         p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
     }
