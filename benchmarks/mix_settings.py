@@ -47,7 +47,9 @@ def score_settings(
     result = load_result(project)
     reference = toy_reference(project, result)
     if reference is None:
-        raise CreatureKitError("The oracle needs a toy project (`creaturekit init --toy`).")
+        raise CreatureKitError(
+            "The oracle needs a toy project (`creaturekit init DIR --example toy`)."
+        )
     combos = evaluation_draw(code_rows(result), combinations, draw)["novel"]
     names = {
         p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
