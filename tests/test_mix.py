@@ -251,10 +251,14 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert json.loads(again.stdout)["seen"]["emr"] == data["seen"]["emr"]  # seeded
     info = runner.invoke(app, ["info", "-C", str(fitted), "--json"])
     assert json.loads(info.stdout)["metrics"]["run"] == "r1"
-    assert saved["guidance"] == open_project(fitted).config.mix.guidance  # unless given
+    mix_settings = open_project(fitted).config.mix
+    assert saved["guidance"] == mix_settings.guidance  # unless given
+    assert saved["negative"] == mix_settings.negative
     args = ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
     gentle = json.loads(runner.invoke(app, [*args, "--guidance", "2"]).stdout)
     assert gentle["guidance"] == 2.0 and gentle["seen"]["cosim"] != data["seen"]["cosim"]
+    plain = json.loads(runner.invoke(app, [*args, "--negative", "blurry"]).stdout)
+    assert plain["negative"] == "blurry" and plain["seen"]["cosim"] != data["seen"]["cosim"]
 
 
 def test_like_and_fill(fitted: Path) -> None:

@@ -30,6 +30,9 @@ def evaluate(
     guidance: Annotated[
         float | None, typer.Option(help="Classifier-free guidance (default: mix.guidance).")
     ] = None,
+    negative: Annotated[
+        str | None, typer.Option(help="Negative prompt (default: mix.negative).")
+    ] = None,
     size: Annotated[int | None, typer.Option(help="Image side (default: the run's).")] = None,
     image_metrics: Annotated[
         bool | None,
@@ -72,6 +75,7 @@ def evaluate(
         seed=seed,
         steps=steps,
         guidance=guidance,
+        negative=negative,
         size=size,
         image_metrics=image_metrics,
         image_model=image_model,

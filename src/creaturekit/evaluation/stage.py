@@ -37,6 +37,7 @@ def evaluate(
     seed: int | None = None,
     steps: int | None = None,
     guidance: float | None = None,
+    negative: str | None = None,
     size: int | None = None,
     image_metrics: bool | None = None,
     image_model: str | None = None,
@@ -47,7 +48,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics.
 
-    Unset options come from ``[eval]`` in creaturekit.toml (``guidance`` from ``[mix]``).
+    Unset options come from ``[eval]`` in creaturekit.toml (``guidance`` and ``negative``
+    from ``[mix]``).
     The image metrics' backbones (:mod:`creaturekit.evaluation.image_metrics`) are loaded
     and the training images embedded before any image is generated.
 
@@ -62,6 +64,7 @@ def evaluate(
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
     guidance = project.config.mix.guidance if guidance is None else guidance
+    negative = project.config.mix.negative if negative is None else negative
     started = time.monotonic()
     result = load_result(project)
     scorer = None
@@ -85,6 +88,7 @@ def evaluate(
         "seed": seed,
         "images_per_combination": per,
         "guidance": guidance,
+        "negative": negative,
         "creaturekit_version": __version__,
     }
     reference = toy_reference(project, result)
@@ -102,7 +106,13 @@ def evaluate(
         ):
             parts = serve(combo) if serve else {names[m]: [k] for m, k in combo.items()}
             mix = mixer(
-                parts, n=per, seed=seed + j * per, steps=steps, guidance=guidance, size=size
+                parts,
+                n=per,
+                seed=seed + j * per,
+                steps=steps,
+                guidance=guidance,
+                negative=negative,
+                size=size,
             )
             generated.extend(mix.images)
             requested.extend([combo] * per)
