@@ -28,7 +28,7 @@ from PIL import Image
 
 from creaturekit.evaluation.backbones import Backbone, load_backbone
 from creaturekit.evaluation.clip_score import ClipScorer
-from creaturekit.evaluation.combinations import Combination
+from creaturekit.evaluation.combinations import Combination, code_rows
 from creaturekit.project import Project
 
 #: Per-group image figures repeated in ``overall`` (what ``eval --compare`` shows).
@@ -147,7 +147,7 @@ class ImageScorer:
     def prepare(self, result: Any) -> None:
         """Embed the training images of the discovery ``result`` once (both backbones)."""
         paths = [self.project.images_dir / row["file"] for row in result.codes]
-        codes = [{int(m): int(k) for m, k in row["codes"].items()} for row in result.codes]
+        codes = code_rows(result)
         embedded = self.similarity.embed(paths, "Embedding training images")
         self.means = code_means(embedded, codes)
         self.real = (
