@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from creaturekit.project import open_project
+from tests.benchmark_scripts import load_benchmark
 from tests.test_mix import TINY as MIX_TINY
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation.py"
 TINY = {k: v for k, v in MIX_TINY.items() if k != "steps"}
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ablation_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_cluster_serving_picks_the_best_matching_cluster() -> None:
@@ -56,7 +44,7 @@ def test_ablation_trains_and_scores_every_variant(
     from creaturekit.training.captions import training_caption
     from creaturekit.training.run import RunFolder
 
-    bench = load_benchmark()
+    bench = load_benchmark("ablation")
     root = tmp_path / "toy"
     shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs", "eval"))
     out = tmp_path / "out"
@@ -122,7 +110,7 @@ def test_missing_base_model_is_one_sentence(
     from creaturekit import models
 
     monkeypatch.setitem(models.BUNDLED, "toy", tmp_path / "not-trained-yet")
-    bench = load_benchmark()
+    bench = load_benchmark("ablation")
     assert bench.main(["--project", str(tmp_path / "toy")]) == 1
     message = capsys.readouterr().err.strip()
     assert message.startswith("Error: The 'toy' base model is not included") and "\n" not in message

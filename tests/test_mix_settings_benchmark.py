@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from itertools import product
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from creaturekit.project import open_project
+from tests.benchmark_scripts import load_benchmark
 from tests.test_mix import fitted  # noqa: F401  (the fixture)
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "mix_settings.py"
-
-
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mix_settings_benchmark", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_mix_settings_reproduce_eval_and_cover_every_setting(
@@ -35,7 +22,7 @@ def test_mix_settings_reproduce_eval_and_cover_every_setting(
     from creaturekit.evaluation.stage import evaluate
     from creaturekit.progress import quiet
 
-    bench = load_benchmark()
+    bench = load_benchmark("mix_settings")
     root = tmp_path / "proj"
     shutil.copytree(fitted, root)
     project = open_project(root)
@@ -66,6 +53,6 @@ def test_mix_settings_refuse_an_unfitted_run(
     fitted: Path,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    bench = load_benchmark()
+    bench = load_benchmark("mix_settings")
     assert bench.main(["--project", str(fitted), "--runs", "nope"]) == 1
     assert "Error:" in capsys.readouterr().err
