@@ -38,6 +38,7 @@ def score_settings(
     steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Novel-combination oracle figures of ``run`` under each (guidance, negative)."""
+    from creaturekit.discovery.naming import part_names
     from creaturekit.discovery.stage import load_result
     from creaturekit.evaluation.combinations import code_rows, evaluation_draw
     from creaturekit.evaluation.toy import oracle_scores, toy_reference
@@ -51,9 +52,7 @@ def score_settings(
             "The oracle needs a toy project (`creaturekit init DIR --example toy`)."
         )
     combos = evaluation_draw(code_rows(result), combinations, draw)["novel"]
-    names = {
-        p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
-    }
+    names = part_names(project, result)
     mixer = Mixer(project, run)
     rows = []
     for guidance, negative in settings:

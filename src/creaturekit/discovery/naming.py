@@ -29,6 +29,13 @@ def part_table(project: Project, result: DiscoveryResult) -> list[dict[str, Any]
     ]
 
 
+def part_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
+    """Part index -> the name ``mix --NAME`` and the metrics use."""
+    return {
+        p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
+    }
+
+
 def set_part_name(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
     """Name foreground part ``index`` and save the project's settings."""
     part = next((p for p in result.parts if p["index"] == index), None)

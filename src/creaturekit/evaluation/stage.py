@@ -57,6 +57,7 @@ def evaluate(
     images (:mod:`creaturekit.evaluation.baseline`): ``serve`` turns each requested
     combination (this project's part -> code) into the mixer's request.
     """
+    from creaturekit.discovery.naming import part_names
     from creaturekit.discovery.stage import load_discoverer, load_result
 
     settings = project.config.eval
@@ -79,9 +80,7 @@ def evaluate(
     mixer = mixer or Mixer(project, run)
     discoverer = load_discoverer(project.discovery_dir)
     groups = evaluation_draw(code_rows(result), n, seed)
-    names = {
-        p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
-    }
+    names = part_names(project, result)
     centroids = discoverer.hierarchy_.sub_centroids
     metrics: dict[str, Any] = {
         "run": mixer.run.path.name,
