@@ -39,3 +39,11 @@ class ModelNotFoundError(CreatureKitError):
 
 class StageMissingError(CreatureKitError):
     """A stage was asked for before the stage it depends on ran (e.g. fit before discover)."""
+
+
+class DamagedFileError(CreatureKitError):
+    """A file creaturekit wrote earlier is truncated, corrupt or of the wrong shape."""
+
+
+class UnsafePathError(CreatureKitError):
+    """A name or path would reach outside the project folder."""

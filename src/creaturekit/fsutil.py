@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import tomli_w
 
+from creaturekit.errors import DamagedFileError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -26,9 +28,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make shared projects unreadable
     try:
         yield tmp_path
+        # mkstemp's (and safetensors') 0600 would make shared projects unreadable
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -81,9 +84,89 @@ def write_jsonl(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Non
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; blank lines are ignored."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Read a JSON-lines file of objects; blank lines are ignored (damage: DamagedFileError)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+    except (UnicodeDecodeError, ValueError) as err:
+        raise damaged(path, err) from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise damaged(path, "a line is not a JSON object")
+    return rows
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file that creaturekit wrote (damage: DamagedFileError)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise damaged(path, err) from None
+
+
+def load_safetensors(path: str | os.PathLike[str], framework: str = "pt") -> dict[str, Any]:
+    """Every tensor of a safetensors file (``framework`` "pt" or "numpy"); never unpickles."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework=framework) as fh:
+            return {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own SafetensorError, not an OSError
+        raise damaged(path, err) from None
+
+
+def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (damage: DamagedFileError)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return dict(fh.metadata() or {})
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise damaged(path, err) from None
+
+
+def save_safetensors(
+    tensors: dict[str, Any], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
+) -> None:
+    """Atomically write torch or numpy ``tensors`` as safetensors, with umask file modes.
+
+    safetensors' own errors (a full disk among them) become an OSError naming the file.
+    """
+    numpy = bool(tensors) and not hasattr(next(iter(tensors.values())), "detach")
+    if numpy:
+        from safetensors.numpy import save_file
+    else:
+        from safetensors.torch import save_file  # type: ignore[assignment]
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except OSError:
+            raise
+        except Exception as err:
+            raise OSError(f"could not write {path}: {err}") from err
+
+
+def damaged(path: str | os.PathLike[str], reason: object) -> DamagedFileError:
+    """The error for a damaged file, with the command that rebuilds it."""
+    return DamagedFileError(f"{path} is damaged or incomplete ({reason}). {_rebuild_hint(path)}")
+
+
+def _rebuild_hint(path: str | os.PathLike[str]) -> str:
+    parts = Path(path).parts
+    if "checkpoints" in parts:
+        return "Delete that checkpoint folder; `fit --resume` then continues from the one before."
+    if "runs" in parts and parts.index("runs") + 1 < len(parts) - 1:
+        run = parts[parts.index("runs") + 1]
+        return f"Re-create it with `creaturekit fit --run {run}` (a new run name keeps this one)."
+    if "discovery" in parts:
+        return "Re-create it with `creaturekit discover`."
+    if "images" in parts:
+        return "Re-import the images with `creaturekit init --force DIR --images SRC`."
+    return "Restore it from a backup or delete it and re-run the command that wrote it."
 
 
 def write_toml(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
