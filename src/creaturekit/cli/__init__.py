@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,6 +29,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "-C",
+            help="Run as if creaturekit was started in this folder (as git -C does).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
     ] = False,
@@ -36,6 +47,18 @@ def _main(
     ] = False,
 ) -> None:
     State.debug = State.debug or debug
+    State.project = None
+    if directory is not None:
+        _change_directory(ctx, directory)
+
+
+def _change_directory(ctx: typer.Context, directory: Path) -> None:
+    """``creaturekit -C DIR CMD``: work in DIR for this command, then return."""
+    if not directory.expanduser().is_dir():
+        raise typer.BadParameter(f"{directory} is not a folder.", param_hint="-C")
+    previous = Path.cwd()
+    os.chdir(directory.expanduser())
+    ctx.call_on_close(lambda: os.chdir(previous))
 
 
 for module in (init, discover, fit, mix, eval, export, parts, info, plugins, demo):

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from creaturekit.errors import CreatureKitError
 from creaturekit.progress import quiet as quiet_progress
+from creaturekit.project import Project, open_project
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +28,13 @@ class State:
     """Process-wide CLI flags set by the top-level callback."""
 
     debug: bool = os.environ.get("CREATUREKIT_DEBUG", "") not in ("", "0")
+    #: ``-C DIR`` given to a command group (``parts -C DIR name ...``) for its sub-commands
+    project: Path | None = None
+
+
+def open_cli_project(project: Path | None) -> Project:
+    """The project a command works on: its own ``-C``, else its group's, else the current one."""
+    return open_project(project if project is not None else State.project)
 
 
 ProjectOpt = Annotated[

@@ -6,8 +6,15 @@ from typing import Annotated
 
 import typer
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import open_project
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +56,7 @@ def discover(
     from creaturekit.discovery.naming import part_table
     from creaturekit.discovery.stage import discover as run
 
-    proj = open_project(project)
+    proj = open_cli_project(project)
     options = {
         "model": model,
         "pretrained": pretrained,

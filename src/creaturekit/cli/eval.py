@@ -7,8 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import Project, open_project
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
+from creaturekit.project import Project
 
 
 def register(app: typer.Typer) -> None:
@@ -63,7 +71,7 @@ def evaluate(
     from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES
     from creaturekit.evaluation.stage import evaluate as run_eval
 
-    proj = open_project(project)
+    proj = open_cli_project(project)
     if compare:
         _compare(proj, compare, quiet, json_output)
         return

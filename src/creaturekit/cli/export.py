@@ -7,8 +7,15 @@ from typing import Annotated
 
 import typer
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import open_project
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +37,7 @@ def export(
     """Write the LoRA and one textual-inversion embedding per (part, code)."""
     from creaturekit.generation.export import export_run
 
-    folder = export_run(open_project(project), fmt, run, out)
+    folder = export_run(open_cli_project(project), fmt, run, out)
     if json_output:
         print_json({"folder": str(folder), "format": fmt})
     elif not quiet:

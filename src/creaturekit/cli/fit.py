@@ -8,8 +8,15 @@ from typing import Annotated
 
 import typer
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import open_project
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -88,7 +95,7 @@ def fit(
         "gradient_checkpointing": gradient_checkpointing,
     }
     result = run_fit(
-        open_project(project), preset=preset, run=run, resume=resume, device=device, **flags
+        open_cli_project(project), preset=preset, run=run, resume=resume, device=device, **flags
     )
     summary = {
         "run": result.run_dir.name,

@@ -5,8 +5,15 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import open_project
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
 from creaturekit.summary import project_summary
 
 
@@ -16,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 def info(project: ProjectOpt = None, quiet: QuietOpt = False, json_output: JsonOpt = False) -> None:
     """Show what the project holds: images, discovered parts, runs and last metrics."""
-    summary = project_summary(open_project(project))
+    summary = project_summary(open_cli_project(project))
     if json_output:
         print_json(summary)
         return

@@ -7,10 +7,17 @@ from typing import Annotated
 
 import typer
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
 from creaturekit.errors import CreatureKitError
 from creaturekit.generation import SCHEDULERS
-from creaturekit.project import open_project
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +36,7 @@ def _help(ctx: typer.Context, project: Path | None) -> None:
 
     console.print(ctx.get_help(), highlight=False)
     try:
-        proj = open_project(project)
+        proj = open_cli_project(project)
         rows = part_table(proj, load_result(proj))
     except CreatureKitError:
         console.print("\nRun inside a discovered project to see its parts here.")
@@ -107,7 +114,7 @@ def mix(
         raise typer.BadParameter("the only fill is 'random'", param_hint="--fill")
     parts = parse_part_options(args)
     result = run_mix(
-        open_project(project),
+        open_cli_project(project),
         parts,
         prompt,
         run=run,

@@ -7,8 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from creaturekit.cli.common import JsonOpt, ProjectOpt, QuietOpt, console, handle_errors, print_json
-from creaturekit.project import open_project
+from creaturekit.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    QuietOpt,
+    State,
+    console,
+    handle_errors,
+    open_cli_project,
+    print_json,
+)
 
 parts_app = typer.Typer(help="List and name the discovered parts.", no_args_is_help=False)
 
@@ -27,11 +35,12 @@ def list_parts(
 ) -> None:
     """List parts with their names, sizes and sub-concept counts."""
     if ctx.invoked_subcommand is not None:
+        State.project = project  # `parts -C DIR name ...`: the sub-command works on DIR
         return
     from creaturekit.discovery.naming import part_table
     from creaturekit.discovery.stage import load_result
 
-    proj = open_project(project)
+    proj = open_cli_project(project)
     table = part_table(proj, load_result(proj))
     if json_output:
         print_json(table)
@@ -62,7 +71,7 @@ def name_part(
     from creaturekit.discovery.naming import set_part_name
     from creaturekit.discovery.stage import load_result
 
-    proj = open_project(project)
+    proj = open_cli_project(project)
     with proj.lock("parts"):
         set_part_name(proj, load_result(proj), index, name)
     if not quiet:
@@ -76,7 +85,7 @@ def auto_name(project: ProjectOpt = None, quiet: QuietOpt = False) -> None:
     from creaturekit.discovery.naming import name_parts_by_keypoints
     from creaturekit.discovery.stage import load_result
 
-    proj = open_project(project)
+    proj = open_cli_project(project)
     names = name_parts_by_keypoints(proj, load_result(proj))
     if not names:
         console.print("No keypoints in this project (CUB or toy only); nothing was named.")
