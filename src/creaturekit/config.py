@@ -8,6 +8,7 @@ unknown keys and values of the wrong type with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, get_type_hints
 
 import tomli_w
 
-from creaturekit.constants import BACKGROUND_PART, FORMAT_VERSION
+from creaturekit.constants import BACKGROUND_PART, FORMAT_VERSION, MIX_OPTION_NAMES
 from creaturekit.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -156,6 +157,8 @@ def _check_value(where: str, value: Any, expected: Any) -> Any:
         return value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}.")
     if expected in (int, float, str, bool) and (
         not isinstance(value, expected) or (expected is int and isinstance(value, bool))
     ):
@@ -193,16 +196,50 @@ def _validate(config: Config) -> None:
     for key, value in names.items():
         if not key.isdigit():
             raise ConfigError(f"parts.names keys are part indices, got {key!r}.")
-        if not isinstance(value, str) or not value.isidentifier():
-            raise ConfigError(
-                f"Part name {value!r} must be a single word (letters, digits, underscores)."
-            )
-        if value == BACKGROUND_PART:
-            raise ConfigError(f'"{BACKGROUND_PART}" is reserved for the background part.')
+        check_part_name(value)
     if len(set(names.values())) != len(names):
         raise ConfigError("Two parts have the same name in parts.names.")
     if config.images.split not in ("train", "test", "all"):
         raise ConfigError('images.split must be "train", "test" or "all".')
+    version = config.project.format_version
+    if not 1 <= version <= FORMAT_VERSION:
+        raise ConfigError(
+            f"project.format_version is {version}, but this creaturekit reads project format "
+            f"{FORMAT_VERSION}; "
+            + ("upgrade creaturekit to open it." if version > FORMAT_VERSION else "fix the value.")
+        )
+    _check_template(config.mix.template)
+
+
+def check_part_name(name: str) -> None:
+    """Refuse a part name that is not one word, is the background's, or is a ``mix`` option."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(
+            f"Part name {name!r} must be a single word (letters, digits, underscores)."
+        )
+    if name == BACKGROUND_PART:
+        raise ConfigError(f'"{BACKGROUND_PART}" is reserved for the background part.')
+    if name.lower() in MIX_OPTION_NAMES:
+        raise ConfigError(
+            f"Part name {name!r} is an option of `creaturekit mix` (--{name}); choose another, "
+            f"e.g. {name}_part."
+        )
+
+
+def _check_template(template: str) -> None:
+    """mix.template may use {parts} and {category} only (and must use {parts})."""
+    import string
+
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        template.format(parts="", category="")
+    except (ValueError, IndexError, KeyError) as err:
+        fields = {f"invalid: {err}"}
+    if fields - {"parts", "category"} or "parts" not in fields:
+        raise ConfigError(
+            f"mix.template {template!r} must contain {{parts}} and may contain {{category}}, "
+            'nothing else in braces (e.g. "a photo of a {parts} {category}").'
+        )
 
 
 def load_config(path: str | Path) -> Config:
@@ -210,8 +247,8 @@ def load_config(path: str | Path) -> Config:
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}.") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML (UTF-8 text): {err}.") from err
     return config_from_dict(data)
 
 

@@ -22,6 +22,12 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 )
 BACKGROUND_PART = "bg"
+#: Options of ``creaturekit mix`` (and ``help``): a part with one of these names could not be
+#: given as ``--NAME CODE``, so part names must avoid them.
+MIX_OPTION_NAMES = frozenset(
+    {"n", "seed", "steps", "guidance", "negative", "scheduler", "size", "like", "fill", "run"}
+    | {"project", "quiet", "json", "help", "model"}
+)
 
 # Toy world ground truth, under images/ (see docs/toy-world.md).
 TOY_DIR = "toy"

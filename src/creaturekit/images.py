@@ -7,6 +7,7 @@ in the import report with the reason it was skipped. Odd but readable images (CM
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -122,10 +123,17 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+#: Longest file name kept as it is (bytes); file systems allow 255, and atomic writes add a few.
+MAX_NAME_BYTES = 200
+
+
 def _dest_name(rel: str, converted: bool, taken: set[str], digest: str) -> str:
     p = PurePosixPath(rel)
     if converted:
         p = p.with_suffix(".png")
+    if len(p.name.encode()) > MAX_NAME_BYTES:  # keep the start, made unique by the content hash
+        stem = p.stem.encode()[: MAX_NAME_BYTES // 2].decode(errors="ignore")
+        p = p.with_name(f"{stem}_{digest[:8]}{p.suffix[:16]}")
     name = str(p)
     if name in taken:
         name = str(p.with_name(f"{p.stem}_{digest[:8]}{p.suffix}"))
@@ -202,18 +210,15 @@ def _import_one(
         report.skipped.append((item.rel, str(err)))
         return None
     name = _dest_name(item.rel, change is not None, taken, digest)
-    dest = images_dir / name
+    try:
+        _write_image(images_dir / name, item.path, im if change is not None else None, link)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise  # the project cannot take any image: stop the import
+        report.skipped.append((item.rel, f"could not be written ({err.strerror or err})"))
+        return None
     if change is not None:
-        with fsutil.atomic_path(dest) as tmp:
-            im.save(tmp, format="PNG")
         report.converted.append((item.rel, change))
-    elif link:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.unlink(missing_ok=True)
-        os.symlink(item.path.resolve(), dest)
-    else:
-        with fsutil.atomic_path(dest) as tmp:
-            shutil.copyfile(item.path, tmp)
     return ImageRecord(
         id=next_id,
         file=name,
@@ -226,6 +231,20 @@ def _import_one(
         label=item.label,
         converted=change,
     )
+
+
+def _write_image(dest: Path, source: Path, converted: Image.Image | None, link: bool) -> None:
+    """Write one imported image: the re-encoded PNG, a link to the source, or a copy."""
+    if converted is not None:
+        with fsutil.atomic_path(dest) as tmp:
+            converted.save(tmp, format="PNG")
+    elif link:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        os.symlink(source.resolve(), dest)
+    else:
+        with fsutil.atomic_path(dest) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 def content_hash(records: list[ImageRecord]) -> str:

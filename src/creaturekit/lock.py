@@ -30,18 +30,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _read_holder(path: Path) -> dict[str, Any] | None:
+    """The lock's record, or None when it is unreadable or not a record we wrote."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        holder = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+        return None
+    return holder
 
 
 def _is_stale(holder: dict[str, Any] | None) -> bool:
     if holder is None:
-        return True  # unreadable or half-written lock: its writer died mid-write
+        return True  # unreadable, malformed or half-written lock: its writer died mid-write
     if holder.get("host") != socket.gethostname():
         return False  # cannot check a process on another machine
-    return not _pid_alive(int(holder.get("pid", -1)))
+    return not _pid_alive(holder["pid"])
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
@@ -65,6 +69,12 @@ def project_lock(path: Path, command: str) -> Iterator[None]:
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except PermissionError:
+            raise ProjectLockedError(
+                f"Cannot write in {path.parent} (permission denied): creaturekit changes "
+                "only projects it may write to. Fix the folder's permissions, or copy the "
+                "project somewhere writable."
+            ) from None
         except FileExistsError:
             holder = _read_holder(path)
             if (
@@ -75,7 +85,8 @@ def project_lock(path: Path, command: str) -> Iterator[None]:
                 yield  # re-entrant: this process already holds it
                 return
             if _is_stale(holder):
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(PermissionError):  # then O_EXCL fails again: locked
+                    path.unlink(missing_ok=True)
                 continue
             assert holder is not None
             raise ProjectLockedError(

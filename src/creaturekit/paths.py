@@ -30,16 +30,17 @@ def check_name(value: str, what: str = "name") -> str:
 
 
 def inside(root: str | os.PathLike[str], relative: str | os.PathLike[str], what: str) -> Path:
-    """``root / relative``, refused unless it stays inside ``root`` (links resolved).
+    """``root / relative``, refused unless it stays inside ``root``.
 
+    The check is on the name (absolute paths and ``..`` steps are refused); links inside
+    the project, such as images imported with ``--link``, are followed as usual.
     ``what`` names where the path came from, e.g. "images/manifest.jsonl".
     """
-    root = Path(root).resolve()
     text = os.fspath(relative)
-    candidate = (root / text).resolve()
-    if Path(text).is_absolute() or not candidate.is_relative_to(root):
+    normal = os.path.normpath(text) if text else ""
+    if not normal or os.path.isabs(normal) or normal.split(os.sep)[0] in ("..", "~"):
         raise UnsafePathError(
             f"{what} names {text!r}, which is outside {root}; a project only reads files "
             "inside its own folder. Remove or fix that entry."
         )
-    return candidate
+    return Path(root) / normal

@@ -25,6 +25,7 @@ from creaturekit.errors import (
 )
 from creaturekit.images import ImageRecord, ImportReport, content_hash, import_images
 from creaturekit.lock import project_lock
+from creaturekit.paths import inside
 from creaturekit.sources import read_source
 
 
@@ -87,7 +88,14 @@ class Project:
         path = self.images_dir / C.MANIFEST_NAME
         if not path.is_file():
             return []
-        return [ImageRecord.from_dict(row) for row in fsutil.read_jsonl(path)]
+        records = []
+        for row in fsutil.read_jsonl(path):
+            try:
+                records.append(ImageRecord.from_dict(row))
+            except (KeyError, TypeError, ValueError) as err:
+                raise fsutil.damaged(path, f"bad entry {str(row)[:80]}: {err!r}") from None
+            inside(self.images_dir, records[-1].file, f"{C.IMAGES_DIR}/{C.MANIFEST_NAME}")
+        return records
 
     def images(self, split: str | None = None) -> list[ImageRecord]:
         """Images of ``split`` (default: the ``images.split`` setting; "all" for every one)."""
@@ -96,8 +104,8 @@ class Project:
         return records if split == "all" else [r for r in records if r.split == split]
 
     def image_path(self, record: ImageRecord) -> Path:
-        """Absolute path of an imported image."""
-        return self.images_dir / record.file
+        """Absolute path of an imported image (refused if the manifest points outside)."""
+        return inside(self.images_dir, record.file, f"{C.IMAGES_DIR}/{C.MANIFEST_NAME}")
 
     def images_hash(self, split: str | None = None) -> str:
         """Content hash of the image set a stage uses (recorded by later stages)."""
@@ -155,9 +163,13 @@ class Project:
                 self._append_manifest(existing, new, keypoints)
                 fsutil.write_json(self.images_dir / C.IMPORT_REPORT_NAME, report.to_dict())
         if not new and not report.already_present:
+            reasons = "; ".join(f"{file}: {why}" for file, why in report.skipped[:3])
+            more = len(report.skipped) - 3
             raise ImageSourceError(
-                f"None of the {len(src.images)} files in {src.root} could be imported; "
-                f"see {self.images_dir / C.IMPORT_REPORT_NAME} for the reasons."
+                f"None of the {len(src.images)} files in {src.root} could be imported ("
+                + (reasons or "no readable image")
+                + (f"; and {more} more" if more > 0 else "")
+                + ")."
             )
         return report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -78,6 +79,10 @@ def handle_errors(func: F) -> F:
             if State.debug:
                 raise
             raise fail("Interrupted. Files already in the project are intact.", 130) from None
+        except OSError as err:
+            if State.debug or (message := environment_error(err)) is None:
+                raise
+            raise fail(message) from None
         except Exception as err:
             if State.debug:
                 raise
@@ -88,6 +93,18 @@ def handle_errors(func: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def environment_error(err: OSError) -> str | None:
+    """The message for an OS refusal the user can fix (permissions, full or read-only disk)."""
+    where = f" {err.filename}" if err.filename else ""
+    if isinstance(err, PermissionError):
+        return f"Permission denied:{where}. Fix its permissions or work on a writable copy."
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"No space left on the disk (writing{where}). Free some space and run again."
+    if err.errno == errno.EROFS:
+        return f"The file system is read-only (writing{where}). Work on a writable copy."
+    return None
 
 
 def print_json(data: Any) -> None:

@@ -6,6 +6,7 @@ after fitting works; codes are checked against the run's vocabulary.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from creaturekit.errors import CreatureKitError
 from creaturekit.training.text import part_token
 
 PROMPT_PART = re.compile(r"<([A-Za-z_]\w*):(-?\d+)>")
+#: What is left of a malformed part request once the valid ones are replaced: ``<head:>``
+MALFORMED_PART = re.compile(r"<[^<>:]*:[^<>]*>")
 
 
 class PartRequestError(CreatureKitError):
@@ -48,6 +51,10 @@ class Vocabulary:
             f"{name} (0-{self.parts[i]['subconcepts'] - 1})" for name, i in self.by_name.items()
         )
 
+    def example(self) -> str:
+        """A valid request, for messages: ``head:0``."""
+        return f"{next(iter(self.by_name), 'head')}:0"
+
     def request(self, name: str, code: int) -> PartRequest:
         """Validate one request."""
         if name not in self.by_name:
@@ -68,9 +75,37 @@ def parse_prompt(text: str, vocab: Vocabulary) -> tuple[str, list[PartRequest]]:
         return part_token(requests[-1].token)
 
     prompt = PROMPT_PART.sub(swap, text)
+    if bad := MALFORMED_PART.search(prompt):
+        raise PartRequestError(
+            f"{bad.group(0)!r} in the prompt is not a part request; write <NAME:CODE> with a "
+            f"whole-number code, e.g. <{vocab.example()}>."
+        )
     if not prompt.strip():
         raise PartRequestError("The prompt is empty.")
     return prompt, requests
+
+
+#: Seeds are 64-bit in torch's generators; ``seed + n`` must stay below this.
+MAX_SEED = 2**63
+
+
+def check_generation(
+    *,
+    seed: int | None = None,
+    n: int = 1,
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: int | None = None,
+) -> None:
+    """Refuse generation settings no pipeline can use (given ones only), before any work."""
+    if seed is not None and not 0 <= seed <= MAX_SEED - n:
+        raise PartRequestError(f"--seed must be a whole number from 0 to {MAX_SEED - n}.")
+    if n < 1 or (steps is not None and steps < 1):
+        raise PartRequestError("--n and --steps must be at least 1.")
+    if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
+        raise PartRequestError(f"--guidance must be a finite number >= 0, got {guidance}.")
+    if size is not None and (size < 8 or size % 8):
+        raise PartRequestError(f"--size must be a multiple of 8 (at least 8), got {size}.")
 
 
 def compose_prompt(requests: list[PartRequest], template: str, category: str) -> str:

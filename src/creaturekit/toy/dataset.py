@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from creaturekit import fsutil
 from creaturekit.config import Config
 from creaturekit.errors import StageMissingError
 from creaturekit.images import ImageRecord, content_hash
+from creaturekit.paths import inside
 from creaturekit.progress import track
 from creaturekit.project import Project, init_project
 from creaturekit.toy.draw import render
@@ -176,8 +176,8 @@ def create_toy_project(
     """
     if size not in SIZES:
         raise ToyWorldError(f"Toy images are {SIZES.start} to {SIZES.stop - 1} px, not {size}.")
-    if per_species < 1 or novel_images < 0:
-        raise ToyWorldError("Use at least 1 image per species and no negative counts.")
+    if per_species < 1 or novel_images < 0 or seed < 0:
+        raise ToyWorldError("Use at least 1 image per species, no negative counts or seeds.")
     world = make_world(species, seed=seed)
     fresh = not (Path(path).expanduser() / C.CONFIG_NAME).exists()
     project = init_project(path, name=name, force=force)
@@ -187,7 +187,7 @@ def create_toy_project(
     images_dir = project.images_dir
     with project.lock("init"):
         kept = [r for r in project.manifest() if r.dataset != DATASET]
-        shutil.rmtree(images_dir / C.TOY_DIR, ignore_errors=True)
+        _remove_toy_set(images_dir, [r for r in project.manifest() if r.dataset == DATASET])
         first_id = max((r.id for r in kept), default=0) + 1
         items = _plan(world, per_species, novel_images)
         records, truth = [], []
@@ -215,6 +215,21 @@ def create_toy_project(
     return project
 
 
+def _remove_toy_set(images_dir: Path, toy: list[ImageRecord]) -> None:
+    """Delete an earlier toy set (images/toy/), refusing if it holds files the toy set did not."""
+    folder = images_dir / C.TOY_DIR
+    ours = {f"{C.TOY_DIR}/{name}" for name in (C.TOY_WORLD_NAME, C.TOY_GROUND_TRUTH_NAME)}
+    ours |= {r.file for r in toy} | {f"{C.TOY_DIR}/{C.TOY_MASKS_DIR}/{r.id:05d}.png" for r in toy}
+    files = (p.relative_to(images_dir).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    foreign = sorted(set(files) - ours)
+    if foreign:
+        raise ToyWorldError(
+            f"{folder} holds files that are not a toy set creaturekit drew (e.g. {foreign[0]}); "
+            "move them out before replacing the toy set."
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class ToyGroundTruth:
     """A toy project's ground truth: catalogue, per-image rows and masks."""
@@ -226,7 +241,8 @@ class ToyGroundTruth:
 
     def mask(self, image_id: int) -> np.ndarray:
         """The (size, size) uint8 label map of an image (0 = bg, i + 1 = PARTS[i])."""
-        with Image.open(self.images_dir / self.rows[image_id]["mask"]) as im:
+        where = f"{C.IMAGES_DIR}/{C.TOY_DIR}/{C.TOY_GROUND_TRUTH_NAME}"
+        with Image.open(inside(self.images_dir, self.rows[image_id]["mask"], where)) as im:
             return np.asarray(im)
 
     def variants(self, part: str, ids: list[int]) -> np.ndarray:
@@ -245,6 +261,9 @@ def load_ground_truth(project: Project) -> ToyGroundTruth:
             f"{project.root} is not a toy project (no {world_path.relative_to(project.root)}); "
             "create one with `creaturekit init DIR --example toy`."
         )
-    world = json.loads(world_path.read_text(encoding="utf-8"))
+    world = fsutil.read_json(world_path)
     rows = {r["id"]: r for r in fsutil.read_jsonl(toy_dir / C.TOY_GROUND_TRUTH_NAME)}
-    return ToyGroundTruth(project.images_dir, World.from_dict(world), world["size"], rows)
+    try:
+        return ToyGroundTruth(project.images_dir, World.from_dict(world), world["size"], rows)
+    except (KeyError, TypeError, ValueError) as err:
+        raise fsutil.damaged(world_path, repr(err)) from None
