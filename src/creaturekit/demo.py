@@ -14,7 +14,6 @@ it are skipped (:attr:`DemoResult.missing_model` says why) unless ``full`` is se
 
 from __future__ import annotations
 
-import html
 import json
 import random
 import sys
@@ -24,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from creaturekit import constants as C
-from creaturekit import fsutil
+from creaturekit import fsutil, htmlpage
 from creaturekit.errors import CreatureKitError, ModelNotFoundError
+from creaturekit.htmlpage import Html, join, markup, page, table_row
 from creaturekit.models import BUNDLED, resolve_model
 from creaturekit.project import Project, open_project
 from creaturekit.toy.dataset import DEFAULT_SIZE
@@ -257,31 +257,21 @@ def _evaluate(
 
 
 # -- the page ------------------------------------------------------------------------
-_STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px}
-td,th{padding:4px 8px;border:1px solid #ccc;text-align:left}table{border-collapse:collapse}
-.g{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:150px}
-.g img{width:128px;image-rendering:pixelated}figcaption{font-size:12px}
-.note{background:#fff4d6;padding:8px 12px;border-left:4px solid #e0a000}"""
-
-
 class _Links:
     """Relative links to files of the project; a missing file gives text or nothing."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def href(self, path: Path) -> str:
-        return html.escape(path.relative_to(self.root).as_posix())
-
-    def link(self, path: Path, text: str) -> str:
+    def link(self, path: Path, text: str) -> Html:
         if not path.exists():
-            return html.escape(text)
-        return f'<a href="{self.href(path)}">{html.escape(text)}</a>'
+            return htmlpage.text(text)
+        return htmlpage.link(path.relative_to(self.root), text)
 
-    def image(self, path: Path, alt: str) -> str:
+    def image(self, path: Path, alt: str) -> Html:
         if not path.is_file():
-            return ""
-        return f'<img src="{self.href(path)}" alt="{html.escape(alt)}">'
+            return Html("")
+        return htmlpage.image(path.relative_to(self.root), alt)
 
 
 def render_page(demo: DemoResult) -> str:
@@ -291,15 +281,19 @@ def render_page(demo: DemoResult) -> str:
 
     links = _Links(demo.project.root)
     parts = part_table(demo.project, load_result(demo.project))
-    stages = "".join(f"<li>{s}: {state}</li>" for s, state in demo.stages.items())
+    stages = join(markup("<li>{}: {}</li>", s, state) for s, state in demo.stages.items())
     body = [
-        f"<h1>creaturekit demo: {html.escape(demo.project.config.project.name)}</h1>"
-        "<p>Drawn toy creatures; their parts discovered without labels; one token per part "
-        "variant fitted on a base model; new creatures mixed from parts that never appear "
-        f"together in a training image; the mixes scored.</p><ul>{stages}</ul>"
+        markup(
+            "<h1>creaturekit demo: {}</h1>"
+            "<p>Drawn toy creatures; their parts discovered without labels; one token per part "
+            "variant fitted on a base model; new creatures mixed from parts that never appear "
+            "together in a training image; the mixes scored.</p><ul>{}</ul>",
+            demo.project.config.project.name,
+            stages,
+        )
     ]
     if demo.missing_model:
-        body.append(f"<p class=note>{html.escape(demo.missing_model)}</p>")
+        body.append(markup("<p class=note>{}</p>", demo.missing_model))
     body.append(_parts_section(demo.project, parts, links))
     if demo.run is not None:
         body.append(_run_section(demo.run, links))
@@ -307,91 +301,116 @@ def render_page(demo: DemoResult) -> str:
         body.append(_mixes_section(demo.mixes, parts, links))
     if demo.metrics is not None:
         body.append(_metrics_section(demo.project, demo.metrics, links))
-    return (
-        "<!doctype html><html><head><meta charset=utf-8><title>creaturekit demo</title>"
-        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
-    )
+    return page("creaturekit demo", join(body))
 
 
-def _parts_section(project: Project, parts: list[dict[str, Any]], links: _Links) -> str:
+def _parts_section(project: Project, parts: list[dict[str, Any]], links: _Links) -> Html:
     from creaturekit.discovery.report import REPORT_DIR, REPORT_HTML
 
     pictures = project.discovery_dir / REPORT_DIR
-    rows = "".join(
-        f"<tr><td>{p['index']}</td><td><a href='#part-{p['index']}'>{html.escape(p['name'])}"
-        f"</a></td><td>{p['subconcepts']}</td><td>{p['coverage']:.1%}</td></tr>"
+    rows = join(
+        table_row(
+            [
+                p["index"],
+                markup('<a href="#part-{}">{}</a>', p["index"], p["name"]),
+                p["subconcepts"],
+                markup("{:.1%}", p["coverage"]),
+            ]
+        )
         for p in parts
     )
-    galleries = "".join(
-        f"<h3 id='part-{p['index']}'>{html.escape(p['name'])}: crops per sub-concept "
-        f"(code)</h3>" + links.image(pictures / f"part{p['index']}.png", p["name"])
+    galleries = join(
+        markup(
+            '<h3 id="part-{}">{}: crops per sub-concept (code)</h3>{}',
+            p["index"],
+            p["name"],
+            links.image(pictures / f"part{p['index']}.png", p["name"]),
+        )
         for p in parts
     )
-    report = links.link(project.discovery_dir / REPORT_HTML, "discovery report")
-    return (
-        f"<h2>Discovered parts</h2><p>With {html.escape(project.config.discover.backend)}, "
-        f"no labels; the whole {report}.</p><table><tr><th>index</th><th>name</th>"
-        f"<th>sub-concepts</th><th>coverage</th></tr>{rows}</table>"
-        + links.image(pictures / "overview.png", "parts on sample images")
-        + galleries
+    return markup(
+        "<h2>Discovered parts</h2><p>With {}, no labels; the whole {}.</p><table>{}{}</table>{}{}",
+        project.config.discover.backend,
+        links.link(project.discovery_dir / REPORT_HTML, "discovery report"),
+        table_row([], ["index", "name", "sub-concepts", "coverage"]),
+        rows,
+        links.image(pictures / "overview.png", "parts on sample images"),
+        galleries,
     )
 
 
-def _run_section(run: Path, links: _Links) -> str:
+def _run_section(run: Path, links: _Links) -> Html:
     from creaturekit.training.run import CONFIG_FILE, LOG_FILE, RunFolder
 
     folder = RunFolder(run)
     saved = folder.saved_config()
     fit, model = saved["fit"], saved["base_model"]
     log = folder.read_log()
-    loss = f", last logged loss {log[-1]['loss']:.4f}" if log and "loss" in log[-1] else ""
+    loss = markup(", last logged loss {:.4f}", log[-1]["loss"]) if log and "loss" in log[-1] else ""
     samples = sorted(folder.samples.glob("*.png"))
-    return (
-        f"<h2>Fitted run {html.escape(run.name)}</h2><p>{fit['steps']} steps at "
-        f"{fit['resolution']} px on the base model {html.escape(model)}{loss} "
-        f"({links.link(run / CONFIG_FILE, 'settings')}, {links.link(run / LOG_FILE, 'log')})."
-        "</p>" + (links.image(samples[-1], "samples during training") if samples else "")
+    return markup(
+        "<h2>Fitted run {name}</h2><p>{steps} steps at {resolution} px on the base model "
+        "{model}{loss} ({settings}, {log}).</p>{sample}",
+        name=run.name,
+        steps=fit["steps"],
+        resolution=fit["resolution"],
+        model=model,
+        loss=loss,
+        settings=links.link(run / CONFIG_FILE, "settings"),
+        log=links.link(run / LOG_FILE, "log"),
+        sample=links.image(samples[-1], "samples during training") if samples else "",
     )
 
 
-def _mixes_section(mixes: Path, parts: list[dict[str, Any]], links: _Links) -> str:
+def _mixes_section(mixes: Path, parts: list[dict[str, Any]], links: _Links) -> Html:
     index = {p["name"]: p["index"] for p in parts}
-    figures = ""
+    figures = []
     for sidecar in sorted(mixes.glob("mix-*.json")):
-        record = json.loads(sidecar.read_text("utf-8"))
-        asked = ", ".join(
-            f"<a href='#part-{index[c['part']]}'>{html.escape(c['part'])} {c['code']}</a>"
-            for c in record["codes"]
+        record = fsutil.read_json(sidecar)
+        asked = join(
+            (
+                markup('<a href="#part-{}">{} {}</a>', index[c["part"]], c["part"], c["code"])
+                if c["part"] in index
+                else markup("{} {}", c["part"], c["code"])
+                for c in record["codes"]
+            ),
+            ", ",
         )
-        figures += (
-            f"<figure>{links.image(sidecar.with_suffix('.png'), record['prompt'])}"
-            f"<figcaption>{asked}</figcaption></figure>"
+        figures.append(
+            markup(
+                "<figure>{}<figcaption>{}</figcaption></figure>",
+                links.image(sidecar.with_suffix(".png"), record["prompt"]),
+                asked,
+            )
         )
-    return (
-        f"<h2>Novel creatures</h2><p>Each asked for by part name and code (below the "
-        f"picture); no training image has this combination of codes "
-        f"({links.link(mixes, mixes.name)}).</p><div class=g>{figures}</div>"
+    return markup(
+        "<h2>Novel creatures</h2><p>Each asked for by part name and code (below the "
+        "picture); no training image has this combination of codes ({}).</p>"
+        "<div class=g>{}</div>",
+        links.link(mixes, mixes.name),
+        join(figures),
     )
 
 
-def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -> str:
+def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -> Html:
     from creaturekit.evaluation.stage import REPORT_FILE
 
     values = {
         **metrics["overall"],
         **{f"discovery {k}": v for k, v in metrics.get("discovery", {}).items()},
     }
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{v:.3g}</td></tr>"
+    rows = join(
+        table_row([markup("{:.3g}", v)], [k])
         for k, v in values.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     )
-    report = links.link(project.eval_dir / RUN / REPORT_FILE, "evaluation report")
-    return (
+    return markup(
         "<h2>Metrics</h2><p>Generated creatures re-coded by discovery: EMR is the share of "
         "requested codes recovered exactly, CoSim the similarity to the requested "
         "sub-concept; in the toy world, the oracle reads the true parts. Best and worst "
-        f"mixes: the {report}.</p><table>{rows}</table>"
+        "mixes: the {}.</p><table>{}</table>",
+        links.link(project.eval_dir / RUN / REPORT_FILE, "evaluation report"),
+        rows,
     )
 
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from creaturekit import fsutil
 from creaturekit.discovery.result import DiscoveryResult
+from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.project import Project
 
 REPORT_HTML = "report.html"
@@ -123,63 +123,93 @@ def write_report(folder: Path, project: Project, result: DiscoveryResult) -> tup
 
 def render_html(project: Project, result: DiscoveryResult) -> str:
     """The report page (PNGs referenced relatively, so the folder can move)."""
-    esc = html.escape
     rows, sections = [], []
     for p in result.parts:
         name = project.config.part_name(p["index"], p["is_background"])
-        r, g, b = part_colour(p["index"], p["is_background"])
-        swatch = f'<span class="sw" style="background:rgb({r},{g},{b})"></span>'
+        swatch = markup(
+            '<span class="sw" style="background:rgb({},{},{})"></span>',
+            *part_colour(p["index"], p["is_background"]),
+        )
         rows.append(
-            f"<tr><td>{p['index']}</td><td>{swatch}{esc(name)}</td><td>{p['coverage']:.1%}</td>"
-            f"<td>{p['presence']:.0%}</td><td>{p['subconcepts']}</td></tr>"
+            table_row(
+                [
+                    p["index"],
+                    markup("{}{}", swatch, name),
+                    markup("{:.1%}", p["coverage"]),
+                    markup("{:.0%}", p["presence"]),
+                    p["subconcepts"],
+                ]
+            )
         )
         hint = (
             ""
             if p["is_background"]
-            else (f"<p>Name it: <code>creaturekit parts name {p['index']} NAME</code></p>")
+            else markup("<p>Name it: <code>creaturekit parts name {} NAME</code></p>", p["index"])
         )
         sections.append(
-            f"<h3>{swatch}Part {p['index']}: {esc(name)}</h3>{hint}"
-            f'<img src="{REPORT_DIR}/part{p["index"]}.png" alt="sub-concepts of part {p["index"]}">'
+            markup(
+                "<h3>{swatch}Part {i}: {name}</h3>{hint}{image}",
+                swatch=swatch,
+                i=p["index"],
+                name=name,
+                hint=hint,
+                image=image(
+                    f"{REPORT_DIR}/part{p['index']}.png", f"sub-concepts of part {p['index']}"
+                ),
+            )
         )
-    fg = result.foreground
-    evidence = ", ".join(f"{q:.3f}" for q in fg.get("score_quantiles", []))
-    notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes) or "<li>none</li>"
-    timing = result.timing
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Discovery: {esc(project.config.project.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}}td,th{{padding:2px 10px}}
-.sw{{display:inline-block;width:1em;height:1em;margin-right:.4em;vertical-align:middle}}</style>
-</head><body>
-<h1>Parts discovered in {esc(project.config.project.name)}</h1>
-<p>Backend <b>{esc(result.backend)}</b>, model <code>{esc(str(result.params.get("model")))}</code>,
-{len(result.codes)} images, patch grid {result.grid[0]}x{result.grid[1]}, features
-{timing.get("features_s", 0):.1f} s, clustering {timing.get("clustering_s", 0):.1f} s.</p>
+    fg, timing = result.foreground, result.timing
+    notes = join(markup("<li>{}</li>", n) for n in result.notes) or Html("<li>none</li>")
+    body = markup(
+        """<h1>Parts discovered in {project}</h1>
+<p>Backend <b>{backend}</b>, model <code>{model}</code>,
+{images} images, patch grid {grid[0]}x{grid[1]}, features
+{features_s:.1f} s, clustering {clustering_s:.1f} s.</p>
 <h2>Parts</h2>
 <table><tr><th>index</th><th>name</th><th>coverage</th><th>present in</th><th>sub-concepts</th></tr>
-{"".join(rows)}</table>
+{rows}</table>
 <p>Names come from creaturekit.toml as of this report; each part's sub-concepts (rows) are shown
 below with crops of the part from member images.</p>
-<h2>Sample images</h2><img src="{REPORT_DIR}/overview.png" alt="part overlays">
-<h2>Sub-concepts per part</h2>{"".join(sections)}
-<h2>Foreground choice</h2><p>{esc(fg.get("rule", ""))}: threshold
-{fg.get("threshold", 0):.3f}; score quantiles (5, 25, 50, 75, 95%) {evidence}; foreground share
-{fg.get("foreground_share", 0):.1%}; images without foreground
-{fg.get("images_without_foreground", 0)}.</p>
-{_facing_html(result.facing)}
-<h2>Notes</h2><ul>{notes}</ul>
-</body></html>
-"""
+<h2>Sample images</h2>{overview}
+<h2>Sub-concepts per part</h2>{sections}
+<h2>Foreground choice</h2><p>{rule}: threshold
+{threshold:.3f}; score quantiles (5, 25, 50, 75, 95%) {evidence}; foreground share
+{share:.1%}; images without foreground
+{without}.</p>
+{facing}
+<h2>Notes</h2><ul>{notes}</ul>""",
+        project=project.config.project.name,
+        backend=result.backend,
+        model=str(result.params.get("model")),
+        images=len(result.codes),
+        grid=result.grid,
+        features_s=timing.get("features_s", 0),
+        clustering_s=timing.get("clustering_s", 0),
+        rows=join(rows),
+        overview=image(f"{REPORT_DIR}/overview.png", "part overlays"),
+        sections=join(sections),
+        rule=fg.get("rule", ""),
+        threshold=fg.get("threshold", 0),
+        evidence=join((markup("{:.3f}", q) for q in fg.get("score_quantiles", [])), ", "),
+        share=fg.get("foreground_share", 0),
+        without=fg.get("images_without_foreground", 0),
+        facing=_facing_html(result.facing),
+        notes=notes,
+    )
+    return page(markup("Discovery: {}", project.config.project.name), body)
 
 
-def _facing_html(facing: dict[str, Any]) -> str:
+def _facing_html(facing: dict[str, Any]) -> Html:
     """The facing decision's evidence (absent in results made before it existed)."""
     if not facing:
-        return ""
-    changed = ", ".join(str(c) for c in facing.get("changed_per_round", [])) or "none"
-    return (
-        f"<h2>Facing</h2><p>{html.escape(facing.get('rule', ''))}: {facing.get('groupings', 0)} "
-        f"grouping(s); images re-decided per round: {changed}; changed from the first guess: "
-        f"{facing.get('changed_from_first_guess', 0)}; still undecided at the end: "
-        f"{facing.get('unsettled', 0)}.</p>"
+        return Html("")
+    return markup(
+        "<h2>Facing</h2><p>{rule}: {groupings} grouping(s); images re-decided per round: "
+        "{changed}; changed from the first guess: {first}; still undecided at the end: "
+        "{unsettled}.</p>",
+        rule=facing.get("rule", ""),
+        groupings=facing.get("groupings", 0),
+        changed=join(facing.get("changed_per_round", []), ", ") or "none",
+        first=facing.get("changed_from_first_guess", 0),
+        unsettled=facing.get("unsettled", 0),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 import time
@@ -20,6 +19,7 @@ from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.evaluation.metrics import recoding_scores
 from creaturekit.evaluation.toy import oracle_scores, toy_reference
 from creaturekit.generation.stage import Mixer
+from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.progress import track
 from creaturekit.project import Project
 
@@ -193,49 +193,55 @@ def write_evaluation(
 
 
 def _report(metrics: dict[str, Any], shown: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
-    esc = html.escape
     parts = sorted({p for g in ("seen", "novel") for p in metrics[g]["per_part"]})
-    head = "".join(f"<th>{esc(p)}</th>" for p in parts)
-    table = ""
+    table = []
     for group in ("seen", "novel"):
         m = metrics[group]
-        cells = "".join(
-            f"<td>{m['per_part'][p]['emr']:.2f} / {m['per_part'][p]['cosim']:.2f}</td>"
-            if p in m["per_part"]
-            else "<td></td>"
+        cells = [
+            markup("{emr:.2f} / {cosim:.2f}", **m["per_part"][p]) if p in m["per_part"] else ""
             for p in parts
-        )
-        oracle = f"{m['oracle']['accuracy']:.3f}" if "oracle" in m else "n/a"
-        table += (
-            f"<tr><th>{group} ({m['combinations']})</th><td>{m['emr']:.3f}</td>"
-            f"<td>{m['cosim']:.3f}</td><td>{oracle}</td>{cells}</tr>"
-        )
-    figures = ""
+        ]
+        oracle = markup("{:.3f}", m["oracle"]["accuracy"]) if "oracle" in m else "n/a"
+        first = [markup("{:.3f}", m["emr"]), markup("{:.3f}", m["cosim"]), oracle]
+        table.append(table_row([*first, *cells], [f"{group} ({m['combinations']})"]))
+    figures = []
     for group, items in shown.items():
-        figures += f"<h2>{group} combinations: worst and best</h2><div class=g>"
-        for name, row in items:
-            label = ", ".join(
-                f"{p} {k}->{row['recovered'][p]}" for p, k in row["requested"].items()
+        pictures = (
+            markup(
+                "<figure>{}<figcaption>{}</figcaption></figure>",
+                image(name, ""),
+                ", ".join(f"{p} {k}->{row['recovered'][p]}" for p, k in row["requested"].items()),
             )
-            figures += (
-                f"<figure><img src='{esc(name)}'><figcaption>{esc(label)}</figcaption></figure>"
+            for name, row in items
+        )
+        figures.append(
+            markup(
+                "<h2>{} combinations: worst and best</h2><div class=g>{}</div>",
+                group,
+                join(pictures),
             )
-        figures += "</div>"
-    title = f"creaturekit eval: {esc(metrics['run'])}"
-    return f"""<!doctype html><meta charset=utf-8><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;border:1px solid #ccc}}
-table{{border-collapse:collapse}}.g{{display:flex;flex-wrap:wrap;gap:8px}}
-figure{{margin:0;width:140px}}img{{width:128px;image-rendering:pixelated}}
-figcaption{{font-size:11px}}</style>
-<h1>Evaluation of run {esc(metrics["run"])}</h1>
+        )
+    body = markup(
+        """<h1>Evaluation of run {run}</h1>
 <p>Generated creatures re-coded with the discovery centroids. EMR: share of requested part
 codes recovered exactly; CoSim: cosine similarity of the part's mean feature to the
 requested sub-concept centroid (requested code -> recovered code below each picture).</p>
-<table><tr><th></th><th>EMR</th><th>CoSim</th><th>oracle (toy)</th>{head}</tr>{table}</table>
-<p>Per part: EMR / CoSim. {metrics["images_per_combination"]} image(s) per combination,
-seed {metrics["seed"]}, {metrics["seconds"]} s. Oracle: share of requested parts whose
+<table>{head}{table}</table>
+<p>Per part: EMR / CoSim. {per} image(s) per combination,
+seed {seed}, {seconds} s. Oracle: share of requested parts whose
 ground-truth variant the toy world's independent oracle reads on the image.
-{_discovery_line(metrics)}</p>{_image_table(metrics)}{figures}"""
+{discovery}</p>{images}{figures}""",
+        run=metrics["run"],
+        head=table_row([], ["", "EMR", "CoSim", "oracle (toy)", *parts]),
+        table=join(table),
+        per=metrics["images_per_combination"],
+        seed=metrics["seed"],
+        seconds=metrics["seconds"],
+        discovery=_discovery_line(metrics),
+        images=_image_table(metrics),
+        figures=join(figures),
+    )
+    return page(f"creaturekit eval: {metrics['run']}", body)
 
 
 def _discovery_line(metrics: dict[str, Any]) -> str:
@@ -255,33 +261,37 @@ def _discovery_line(metrics: dict[str, Any]) -> str:
     return line
 
 
-def _image_table(metrics: dict[str, Any]) -> str:
+def _image_table(metrics: dict[str, Any]) -> Html:
     """The image metrics of both groups and of all images, with what they were computed on."""
     info = metrics.get("image_metrics")
     if info is None:
-        return ""
-    esc = html.escape
+        return Html("")
 
-    def cell(figures: dict[str, Any], key: str) -> str:
-        value = figures.get(key)
-        return f"<td>{value:.3f}</td>" if isinstance(value, float) else "<td>n/a</td>"
+    def cells(figures: dict[str, Any], keys: tuple[str, ...]) -> list[object]:
+        values = [figures.get(key) for key in keys]
+        return [markup("{:.3f}", v) if isinstance(v, float) else "n/a" for v in values]
 
-    rows = "".join(
-        f"<tr><th>{g}</th>{''.join(cell(metrics[g]['image'], k) for k in IMAGE_HEADLINES)}</tr>"
-        for g in ("seen", "novel")
-    )
-    overall = {k: metrics["overall"].get(k) for k in ("fid", "kid")}
-    rows += f"<tr><th>all</th><td></td><td></td>{cell(overall, 'fid')}{cell(overall, 'kid')}</tr>"
+    rows = [table_row(cells(metrics[g]["image"], IMAGE_HEADLINES), [g]) for g in ("seen", "novel")]
+    rows.append(table_row(["", "", *cells(metrics["overall"], ("fid", "kid"))], ["all"]))
     clip = (
-        f'CLIP score (x100): image vs "{esc(info["clip_text"])}" with {esc(info["clip_model"])}.'
+        markup('CLIP score (x100): image vs "{}" with {}.', info["clip_text"], info["clip_model"])
         if info["clip_model"]
         else ""
     )
-    skipped = "".join(f" {esc(k)} skipped: {esc(v)}." for k, v in info["skipped"].items())
-    return f"""<h2>Image metrics</h2>
-<table><tr><th></th><th>similarity</th><th>CLIP score</th><th>FID</th><th>KID</th></tr>
+    skipped = join(markup(" {} skipped: {}.", k, v) for k, v in info["skipped"].items())
+    return markup(
+        """<h2>Image metrics</h2>
+<table>{head}
 {rows}</table>
-<p>Similarity: cosine of each image's {esc(info["image_model"])} embedding to the mean
-embedding of the {info["reference_images"]} training images sharing a requested code,
-averaged. FID/KID against the training images on {esc(info["fid_model"])} features.
-{clip}{skipped}</p>"""
+<p>Similarity: cosine of each image's {image_model} embedding to the mean
+embedding of the {reference} training images sharing a requested code,
+averaged. FID/KID against the training images on {fid_model} features.
+{clip}{skipped}</p>""",
+        head=table_row([], ["", "similarity", "CLIP score", "FID", "KID"]),
+        rows=join(rows),
+        image_model=info["image_model"],
+        reference=info["reference_images"],
+        fid_model=info["fid_model"],
+        clip=clip,
+        skipped=skipped,
+    )
