@@ -20,9 +20,10 @@ from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No network, and a private (empty) Hugging Face cache for every test."""
+    """No network, and a private (empty) Hugging Face cache and config folder for every test."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     monkeypatch.delenv("CREATUREKIT_DEBUG", raising=False)
 
 
