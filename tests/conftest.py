@@ -18,12 +18,21 @@ from typer.testing import CliRunner
 from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
 
+@pytest.fixture(scope="session")
+def user_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's user config folder: a path trusted in one test stays trusted in the
+    next, as on a user's machine."""
+    return tmp_path_factory.mktemp("config")
+
+
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No network, and a private (empty) Hugging Face cache and config folder for every test."""
+def _offline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, user_config: Path
+) -> None:
+    """No network, a private (empty) Hugging Face cache and a private user config folder."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(user_config))
     monkeypatch.delenv("CREATUREKIT_DEBUG", raising=False)
 
 
