@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
+from creaturekit import fsutil
 from creaturekit.project import Project
 
 
@@ -15,11 +15,14 @@ def project_summary(project: Project) -> dict[str, Any]:
     result_path = project.discovery_dir / "result.json"
     parts = None
     if result_path.is_file():
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-        parts = [
-            {**p, "name": project.config.part_name(p["index"], p.get("is_background", False))}
-            for p in result.get("parts", [])
-        ]
+        result = fsutil.read_json(result_path)
+        try:
+            parts = [
+                {**p, "name": project.config.part_name(p["index"], p.get("is_background", False))}
+                for p in result.get("parts", [])
+            ]
+        except (AttributeError, KeyError, TypeError) as err:
+            raise fsutil.damaged(result_path, f"no valid part list: {err}") from None
     runs = sorted(p.name for p in project.runs_dir.glob("*") if p.is_dir())
     return {
         "root": str(project.root),
@@ -41,10 +44,11 @@ def _latest_metrics(project: Project) -> dict[str, Any] | None:
     files = sorted(project.eval_dir.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
     if not files:
         return None
-    data = json.loads(files[-1].read_text(encoding="utf-8"))
+    data = fsutil.read_json(files[-1])
+    figures = data.get("overall", data) if isinstance(data, dict) else None
+    if not isinstance(figures, dict):
+        raise fsutil.damaged(files[-1], "no overall figures")
     values = {
-        k: v
-        for k, v in data.get("overall", data).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
+        k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
     return {"run": files[-1].parent.name, "values": values}

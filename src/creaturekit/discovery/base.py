@@ -15,7 +15,6 @@ same result.
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,12 +123,32 @@ class Discoverer:
 
     def extract(self, images: Sequence[ImageInput], cache_dir: Path | None = None) -> np.ndarray:
         """Patch features of ``images`` as one fp16 array ``(N, h*w, D)``; sets ``grid_``."""
-        import torch
-
         cache = FeatureCache(cache_dir, self.feature_key()) if cache_dir is not None else None
         digests = [image_digest(im) if cache else None for im in images]
         grids: list[np.ndarray | None] = [cache.get(d) if cache and d else None for d in digests]
-        todo = [i for i, g in enumerate(grids) if g is None]
+        cached = [i for i, g in enumerate(grids) if g is not None]
+        self._compute(images, grids, [i for i, g in enumerate(grids) if g is None], cache, digests)
+        if cached and len({g.shape for g in grids if g is not None}) > 1:
+            # a cache entry of another shape is stale or damaged: recompute what came from it
+            self._compute(images, grids, cached, cache, digests)
+        shapes = {g.shape for g in grids if g is not None}
+        if len(shapes) != 1:
+            raise DiscoveryDataError("No images to extract features from.")
+        h, w, d = shapes.pop()
+        self.grid_ = (h, w)
+        return np.stack([g.reshape(h * w, d) for g in grids if g is not None])
+
+    def _compute(
+        self,
+        images: Sequence[ImageInput],
+        grids: list[np.ndarray | None],
+        todo: list[int],
+        cache: FeatureCache | None,
+        digests: list[str | None],
+    ) -> None:
+        """Fill ``grids[i]`` for every ``i`` in ``todo`` with the backbone (and cache them)."""
+        import torch
+
         batches = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
         if todo:
             self.load_backbone()
@@ -145,12 +164,6 @@ class Discoverer:
                 digest = digests[i]
                 if cache is not None and digest is not None:
                     cache.put(digest, grid)
-        shapes = {g.shape for g in grids if g is not None}
-        if len(shapes) != 1:
-            raise DiscoveryDataError("No images to extract features from.")
-        h, w, d = shapes.pop()
-        self.grid_ = (h, w)
-        return np.stack([g.reshape(h * w, d) for g in grids if g is not None])
 
     # -- the estimator -------------------------------------------------------------------
     def fit(self, images: Sequence[ImageInput], cache_dir: Path | None = None) -> Discoverer:
@@ -202,8 +215,6 @@ class Discoverer:
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder: str | Path, metadata: dict[str, str] | None = None) -> None:
         """Write ``config.json`` (options) and ``centroids.safetensors`` (state) to ``folder``."""
-        from safetensors.numpy import save_file
-
         self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -215,24 +226,28 @@ class Discoverer:
             "grid": list(self.grid_),
         }
         fsutil.write_json(folder / CONFIG_FILE, config)
-        with fsutil.atomic_path(folder / CENTROIDS_FILE) as tmp:
-            save_file(self.hierarchy_.tensors(), str(tmp), metadata=metadata)
+        fsutil.save_safetensors(self.hierarchy_.tensors(), folder / CENTROIDS_FILE, metadata)
 
     @classmethod
     def load(cls, folder: str | Path) -> Discoverer:
         """A fitted discoverer from a folder written by :meth:`save`."""
-        from safetensors.numpy import load_file
-
         folder = Path(folder)
         try:
-            config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            tensors = load_file(folder / CENTROIDS_FILE)
-        except (OSError, ValueError) as err:
+            config = fsutil.read_json(folder / CONFIG_FILE)
+            tensors = fsutil.load_safetensors(folder / CENTROIDS_FILE, framework="numpy")
+        except FileNotFoundError as err:
             raise DiscoveryResultError(
-                f"{folder} does not hold a saved discoverer ({type(err).__name__}: {err})."
-            ) from err
+                f"{folder} does not hold a saved discoverer (no {Path(err.filename).name}); "
+                "run `creaturekit discover` first."
+            ) from None
         known = set(cls.param_names())
-        obj = cls(**{k: v for k, v in config["params"].items() if k in known})
-        obj.hierarchy_ = hierarchy.Hierarchy.from_tensors(tensors)
-        obj.grid_ = (int(config["grid"][0]), int(config["grid"][1]))
+        try:
+            obj = cls(**{k: v for k, v in config["params"].items() if k in known})
+            obj.grid_ = (int(config["grid"][0]), int(config["grid"][1]))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise fsutil.damaged(folder / CONFIG_FILE, f"no valid {err}") from None
+        try:
+            obj.hierarchy_ = hierarchy.Hierarchy.from_tensors(tensors)
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise fsutil.damaged(folder / CENTROIDS_FILE, f"no tensor {err}") from None
         return obj

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from creaturekit import fsutil
+from creaturekit.errors import DamagedFileError, ImageSourceError
 
 ImageInput = str | Path | Image.Image
 
@@ -31,8 +32,21 @@ def load_rgb(image: ImageInput) -> Image.Image:
     """``image`` (a path or a PIL image) as RGB."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    with Image.open(image) as im:
-        return im.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise unreadable_image(image, err) from None
+
+
+def unreadable_image(path: str | Path, err: BaseException) -> ImageSourceError:
+    """The error for an image file that is gone or no longer an image (e.g. since import)."""
+    missing = isinstance(err, FileNotFoundError)
+    what = "is missing" if missing else f"is not a readable image ({err})"
+    return ImageSourceError(
+        f"The image {path} {what}; put the original file back, or import the images that "
+        "remain into a new project with `creaturekit init NEWDIR --images SRC`."
+    )
 
 
 def to_pixels(
@@ -62,16 +76,17 @@ class FeatureCache:
         return self.folder / digest[:2] / f"{digest}.safetensors"
 
     def get(self, digest: str) -> np.ndarray | None:
-        """The cached ``(h, w, D)`` fp16 grid of the image with content hash ``digest``."""
-        from safetensors.numpy import load_file
-
+        """The cached ``(h, w, D)`` fp16 grid of the image with content hash ``digest``;
+        None when absent or damaged (a damaged entry is recomputed, never trusted)."""
         path = self._path(digest)
         if not path.is_file():
             return None
         try:
-            return load_file(path)[TENSOR]
-        except Exception:  # a damaged cache entry is recomputed, never trusted
+            grid = fsutil.load_safetensors(path, framework="numpy").get(TENSOR)
+        except (DamagedFileError, OSError):
             return None
+        ok = isinstance(grid, np.ndarray) and grid.ndim == 3 and grid.dtype == np.float16
+        return grid if ok else None
 
     def put(self, digest: str, grid: np.ndarray) -> None:
         """Store one image's grid atomically."""
@@ -85,4 +100,9 @@ class FeatureCache:
 
 def image_digest(image: ImageInput) -> str | None:
     """Content hash of an image file (None for in-memory images, which are not cached)."""
-    return None if isinstance(image, Image.Image) else fsutil.sha256_file(image)
+    if isinstance(image, Image.Image):
+        return None
+    try:
+        return fsutil.sha256_file(image)
+    except OSError as err:
+        raise unreadable_image(image, err) from None

@@ -432,9 +432,9 @@ def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     return Coding(masks=masks, codes=codes, part_features=means, present=present)
 
 
-def _cap_k(k: int, vectors: np.ndarray) -> int:
-    distinct = len(np.unique(vectors.astype(np.float16), axis=0))
-    return max(1, min(k, len(vectors) // 2, distinct))
+def _distinct(vectors: np.ndarray) -> int:
+    """How many different vectors there are (at fp16 precision)."""
+    return len(np.unique(vectors.astype(np.float16), axis=0))
 
 
 def _presence(labels: np.ndarray, image: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -509,8 +509,9 @@ def fit(
         is_background = m == n_parts - 1
         idx = np.flatnonzero(present[:, m])
         want = params.bg_subconcepts if is_background else params.subconcepts
-        k = _cap_k(want, means[idx, m])
-        identical &= k == 1 and len(idx) > 1
+        distinct = _distinct(means[idx, m])
+        k = max(1, min(want, len(idx) // 2, distinct))
+        identical &= len(idx) > 1 and distinct == 1
         if k < want:
             notes.append(
                 f"{'Background' if is_background else f'Part {m}'}: {k} sub-concepts instead of "

@@ -15,7 +15,6 @@ the same ``stamp``; a reader that finds mismatched stamps reports an incomplete 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -107,15 +106,12 @@ def write_result(
     ``extra_dirs`` are folders already written into the staging folder by the caller
     (e.g. the report), obtained with :func:`staging_folder`.
     """
-    from safetensors.numpy import save_file
-
     staging = staging_folder(folder, result.stamp)
     meta = {"stamp": result.stamp}
     discoverer.save(staging, metadata=meta)
     fsutil.write_jsonl(staging / CODES_FILE, result.codes)
-    save_file(
-        {"masks": np.ascontiguousarray(result.masks)}, str(staging / MASKS_FILE), metadata=meta
-    )
+    masks = {"masks": np.ascontiguousarray(result.masks)}
+    fsutil.save_safetensors(masks, staging / MASKS_FILE, metadata=meta)
     fsutil.write_json(staging / RESULT_FILE, result.summary())
     for name in extra_dirs:
         old = folder / name
@@ -141,41 +137,92 @@ def clean_staging(folder: Path) -> None:
 
 
 def read_result(folder: Path) -> DiscoveryResult:
-    """The result stored in ``folder`` (a project's ``discovery/``)."""
-    from safetensors import safe_open
+    """The result stored in ``folder`` (a project's ``discovery/``), checked whole.
 
+    A damaged file raises :class:`~creaturekit.errors.DamagedFileError` naming it; files
+    from different discoveries raise :class:`DiscoveryResultError`.
+    """
     path = folder / RESULT_FILE
     if not path.is_file():
         raise DiscoveryResultError(
             "No discovery result in this project yet; run `creaturekit discover` first."
         )
-    data = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        with safe_open(str(folder / MASKS_FILE), framework="numpy") as fh:
-            stamp = (fh.metadata() or {}).get("stamp")
-            masks = fh.get_tensor("masks")
-        codes = fsutil.read_jsonl(folder / CODES_FILE)
-    except (OSError, ValueError) as err:
+    missing = [name for name in RESULT_FILES if not (folder / name).is_file()]
+    if missing:
         raise DiscoveryResultError(
-            f"The discovery result in {folder} is incomplete ({type(err).__name__}); "
-            "run `creaturekit discover` again."
-        ) from err
-    if stamp != data["stamp"] or len(codes) != len(masks):
-        raise DiscoveryResultError(
-            f"The discovery result files in {folder} do not belong together; "
+            f"The discovery result in {folder} is incomplete (no {', '.join(missing)}); "
             "run `creaturekit discover` again."
         )
-    return DiscoveryResult(
-        backend=data["backend"],
-        params=data["params"],
-        parts=data["parts"],
-        foreground=data["foreground"],
-        facing=data.get("facing", {}),  # absent before parts were placed by facing
-        notes=data["notes"],
-        timing=data["timing"],
-        images_hash=data["images_hash"],
-        grid=(int(data["grid"][0]), int(data["grid"][1])),
-        stamp=data["stamp"],
-        codes=codes,
-        masks=masks,
-    )
+    data = fsutil.read_json(path)
+    result = _parse_summary(path, data)
+    codes = _read_codes(folder / CODES_FILE)
+    masks = _read_masks(folder / MASKS_FILE, result.stamp, result.grid)
+    fsutil.read_json(folder / CONFIG_FILE)  # damage shows here, not in a later stage
+    _check_centroids(folder / CENTROIDS_FILE, result.stamp, result.parts)
+    images = data.get("images", len(masks))
+    for name, count in ((CODES_FILE, len(codes)), (MASKS_FILE, len(masks))):
+        if count != images:
+            raise fsutil.damaged(folder / name, f"{count} images where {RESULT_FILE} has {images}")
+    result.codes, result.masks = codes, masks
+    return result
+
+
+def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
+    """``result.json``'s content as a result without codes and masks (yet)."""
+    try:
+        result = DiscoveryResult(
+            backend=str(data["backend"]),
+            params=dict(data["params"]),
+            parts=list(data["parts"]),
+            foreground=data["foreground"],
+            facing=data.get("facing", {}),  # absent before parts were placed by facing
+            notes=data["notes"],
+            timing=data["timing"],
+            images_hash=data["images_hash"],
+            grid=(int(data["grid"][0]), int(data["grid"][1])),
+            stamp=str(data["stamp"]),
+            codes=[],
+            masks=np.zeros((0, 0, 0), np.uint8),
+        )
+        for part in result.parts:
+            int(part["index"]), int(part["subconcepts"]), bool(part["is_background"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise fsutil.damaged(path, f"no valid {err}") from None
+    return result
+
+
+def _read_codes(path: Path) -> list[dict[str, Any]]:
+    rows = fsutil.read_jsonl(path)
+    if not all(isinstance(r.get("codes"), dict) and "id" in r and "file" in r for r in rows):
+        raise fsutil.damaged(path, "a line lacks its id, file or codes")
+    return rows
+
+
+def _read_masks(path: Path, stamp: str, grid: tuple[int, int]) -> np.ndarray:
+    masks = fsutil.load_safetensors(path, framework="numpy").get("masks")
+    if not isinstance(masks, np.ndarray) or masks.ndim != 3 or masks.shape[1:] != grid:
+        raise fsutil.damaged(path, f"no masks of the {grid[0]}x{grid[1]} patch grid")
+    _check_stamp(path, stamp)
+    return masks
+
+
+def _check_centroids(path: Path, stamp: str, parts: list[dict[str, Any]]) -> None:
+    """Every part of ``result.json`` has as many sub-concept centroids as it says."""
+    tensors = fsutil.load_safetensors(path, framework="numpy")
+    want = [int(p["subconcepts"]) for p in parts]
+    found = [len(tensors[f"sub.{m}"]) for m in range(len(parts)) if f"sub.{m}" in tensors]
+    if "parts.centroids" not in tensors or len(tensors["parts.centroids"]) + 1 != len(parts):
+        raise fsutil.damaged(path, f"not the centroids of {len(parts)} parts")
+    if found != want:
+        raise fsutil.damaged(
+            path, f"sub-concepts per part {found}, where {RESULT_FILE} says {want}"
+        )
+    _check_stamp(path, stamp)
+
+
+def _check_stamp(path: Path, stamp: str) -> None:
+    if fsutil.safetensors_metadata(path).get("stamp") != stamp:
+        raise DiscoveryResultError(
+            f"{path} is from another discovery than {RESULT_FILE}; "
+            "run `creaturekit discover` again."
+        )

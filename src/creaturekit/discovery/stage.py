@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from creaturekit import fsutil
 from creaturekit.config import DiscoverSettings
 from creaturekit.discovery.base import CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError
@@ -89,12 +89,13 @@ def load_result(project: Project) -> DiscoveryResult:
 
 def load_discoverer(folder: str | Path) -> Discoverer:
     """The fitted discoverer saved in ``folder`` (e.g. a project's ``discovery/``)."""
-    folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
         raise DiscoveryResultError(
             f"No fitted discoverer in {folder}; run `creaturekit discover` first."
-        ) from err
-    cls = load_backend(config["backend"])
-    return cls.load(folder)
+        )
+    config = fsutil.read_json(path)
+    backend = config.get("backend") if isinstance(config, dict) else None
+    if not isinstance(backend, str):
+        raise fsutil.damaged(path, "no backend name")
+    return load_backend(backend).load(folder)
