@@ -9,9 +9,11 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import Result
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -36,9 +38,24 @@ def _offline(
     monkeypatch.delenv("CREATUREKIT_DEBUG", raising=False)
 
 
+class GuardedRunner(CliRunner):
+    """A CliRunner that fails the test when a command reports a bug: every condition a test
+    causes on purpose is a user's, and must end in a clear message (issue 22)."""
+
+    def __init__(self, allow_bugs: bool) -> None:
+        super().__init__()
+        self.allow_bugs = allow_bugs
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Result:
+        result = super().invoke(*args, **kwargs)
+        if not self.allow_bugs and "This is a bug in creaturekit" in result.output:
+            pytest.fail(f"A command reported a bug:\n{result.output}")
+        return result
+
+
 @pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
+def runner(request: pytest.FixtureRequest) -> CliRunner:
+    return GuardedRunner(allow_bugs=request.node.get_closest_marker("reports_bug") is not None)
 
 
 def write_image(

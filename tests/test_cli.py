@@ -57,6 +57,7 @@ def test_debug_shows_the_exception(
     assert type(result.exception).__name__ == "ProjectNotFoundError"
 
 
+@pytest.mark.reports_bug
 def test_unexpected_error_is_reported_as_a_bug(
     runner: CliRunner, tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
