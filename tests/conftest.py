@@ -42,7 +42,7 @@ class GuardedRunner(CliRunner):
     """A CliRunner that fails the test when a command reports a bug: every condition a test
     causes on purpose is a user's, and must end in a clear message (issue 22)."""
 
-    def __init__(self, allow_bugs: bool) -> None:
+    def __init__(self, allow_bugs: bool = False) -> None:
         super().__init__()
         self.allow_bugs = allow_bugs
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from creaturekit.cli import app
 from creaturekit.cli.mix import parse_part_options
@@ -17,6 +16,7 @@ from creaturekit.errors import StageMissingError
 from creaturekit.generation.requests import PartRequestError
 from creaturekit.generation.stage import Mixer, mix, sweep
 from creaturekit.project import open_project
+from tests.conftest import GuardedRunner
 
 TINY = {
     "resolution": 16,
@@ -115,7 +115,7 @@ def test_mix_before_fit(discovered: Path, tmp_path: Path) -> None:
 
 
 def test_mix_cli(fitted: Path) -> None:
-    runner = CliRunner()
+    runner = GuardedRunner()
     result = runner.invoke(
         app, ["mix", "-C", str(fitted), "--part0", "1", "--bg", "0", "--steps", "2", "--json"]
     )
@@ -195,7 +195,7 @@ def test_export_a1111_lora_loads_like_the_diffusers_one(fitted: Path, tiny_sd: P
         pipes.append(dict(pipe.unet.named_parameters()))
     names = [n for n in pipes[0] if "lora" not in n]
     assert all(torch.allclose(pipes[0][n], pipes[1][n], atol=1e-6) for n in names)
-    bad = CliRunner().invoke(app, ["export", "-C", str(fitted), "--format", "ckpt"])
+    bad = GuardedRunner().invoke(app, ["export", "-C", str(fitted), "--format", "ckpt"])
     assert bad.exit_code == 1 and "diffusers or a1111" in bad.stderr
 
 
@@ -228,7 +228,7 @@ def test_recoding_scores_known_answer() -> None:
 
 
 def test_eval_writes_metrics_and_report(fitted: Path) -> None:
-    runner = CliRunner()
+    runner = GuardedRunner()
     result = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
     )
@@ -293,7 +293,7 @@ def test_unwritable_output_is_a_clear_error(fitted: Path, monkeypatch: pytest.Mo
 
 
 def test_mix_help_lists_the_projects_parts(fitted: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
+    runner = GuardedRunner()
     result = runner.invoke(app, ["mix", "--help", "-C", str(fitted)])
     assert result.exit_code == 0 and "Usage" in result.stdout
     assert "--part0" in result.stdout and "--bg" in result.stdout and "0-1" in result.stdout
@@ -306,7 +306,7 @@ def test_eval_compare(fitted: Path) -> None:
 
     from creaturekit.evaluation.stage import compare
 
-    runner = CliRunner()
+    runner = GuardedRunner()
     first = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "1", "--steps", "1", "-q"]
     )
