@@ -165,13 +165,19 @@ def test_malformed_part_requests_in_a_prompt_are_errors(prompt: str) -> None:
 
 
 # -- the lock and the file system -------------------------------------------------------
+# null and garbage were handled before; a record of the wrong shape was a bug
 @pytest.mark.parametrize("content", ['{"pid": "x"}', "[1, 2]", "null", "\xff garbage"])
 def test_a_malformed_lock_file_is_taken_over(
-    runner: CliRunner, discovered: Path, tmp_path: Path, content: str
+    runner: CliRunner,
+    discovered: Path,
+    tmp_path: Path,
+    content: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project = _copy(discovered, tmp_path)
     (project / C.LOCK_NAME).write_text(content, encoding="utf-8", errors="surrogateescape")
-    result = runner.invoke(app, ["parts", "-C", str(project), "name", "0", "beak"])
+    monkeypatch.chdir(project)
+    result = runner.invoke(app, ["parts", "name", "0", "beak"])
     assert result.exit_code == 0, result.output
     assert not (project / C.LOCK_NAME).exists()
 
