@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,9 @@ def tampered(discovered: Path, tmp_path: Path) -> Path:
     """A copy of the discovered project whose name in creaturekit.toml is a script."""
     root = tmp_path / "proj"
     shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs", "mixes", "eval"))
-    config = root / "creaturekit.toml"
-    settings = tomllib.loads(config.read_text())
-    settings["project"]["name"] = SCRIPT
-    fsutil.write_toml(config, settings)
+    project = open_project(root)
+    project.config.project.name = SCRIPT
+    project.save_config()
     return root
 
 
