@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 from creaturekit import constants as C
 from creaturekit.cli import app
 from creaturekit.config import config_from_dict, load_config
+from creaturekit.errors import UnsafePathError
 from creaturekit.generation.requests import PartRequestError, Vocabulary, parse_prompt
+from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import open_project
 from tests.conftest import write_image
 
@@ -243,3 +245,50 @@ def test_a_toy_set_never_replaces_files_it_did_not_draw(runner: CliRunner, tmp_p
     _fails_clearly(runner.invoke(app, [*args, "--force"]), "mine.png")
     assert mine.is_file()
     _fails_clearly(runner.invoke(app, [*args[:-2], "--seed", "-1"]), "seed")
+
+
+# -- model paths named by project files ---------------------------------------------------
+@pytest.mark.parametrize("model", ["/etc", "../elsewhere", "~/models/sd"])
+def test_a_settings_model_path_outside_the_project_is_refused(
+    runner: CliRunner, discovered: Path, tmp_path: Path, model: str
+) -> None:
+    project = _copy(discovered, tmp_path)
+    _edit_toml(project, '\nmodel = "facebook/dinov2-base"', f'\nmodel = "{model}"')
+    result = runner.invoke(app, ["discover", "-C", str(project)])
+    _fails_clearly(result, "discover.model", "outside")
+
+
+def test_a_path_the_user_named_is_trusted_on_this_machine(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "project", tmp_path / "models" / "sd"
+    root.mkdir()
+    elsewhere.mkdir(parents=True)
+    (root / "weights").mkdir()
+    where = "fit.model in creaturekit.toml"
+    assert project_model("weights", root, where) == str((root / "weights").resolve())
+    assert project_model("org/hub-model", root, where) == "org/hub-model"
+    with pytest.raises(UnsafePathError, match="--model"):
+        project_model(str(elsewhere), root, where)
+    trust_model_path(str(elsewhere))  # `fit --model PATH`: the user's own choice
+    assert project_model(str(elsewhere), root, where) == str(elsewhere.resolve())
+
+
+def test_the_discovery_backbone_recorded_in_discovery_is_confined(
+    discovered: Path, tmp_path: Path
+) -> None:
+    from creaturekit.discovery.stage import load_discoverer
+
+    project = _copy(discovered, tmp_path)
+    path = project / C.DISCOVERY_DIR / "config.json"
+    config = json.loads(path.read_text())
+    config["params"]["model"] = "/etc"
+    path.write_text(json.dumps(config))
+    with pytest.raises(UnsafePathError, match=r"config\.json"):
+        load_discoverer(project / C.DISCOVERY_DIR)
+
+
+def test_a_folder_that_is_not_a_model_is_a_clear_error(
+    runner: CliRunner, discovered: Path, tmp_path: Path
+) -> None:
+    project = _copy(discovered, tmp_path)
+    args = ["discover", "-C", str(project), "--backend", "dino-kmeans", "--model", str(tmp_path)]
+    _fails_clearly(runner.invoke(app, args), "Could not load the feature backbone", str(tmp_path))

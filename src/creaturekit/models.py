@@ -10,6 +10,7 @@ to fix it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from creaturekit.errors import ConfigError, ModelNotFoundError
+from creaturekit import fsutil
+from creaturekit.errors import ConfigError, ModelNotFoundError, UnsafePathError
+from creaturekit.paths import inside
 
 T = TypeVar("T")
 
@@ -84,6 +87,60 @@ def resolve_model(ref: str, base: Path | None = None, flag: str = "--model") -> 
     return ModelRef(ref=ref, kind="hub", location=ref)
 
 
+def project_model(ref: str, root: Path, source: str, flag: str = "--model") -> str:
+    """``ref`` read from a project file (``source``), checked like any path the project names.
+
+    Presets and hub ids pass unchanged; a folder or file inside the project (``root``)
+    is returned as an absolute path. One outside it is accepted only if the user of this
+    machine gave that path themselves before (:func:`trust_model_path`); otherwise it is
+    refused, naming ``flag``: a path written in a received project folder is not theirs.
+    """
+    if not ref or ref in BUNDLED or ref in PRESETS:
+        return ref
+    path = Path(ref).expanduser()
+    looks_like_path = ref.startswith((".", "/", "~")) or not _HUB_ID.match(ref)
+    if not looks_like_path and not (root / path).exists():
+        return ref  # a hub id
+    if not path.is_absolute():
+        return str(inside(root, ref, source).resolve())
+    if path.resolve().is_relative_to(root.resolve()) or str(path.resolve()) in _trusted():
+        return str(path.resolve())
+    raise UnsafePathError(
+        f"{source} names {ref!r}, outside the project {root}; creaturekit reads only files "
+        f"inside a project unless you name them yourself. If you trust that path, pass it "
+        f"with {flag} {ref} (remembered on this machine), or use a hub id or a folder inside "
+        "the project."
+    )
+
+
+def trust_model_path(ref: str | None) -> None:
+    """Remember ``ref`` if it is an existing local path: the user named it themselves.
+
+    Project files may then name it on this machine (a run fitted with ``--model
+    /models/sd15`` mixes without repeating it). The list is a JSON file in the user's
+    config folder (``$XDG_CONFIG_HOME/creaturekit``), never inside a project.
+    """
+    if not ref or ref in BUNDLED or ref in PRESETS or not Path(ref).expanduser().exists():
+        return
+    trusted = _trusted()
+    resolved = str(Path(ref).expanduser().resolve())
+    if resolved not in trusted:
+        fsutil.write_json(_trust_file(), sorted(trusted | {resolved}))
+
+
+def _trust_file() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "creaturekit" / "trusted-paths.json"
+
+
+def _trusted() -> set[str]:
+    try:
+        paths = json.loads(_trust_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()  # none yet, or unreadable: nothing outside a project is trusted
+    return {p for p in paths if isinstance(p, str)} if isinstance(paths, list) else set()
+
+
 def hub_offline() -> bool:
     """Whether HF_HUB_OFFLINE forbids network attempts."""
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
@@ -127,7 +184,9 @@ def load_pretrained(
     try:
         with _no_weight_loading_bars():
             return loader(ref.location, **kwargs)
-    except (OSError, HFValidationError) as err:
+    except (OSError, HFValidationError, ValueError) as err:
+        if isinstance(err, ValueError) and not ref.is_local:
+            raise  # not about files: a bad argument of ours
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ModelNotFoundError(missing_weights_message(ref, what, reason[:200], flag)) from err
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.config import DiscoverSettings
 from creaturekit.discovery.base import CONFIG_FILE, Discoverer
@@ -20,6 +21,7 @@ from creaturekit.discovery.result import (
     write_result,
 )
 from creaturekit.errors import ConfigError
+from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import Project
 
 #: Settings of ``[discover]`` in creaturekit.toml that are discoverer options.
@@ -44,16 +46,16 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
     merged = {k: getattr(settings, k) for k in _SETTINGS if k in known}
     if name != settings.backend or settings.model == DiscoverSettings().model:
         merged.pop("model", None)  # an unchanged default is the backend's own choice
+    elif merged.get("model"):
+        where = f"discover.model in {C.CONFIG_NAME}"
+        merged["model"] = project_model(str(merged["model"]), project.root, where)
+    if options.get("model"):  # the user's own choice: relative to the project if there
+        given = str(options["model"])
+        inner = project.root / given
+        options["model"] = str(inner) if not Path(given).is_absolute() and inner.exists() else given
+        trust_model_path(options["model"])
     merged.update({k: v for k, v in options.items() if v is not None})
-    if merged.get("model"):
-        merged["model"] = _project_relative(project, str(merged["model"]))
     return cls(**merged)
-
-
-def _project_relative(project: Project, model: str) -> str:
-    """A model folder given relative to the project, made absolute; others unchanged."""
-    candidate = project.root / model
-    return str(candidate) if not Path(model).is_absolute() and candidate.exists() else model
 
 
 def discover(
@@ -98,4 +100,10 @@ def load_discoverer(folder: str | Path) -> Discoverer:
     backend = config.get("backend") if isinstance(config, dict) else None
     if not isinstance(backend, str):
         raise fsutil.damaged(path, "no backend name")
-    return load_backend(backend).load(folder)
+    discoverer = load_backend(backend).load(folder)
+    root = Path(folder).resolve().parent  # the project holding discovery/
+    for name in ("model", "pretrained"):  # weights the backend will read
+        if value := getattr(discoverer, name, ""):
+            where = f"{name} in {path}"
+            setattr(discoverer, name, project_model(value, root, where, f"discover --{name}"))
+    return discoverer
