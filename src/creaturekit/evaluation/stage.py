@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -157,7 +156,10 @@ def load_metrics(project: Project, run: str) -> dict[str, Any]:
         raise CreatureKitError(
             f"Run {run!r} has not been evaluated yet; run `creaturekit eval --run {run}`."
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    metrics = fsutil.read_json(path)
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("overall"), dict):
+        raise fsutil.damaged(path, "no overall figures")
+    return metrics
 
 
 def compare(project: Project, runs: list[str]) -> dict[str, dict[str, float]]:

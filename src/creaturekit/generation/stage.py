@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -73,7 +73,7 @@ class Mixer:
                 f"The run {self.run.path.name!r} has not finished fitting (no mapper); "
                 "finish it with `creaturekit fit --resume`."
             )
-        vocab = self.run.vocab()
+        vocab = self._vocab()
         self._check_discovery(vocab)
         self.vocabulary = Vocabulary(vocab, project.config)
         base = load_base_model(self.run.saved_config()["base_model"], project.root)
@@ -82,37 +82,79 @@ class Mixer:
             raise CreatureKitError("The base model's tokenizer differs from the run's.")
         self.token_ids = ids
         self.mapper = TokenMapper.load(self.run.mapper)
+        self._check_mapper(vocab, int(base.text_encoder.config.hidden_size))
         self.pipe = build_pipeline(base, scheduler)
         if self.run.lora.is_file():
-            lora_log = logging.getLogger("diffusers.loaders.lora_base")
-            level = lora_log.level
-            lora_log.setLevel(logging.ERROR)  # not "No LoRA keys ... CLIPTextModel": UNet-only
-            try:
-                self.pipe.load_lora_weights(self.run.path)
-            finally:
-                lora_log.setLevel(level)
+            self._load_lora()
         self.pipe.to(select_device(device))
         self.mapper.to(self.pipe.device)
         self.base_model = base.ref.ref
 
+    def _vocab(self) -> dict[str, Any]:
+        """The run's ``vocab.json``, checked for what mixing reads from it."""
+        from creaturekit.training.run import VOCAB_FILE
+
+        vocab = self.run.vocab()
+        keys = ("index", "is_background", "subconcepts", "token_id")
+        parts = vocab.get("parts") if isinstance(vocab, dict) else None
+        if (
+            not isinstance(parts, list)
+            or not all(isinstance(p, dict) and all(k in p for k in keys) for p in parts)
+            or "discovery_stamp" not in vocab
+        ):
+            raise fsutil.damaged(self.run.path / VOCAB_FILE, "no valid part list")
+        return vocab
+
+    def _check_mapper(self, vocab: dict[str, Any], width: int) -> None:
+        """The mapper must fit the run's vocabulary and the base model's text encoder."""
+        config = self.mapper.config
+        codes = tuple(int(p["subconcepts"]) for p in vocab["parts"])
+        if config.num_codes != codes or config.dim != width:
+            raise fsutil.damaged(
+                self.run.mapper,
+                f"it maps sub-concepts {list(config.num_codes)} to width {config.dim}, where "
+                f"the run has sub-concepts {list(codes)} and its base model's width is {width}",
+            )
+
+    def _load_lora(self) -> None:
+        """The run's LoRA into the pipeline; a damaged or mismatched file is named."""
+        fsutil.safetensors_metadata(self.run.lora)  # a truncated or garbled file fails here
+        lora_log = logging.getLogger("diffusers.loaders.lora_base")
+        level = lora_log.level
+        lora_log.setLevel(logging.ERROR)  # not "No LoRA keys ... CLIPTextModel": UNet-only
+        peft_log = logging.getLogger("diffusers.loaders.peft")
+        peft_log.addFilter(_below_error)  # its error log repeats the one raised here, at length
+        try:
+            self.pipe.load_lora_weights(self.run.path)
+        except (ValueError, RuntimeError, KeyError) as err:
+            mismatch = re.search(r"size mismatch for ([\w.]+)", str(err))
+            detail = f"{mismatch[1]} has another shape" if mismatch else str(err)[:200]
+            reason = f"its tensors do not fit the run's base model: {detail}"
+            raise fsutil.damaged(self.run.lora, reason) from None
+        finally:
+            lora_log.setLevel(level)
+            peft_log.removeFilter(_below_error)
+
     def _check_discovery(self, vocab: dict[str, Any]) -> None:
-        from creaturekit.discovery.result import RESULT_FILE
+        from creaturekit.discovery.result import RESULT_FILE, read_result
 
         path = self.project.discovery_dir / RESULT_FILE
-        if path.is_file():
-            stamp = json.loads(path.read_text(encoding="utf-8")).get("stamp")
-            if stamp != vocab["discovery_stamp"]:
-                raise StageMissingError(
-                    f"The run {self.run.path.name!r} was trained on another discovery result "
-                    "than the project's current one; fit a new run or mix with an older copy."
-                )
+        if not path.is_file():
+            return
+        data = fsutil.read_json(path)
+        if isinstance(data, dict) and data.get("stamp") != vocab["discovery_stamp"]:
+            raise StageMissingError(
+                f"The run {self.run.path.name!r} was trained on another discovery result "
+                "than the project's current one; fit a new run or mix with an older copy."
+            )
+        read_result(self.project.discovery_dir)  # every file whole, e.g. all centroids
 
     def image_codes(self, image_id: int) -> dict[str, int]:
         """The codes discovery gave training image ``image_id``, by part name."""
-        from creaturekit.discovery.result import CODES_FILE
+        from creaturekit.discovery.result import read_result
 
         names = self.vocabulary.by_index
-        for row in fsutil.read_jsonl(self.project.discovery_dir / CODES_FILE):
+        for row in read_result(self.project.discovery_dir).codes:
             if row["id"] == image_id:
                 return {names[int(m)]: int(k) for m, k in row["codes"].items()}
         raise CreatureKitError(f"No discovered image has id {image_id} (see `creaturekit info`).")
@@ -187,6 +229,10 @@ class Mixer:
         return Mix(
             images=images, records=records, blank=[i for i, im in enumerate(images) if is_blank(im)]
         )
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
 
 
 def write_mix(project: Project, mix: Mix) -> Path:

@@ -8,7 +8,6 @@ safetensors, next to a JSON file with its hyper-parameters and measured accuracy
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from creaturekit import fsutil
@@ -154,8 +153,14 @@ def load_oracle(folder: str | Path | None = None) -> Oracle:
             f"No toy oracle in {folder}; train one with "
             "`python -m creaturekit.toy.train_oracle --out DIR`."
         )
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    net = OracleNet(**config["model"])
-    net.load_state_dict(load_file(str(weights)))
+    config = fsutil.read_json(config_path)
+    try:
+        net = OracleNet(**config["model"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise fsutil.damaged(config_path, f"no valid model settings: {err}") from None
+    try:
+        net.load_state_dict(fsutil.load_safetensors(weights))
+    except RuntimeError:
+        raise fsutil.damaged(weights, "weights of another shape than its config gives") from None
     net.eval()
     return Oracle(net=net, config=config)

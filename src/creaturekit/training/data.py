@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 
 from creaturekit import fsutil
+from creaturekit.discovery.features import load_rgb, unreadable_image
+from creaturekit.errors import DamagedFileError
 from creaturekit.progress import track
 
 
@@ -31,8 +33,8 @@ class FitExample:
 
 
 def examples_from_discovery(images_dir: Path, result: Any) -> list[FitExample]:
-    """Every image of a discovery result with its codes and mask."""
-    return [
+    """Every image of a discovery result with its codes and mask (a missing file is named)."""
+    examples = [
         FitExample(
             path=images_dir / row["file"],
             codes={int(m): int(k) for m, k in row["codes"].items()},
@@ -40,12 +42,15 @@ def examples_from_discovery(images_dir: Path, result: Any) -> list[FitExample]:
         )
         for i, row in enumerate(result.codes)
     ]
+    for ex in examples:
+        if not ex.path.is_file():
+            raise unreadable_image(ex.path, FileNotFoundError())
+    return examples
 
 
 def load_pixels(path: Path, resolution: int) -> torch.Tensor:
     """An image as a (3, r, r) tensor in [-1, 1], squashed to the square."""
-    with Image.open(path) as im:
-        rgb = im.convert("RGB").resize((resolution, resolution), Image.Resampling.BICUBIC)
+    rgb = load_rgb(path).resize((resolution, resolution), Image.Resampling.BICUBIC)
     arr = torch.from_numpy(np.asarray(rgb, dtype=np.float32).copy())
     return arr.permute(2, 0, 1) / 127.5 - 1.0
 
@@ -73,12 +78,16 @@ def cached_latents(
     key: str,
     batch_size: int = 8,
 ) -> torch.Tensor:
-    """Latents of every example, from the cache or encoded once and cached (safetensors)."""
-    from safetensors.torch import load_file, save_file
-
+    """Latents of every example, from the cache or encoded once and cached (safetensors);
+    a damaged cache file is encoded again."""
     path = cache_dir / f"latents-{key}.safetensors"
     if path.is_file():
-        return load_file(str(path))["latents"]
+        try:
+            cached = fsutil.load_safetensors(path).get("latents")
+        except DamagedFileError:
+            cached = None
+        if isinstance(cached, torch.Tensor) and cached.ndim == 4 and len(cached) == len(examples):
+            return cached
     chunks = []
     starts = range(0, len(examples), batch_size)
     for start in track(starts, "Encoding latents", total=len(starts)):
@@ -87,8 +96,7 @@ def cached_latents(
             encode_latents(vae, torch.stack([load_pixels(e.path, resolution) for e in batch]))
         )
     latents = torch.cat(chunks).contiguous()
-    with fsutil.atomic_path(path) as tmp:
-        save_file({"latents": latents}, str(tmp))
+    fsutil.save_safetensors({"latents": latents}, path)
     return latents
 
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from creaturekit import __version__, fsutil
@@ -76,21 +75,30 @@ class TokenMapper(nn.Module):
             **(extra or {}),
         }
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        with fsutil.atomic_path(path) as tmp:
-            save_file(state, str(tmp), metadata=metadata)
+        fsutil.save_safetensors(state, path, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path) -> TokenMapper:
-        """Rebuild a mapper from :meth:`save`'s file (config read from its metadata)."""
-        from safetensors import safe_open
+        """Rebuild a mapper from :meth:`save`'s file (config read from its metadata).
 
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
+        A damaged file, or weights unlike its config, raise DamagedFileError naming it.
+        """
+        metadata = fsutil.safetensors_metadata(path)
         if metadata.get("format") != "creaturekit-token-mapper":
             raise CreatureKitError(f"{path} is not a creaturekit token mapper.")
-        raw = json.loads(metadata["config"])
-        mapper = cls(
-            MapperConfig(num_codes=tuple(raw["num_codes"]), dim=raw["dim"], depth=raw["depth"])
-        )
-        mapper.load_state_dict(load_file(str(path)))
+        try:
+            raw = json.loads(metadata["config"])
+            config = MapperConfig(
+                num_codes=tuple(int(k) for k in raw["num_codes"]),
+                dim=int(raw["dim"]),
+                depth=int(raw["depth"]),
+            )
+            mapper = cls(config)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise fsutil.damaged(path, f"no valid config in its metadata: {err}") from None
+        try:
+            mapper.load_state_dict(fsutil.load_safetensors(path))
+        except RuntimeError:
+            reason = "its weights do not have the shapes its config gives"
+            raise fsutil.damaged(path, reason) from None
         return mapper

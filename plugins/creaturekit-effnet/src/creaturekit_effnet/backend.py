@@ -34,13 +34,13 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             f"The EfficientNet-Lite0 weights file {path} does not exist; pass a .pth or "
             f".safetensors file with --model, or --model {IMAGENET} for the packaged weights."
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
-    except Exception as err:
+    except Exception as err:  # safetensors and torch raise many types for a damaged file
         raise ModelNotFoundError(
             f"Could not read EfficientNet-Lite0 weights from {path} ({type(err).__name__})."
         ) from err
@@ -107,11 +107,15 @@ class EffnetKMeans(Discoverer):
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name(ARCH)
-        missing = net.load_state_dict(load_state_dict(weights_file(self.model)), strict=False)
-        if missing.missing_keys:
+        path = weights_file(self.model)
+        try:
+            missing = net.load_state_dict(load_state_dict(path), strict=False)
+        except RuntimeError:  # tensors of other shapes
+            missing = None
+        if missing is None or missing.missing_keys:
             raise ModelNotFoundError(
-                f"{weights_file(self.model)} is not an EfficientNet-Lite0 state dict "
-                f"(missing {len(missing.missing_keys)} tensors)."
+                f"{path} is not an EfficientNet-Lite0 state dict (missing or other-shaped "
+                "tensors); pass its weights with --model, or --model imagenet."
             )
         self._net = net.eval().to(self._device)
 
