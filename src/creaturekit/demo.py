@@ -163,11 +163,11 @@ def _fit(
     project: Project, model: str, options: Mapping[str, Any], say: Callable[[str], None]
 ) -> tuple[Path, str]:
     from creaturekit.training.checkpoint import list_checkpoints
-    from creaturekit.training.run import RunFolder
+    from creaturekit.training.run import run_folder
     from creaturekit.training.stage import fit
     from creaturekit.training.trainer import FitInterrupted
 
-    run = RunFolder(project.runs_dir / RUN)
+    run = run_folder(project, RUN)
     if run.mapper.is_file():
         say(f"Fit: reusing runs/{RUN}/")
         return run.path, REUSED
@@ -197,9 +197,9 @@ def _mix(
     from creaturekit.generation.requests import Vocabulary
     from creaturekit.generation.stage import Mix, Mixer, write_mix
     from creaturekit.progress import track
-    from creaturekit.training.run import RunFolder
+    from creaturekit.training.run import run_folder
 
-    names = Vocabulary(RunFolder(project.runs_dir / RUN).vocab(), project.config).by_index
+    names = Vocabulary(run_folder(project, RUN).vocab(), project.config).by_index
     rows = code_rows(load_result(project))
     # Whole creatures (a code for every part) where discovery found enough of them.
     whole = max(map(len, rows), default=0)

@@ -7,9 +7,11 @@ file or the new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,7 +151,15 @@ def save_safetensors(
         except OSError:
             raise
         except Exception as err:
-            raise OSError(f"could not write {path}: {err}") from err
+            raise write_error(err, path) from err
+
+
+def write_error(err: Exception, path: str | os.PathLike[str]) -> OSError:
+    """safetensors' error while writing ``path`` as an OSError (its errno where it names one,
+    e.g. "IoError(Os { code: 28, kind: StorageFull, ... })" for a full disk)."""
+    code = re.search(r"\bcode: (\d+)", str(err))
+    number = int(code[1]) if code else errno.EIO
+    return OSError(number, os.strerror(number) if code else str(err), str(path))
 
 
 def damaged(path: str | os.PathLike[str], reason: object) -> DamagedFileError:

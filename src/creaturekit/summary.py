@@ -7,6 +7,7 @@ from typing import Any
 
 from creaturekit import fsutil
 from creaturekit.project import Project
+from creaturekit.training.run import list_runs
 
 
 def project_summary(project: Project) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def project_summary(project: Project) -> dict[str, Any]:
             ]
         except (AttributeError, KeyError, TypeError) as err:
             raise fsutil.damaged(result_path, f"no valid part list: {err}") from None
-    runs = sorted(p.name for p in project.runs_dir.glob("*") if p.is_dir())
+    runs = [run.path.name for run in list_runs(project)]
     return {
         "root": str(project.root),
         "name": project.config.project.name,

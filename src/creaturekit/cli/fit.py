@@ -56,9 +56,22 @@ def fit(
             show_default=False,
         ),
     ] = None,
+    checkpoint_minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Also checkpoint when this many minutes passed since the last checkpoint "
+            "(0: only every checkpoint_every steps).",
+            min=0,
+        ),
+    ] = None,
     run: Annotated[str, typer.Option(help="Run name (folder under runs/).")] = "default",
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run from its newest checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run from its newest intact checkpoint, with its own saved "
+            "settings (flags given here change them, e.g. --steps).",
+        ),
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     num_processes: Annotated[
@@ -74,9 +87,11 @@ def fit(
     json_output: JsonOpt = False,
 ) -> None:
     """Train the part tokens' mapper and the UNet LoRA on the discovered parts."""
+    from creaturekit.paths import check_name
     from creaturekit.training.stage import fit as run_fit
     from creaturekit.training.stage import launch
 
+    check_name(run, "Run name")
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(launch(num_processes, _without_num_processes(sys.argv[1:])))
 
@@ -93,6 +108,7 @@ def fit(
         "seed": seed,
         "precision": precision,
         "gradient_checkpointing": gradient_checkpointing,
+        "checkpoint_minutes": checkpoint_minutes,
     }
     result = run_fit(
         open_cli_project(project), preset=preset, run=run, resume=resume, device=device, **flags

@@ -24,7 +24,7 @@ from creaturekit.generation.requests import (
     parse_prompt,
 )
 from creaturekit.project import Project
-from creaturekit.training.run import RunFolder
+from creaturekit.training.run import RunFolder, list_runs, run_folder
 
 
 @dataclass
@@ -45,7 +45,8 @@ class Mix:
 
 def latest_run(project: Project) -> RunFolder:
     """The most recently finished run of the project."""
-    done = sorted(project.runs_dir.glob("*/mapper.safetensors"), key=lambda p: p.stat().st_mtime)
+    done = [r.mapper for r in list_runs(project) if r.mapper.is_file()]
+    done.sort(key=lambda p: p.stat().st_mtime)
     if not done:
         raise StageMissingError("This project has no fitted run yet; run `creaturekit fit`.")
     return RunFolder(done[-1].parent)
@@ -67,7 +68,7 @@ class Mixer:
         from creaturekit.training.text import add_part_tokens
 
         self.project = project
-        self.run = latest_run(project) if run is None else RunFolder(project.runs_dir / run)
+        self.run = latest_run(project) if run is None else run_folder(project, run)
         if not self.run.mapper.is_file():
             raise StageMissingError(
                 f"The run {self.run.path.name!r} has not finished fitting (no mapper); "

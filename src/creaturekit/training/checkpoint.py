@@ -9,22 +9,26 @@ intact. Only the newest ``keep`` checkpoints are retained.
 
 from __future__ import annotations
 
-import json
 import os
+import random
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from creaturekit import fsutil
-from creaturekit.errors import CreatureKitError
 
 STATE_FILE = "state.json"
+MAPPER_FILE = "mapper.safetensors"
+LORA_FILE = "lora.safetensors"
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_LAYOUT = "optimizer.json"
 PREFIX = "step-"
+DAMAGED_PREFIX = "damaged-"
+_NAME = re.compile(rf"{PREFIX}\d{{6,}}")
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer, folder: Path) -> None:
@@ -38,37 +42,47 @@ def optimizer_to_files(optimizer: torch.optim.Optimizer, folder: Path) -> None:
                 tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(pid), {})[name] = value
-    save_file(tensors, str(folder / OPTIMIZER_TENSORS))
+    fsutil.save_safetensors(tensors, folder / OPTIMIZER_TENSORS)
     fsutil.write_json(
         folder / OPTIMIZER_LAYOUT, {"param_groups": state["param_groups"], "scalars": scalars}
     )
 
 
-def optimizer_from_files(optimizer: torch.optim.Optimizer, folder: Path) -> None:
-    """Restore what :func:`optimizer_to_files` wrote into ``optimizer``."""
-    layout = json.loads((folder / OPTIMIZER_LAYOUT).read_text(encoding="utf-8"))
+def read_optimizer(folder: Path) -> dict[str, Any]:
+    """The optimizer state dict :func:`optimizer_to_files` wrote."""
+    layout = fsutil.read_json(folder / OPTIMIZER_LAYOUT)
     slots: dict[int, dict[str, Any]] = {}
-    for key, tensor in load_file(str(folder / OPTIMIZER_TENSORS)).items():
+    for key, tensor in fsutil.load_safetensors(folder / OPTIMIZER_TENSORS).items():
         pid, name = key.split(".", 1)
         slots.setdefault(int(pid), {})[name] = tensor
     for pid, values in layout["scalars"].items():
         slots.setdefault(int(pid), {}).update(values)
-    optimizer.load_state_dict({"state": slots, "param_groups": layout["param_groups"]})
+    return {"state": slots, "param_groups": layout["param_groups"]}
 
 
 def rng_to_file(generators: dict[str, torch.Generator], path: Path) -> None:
     """Save the global torch RNG and named generators' states."""
     states = {name: g.get_state() for name, g in generators.items()}
     states["torch"] = torch.get_rng_state()
-    save_file(states, str(path))
+    fsutil.save_safetensors(states, path)
 
 
-def rng_from_file(generators: dict[str, torch.Generator], path: Path) -> None:
-    """Restore what :func:`rng_to_file` saved."""
-    states = load_file(str(path))
-    torch.set_rng_state(states.pop("torch"))
+def rng_from_states(generators: dict[str, torch.Generator], states: dict[str, Any]) -> None:
+    """Restore what :func:`rng_to_file` saved (read with ``fsutil.load_safetensors``)."""
+    torch.set_rng_state(states["torch"])
     for name, g in generators.items():
         g.set_state(states[name])
+
+
+def random_state(rng: random.Random) -> list[Any]:
+    """A ``random.Random``'s state as JSON data."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def to_random_state(data: list[Any]) -> tuple[Any, ...]:
+    """The inverse of :func:`random_state`."""
+    return (data[0], tuple(data[1]), data[2])
 
 
 def rank_files(rank: int) -> tuple[str, str]:
@@ -81,11 +95,11 @@ def checkpoint_name(step: int) -> str:
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints in ``folder``, oldest first."""
+    """Checkpoints in ``folder`` (complete or damaged: :func:`read_checkpoint` tells), oldest
+    first."""
     if not folder.is_dir():
         return []
-    done = [p for p in folder.glob(f"{PREFIX}*") if (p / STATE_FILE).is_file()]
-    return sorted(done, key=lambda p: p.name)
+    return sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name) and p.is_dir())
 
 
 def commit_checkpoint(staging: Path, folder: Path, step: int, keep: int) -> Path:
@@ -108,9 +122,76 @@ def staging_dir(folder: Path, step: int) -> Path:
     return staging
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file of a checkpoint being written (kept in its state.json)."""
+    return {p.name: fsutil.sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
 def read_state(checkpoint: Path) -> dict[str, Any]:
-    """The ``state.json`` of a checkpoint."""
+    """The ``state.json`` of a checkpoint (damage: DamagedFileError)."""
+    path = checkpoint / STATE_FILE
+    if not path.is_file():
+        raise fsutil.damaged(path, "missing")
+    state = fsutil.read_json(path)
+    if not isinstance(state, dict) or not {"step", "epoch", "position"} <= state.keys():
+        raise fsutil.damaged(path, "not a checkpoint state")
+    return state
+
+
+@dataclass
+class Checkpoint:
+    """Everything one process reads from a checkpoint, read and checked before any use."""
+
+    path: Path
+    state: dict[str, Any]
+    mapper: dict[str, torch.Tensor]
+    lora: dict[str, torch.Tensor] | None
+    optimizer: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+    captions: list[Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        return int(self.state["epoch"]), int(self.state["position"])
+
+
+def read_checkpoint(folder: Path, rank: int, lora: bool) -> Checkpoint:
+    """Read and verify (file hashes, where recorded) the checkpoint ``folder`` for ``rank``.
+
+    Raises DamagedFileError for a missing, truncated or altered file.
+    """
+    state = read_state(folder)
+    for name, digest in dict(state.get("files", {})).items():
+        path = folder / name
+        if not path.is_file() or fsutil.sha256_file(path) != digest:
+            raise fsutil.damaged(path, "missing or changed since it was written")
+    rng_file, rank_file = rank_files(rank)
     try:
-        return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CreatureKitError(f"The checkpoint {checkpoint} is unreadable: {err}.") from err
+        return Checkpoint(
+            path=folder,
+            state=state,
+            mapper=fsutil.load_safetensors(folder / MAPPER_FILE),
+            lora=fsutil.load_safetensors(folder / LORA_FILE) if lora else None,
+            optimizer=read_optimizer(folder),
+            rng=fsutil.load_safetensors(folder / rng_file),
+            captions=fsutil.read_json(folder / rank_file),
+        )
+    except FileNotFoundError as err:
+        raise fsutil.damaged(err.filename, "missing") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise fsutil.damaged(folder, f"unexpected content: {err}") from None
+
+
+def set_aside(checkpoint: Path) -> Path:
+    """Rename a damaged checkpoint to ``damaged-step-…`` (kept for inspection, not resumed)."""
+    target = checkpoint.with_name(DAMAGED_PREFIX + checkpoint.name)
+    n = 1
+    while target.exists():
+        n += 1
+        target = checkpoint.with_name(f"{DAMAGED_PREFIX}{checkpoint.name}-{n}")
+    os.replace(checkpoint, target)
+    return target

@@ -8,10 +8,28 @@ reproduced or resumed exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from creaturekit.errors import ConfigError
+
+MAX_SEED = 2**32 - 1
+
+#: Settings a resumed run may change (the others shape the model or the data stream).
+RESUMABLE = frozenset(
+    {
+        "steps",
+        "lr",
+        "precision",
+        "checkpoint_every",
+        "checkpoint_minutes",
+        "keep_checkpoints",
+        "sample_every",
+        "sample_steps",
+        "log_every",
+    }
+)
 
 
 @dataclass
@@ -40,7 +58,8 @@ class FitConfig:
     gradient_checkpointing: bool = False
     precision: str = "auto"  # auto, fp32, fp16, bf16
     seed: int = 42
-    checkpoint_every: int = 1000
+    checkpoint_every: int = 1000  # a checkpoint every N steps ...
+    checkpoint_minutes: float = 30.0  # ... and after M minutes without one (0: steps only)
     keep_checkpoints: int = 3
     sample_every: int = 1000  # 0: no samples during training
     sample_steps: int = 30
@@ -49,6 +68,9 @@ class FitConfig:
 
     def validate(self) -> FitConfig:
         """Check value ranges; return self."""
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"fit {name} must be a finite number, got {value}.")
         positive = (
             "resolution",
             "steps",
@@ -70,6 +92,12 @@ class FitConfig:
             raise ConfigError(f"fit lora_lr cannot be negative, got {self.lora_lr}.")
         if self.rank < 0 or self.attn_loss < 0 or self.snr_gamma < 0:
             raise ConfigError("fit rank, attn_loss and snr_gamma cannot be negative.")
+        if self.checkpoint_minutes < 0:
+            raise ConfigError(
+                f"fit checkpoint_minutes cannot be negative, got {self.checkpoint_minutes}."
+            )
+        if not 0 <= self.seed <= MAX_SEED:  # torch and numpy generators take 32-64 bit seeds
+            raise ConfigError(f"fit seed must be between 0 and {MAX_SEED}, got {self.seed}.")
         if self.lora_layers not in ("all", "cross", "self"):
             raise ConfigError('fit lora_layers must be "all", "cross" or "self".')
         if self.resolution % 8:

@@ -76,5 +76,8 @@ def attention_loss(part_maps: torch.Tensor, masks: torch.Tensor, eps: float = 1e
     valid = (labels >= 0) & (labels < parts)
     target.scatter_(1, labels.clamp(0, parts - 1)[:, None], valid[:, None].to(target.dtype))
     normalised = part_maps / part_maps.sum(1, keepdim=True).clamp(min=eps)
-    normalised = normalised.clamp(eps, 1 - eps) * (part_maps > 0)
-    return F.binary_cross_entropy(normalised.float(), target.float())
+    normalised = (normalised.clamp(eps, 1 - eps) * (part_maps > 0)).float()
+    # BCE refuses NaN input with an error; a diverged model must give a NaN loss instead,
+    # which the trainer's NaN stop handles.
+    loss = F.binary_cross_entropy(torch.nan_to_num(normalised, nan=eps), target.float())
+    return torch.where(normalised.isnan().any(), torch.full_like(loss, math.nan), loss)

@@ -15,11 +15,15 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from creaturekit import __version__, fsutil
-from creaturekit.errors import CreatureKitError
-from creaturekit.training.config import FitConfig, config_dict
+from creaturekit.errors import ConfigError, CreatureKitError
+from creaturekit.paths import check_name
+from creaturekit.training.config import RESUMABLE, FitConfig, config_dict, config_from_dict
+
+if TYPE_CHECKING:
+    from creaturekit.project import Project
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,21 +79,53 @@ class RunFolder:
         fsutil.write_text(self.path / LOG_FILE, "")
 
     def saved_config(self) -> dict[str, Any]:
-        with open(self.path / CONFIG_FILE, "rb") as fh:
-            return tomllib.load(fh)
-
-    def check_config(self, config: FitConfig) -> None:
-        """A resumed run must keep its hyper-parameters (``steps`` may grow). Settings a
-        run's config.toml lacks (added in a later version) count as their defaults."""
-        saved = config_dict(FitConfig()) | dict(self.saved_config()["fit"])
-        current = config_dict(config)
-        changed = sorted(k for k in current if k != "steps" and saved.get(k) != current[k])
-        if changed:
+        path = self.path / CONFIG_FILE
+        try:
+            with open(path, "rb") as fh:
+                saved = tomllib.load(fh)
+        except FileNotFoundError:
             raise CreatureKitError(
-                f"--resume must keep the run's settings; these differ: {', '.join(changed)}."
+                f"{path} is missing: {self.path} is not a fit run (or one that never started)."
+            ) from None
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise fsutil.damaged(path, err) from None
+        if not isinstance(saved.get("fit"), dict):
+            raise fsutil.damaged(path, "no [fit] table")
+        return saved
+
+    def saved_fit(self) -> dict[str, Any]:
+        """The run's ``[fit]`` settings; those its config.toml lacks (added in a later
+        version) count as their defaults."""
+        return config_dict(FitConfig()) | self.saved_config()["fit"]
+
+    def resume_config(self, flags: dict[str, Any]) -> FitConfig:
+        """The run's own saved settings, changed only by the ``flags`` that are set."""
+        saved = self.saved_fit()
+        try:
+            config_from_dict(saved)
+        except ConfigError as err:
+            raise ConfigError(f"{self.path / CONFIG_FILE}: {err}") from None
+        return config_from_dict(saved | {k: v for k, v in flags.items() if v is not None})
+
+    def check_config(self, config: FitConfig) -> list[str]:
+        """Accept ``config`` for resuming this run; return its changes ("steps: 40 -> 80").
+
+        A resumed run keeps the settings that shape its model and data (see
+        ``RESUMABLE`` for the others); changes are saved to config.toml.
+        """
+        saved = self.saved_fit()
+        current = config_dict(config)
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        fixed = [k for k in changed if k not in RESUMABLE]
+        if fixed:
+            raise CreatureKitError(
+                f"--resume must keep the run's settings; these differ: {', '.join(fixed)} "
+                f"(a resumed run may change only {', '.join(sorted(RESUMABLE))}). "
+                "Start a new run with --run NAME to train with other settings."
             )
-        if saved.get("steps") != current["steps"]:
+        if changed:
             fsutil.write_toml(self.path / CONFIG_FILE, {**self.saved_config(), "fit": current})
+        return [f"{k}: {saved.get(k)} -> {current[k]}" for k in changed]
 
     def log(self, row: dict[str, Any]) -> None:
         """Append one line to ``log.jsonl``."""
@@ -107,4 +143,21 @@ class RunFolder:
         )
 
     def vocab(self) -> dict[str, Any]:
-        return json.loads((self.path / VOCAB_FILE).read_text(encoding="utf-8"))
+        vocab: dict[str, Any] = fsutil.read_json(self.path / VOCAB_FILE)
+        return vocab
+
+
+def run_folder(project: Project, name: str) -> RunFolder:
+    """The run ``name`` of ``project`` (a plain folder name under ``runs/``, else refused)."""
+    return RunFolder(project.runs_dir / check_name(name, "Run name"))
+
+
+def list_runs(project: Project) -> list[RunFolder]:
+    """The project's runs, by name: folders of ``runs/`` with a config.toml (not ``.cache``)."""
+    if not project.runs_dir.is_dir():
+        return []
+    return [
+        RunFolder(p)
+        for p in sorted(project.runs_dir.iterdir())
+        if not p.name.startswith(".") and (p / CONFIG_FILE).is_file()
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 from creaturekit.config import FitSettings
 from creaturekit.project import Project
 from creaturekit.training.config import FitConfig, resolve_fit_config
+from creaturekit.training.run import CONFIG_FILE, run_folder
 from creaturekit.training.trainer import FitResult, Trainer
 
 
@@ -35,8 +36,16 @@ def fit(
     device: str = "auto",
     **flags: Any,
 ) -> FitResult:
-    """Train (or with ``resume`` continue) the run ``run`` of ``project`` under its lock."""
-    config = fit_config(project, preset, **flags)
+    """Train (or with ``resume`` continue) the run ``run`` of ``project`` under its lock.
+
+    A resumed run keeps its own saved settings; only ``flags`` that are set change them
+    (``preset`` and creaturekit.toml do not).
+    """
+    folder = run_folder(project, run)
+    if resume and (folder.path / CONFIG_FILE).is_file():
+        config = folder.resume_config(flags)
+    else:
+        config = fit_config(project, preset, **flags)
     # Under `accelerate launch` only the main process (RANK 0) holds the project lock.
     lock = project.lock("fit") if is_main_process() else contextlib.nullcontext()
     with lock:
@@ -53,6 +62,7 @@ def launch(num_processes: int, args: list[str]) -> int:
 
     Each process's ``Accelerator`` finds the distributed environment (one GPU each, or
     gloo on the CPU). Multi-node set-ups use ``accelerate launch -m creaturekit fit``.
+    The processes import nothing from the current folder (see :func:`worker_args`).
     """
     import uuid
 
@@ -69,7 +79,22 @@ def launch(num_processes: int, args: list[str]) -> int:
         max_restarts=0,
     )
     try:
-        elastic_launch(config, sys.executable)("-m", "creaturekit", *args)
+        elastic_launch(config, sys.executable)(*worker_args(), *args)
     except ChildFailedError:
         return 1  # the failing process printed its own message
     return 0
+
+
+#: Python 3.10 has no ``-P``: drop the current folder ('' on sys.path) before the import.
+_WITHOUT_CWD = (
+    "import runpy, sys; sys.path[:] = [p for p in sys.path if p]; "
+    "runpy.run_module('creaturekit', run_name='__main__', alter_sys=True)"
+)
+
+
+def worker_args(version: tuple[int, int] = sys.version_info[:2]) -> list[str]:
+    """Interpreter arguments that run ``creaturekit`` with an import path free of the
+    current folder: a received project folder's ``typer.py`` must never run as code."""
+    if version >= (3, 11):
+        return ["-P", "-m", "creaturekit"]
+    return ["-c", _WITHOUT_CWD]

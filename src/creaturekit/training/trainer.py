@@ -1,21 +1,26 @@
 """The fit trainer: a typed config, small steps, checkpoints that resume exactly.
 
 ``Trainer(project, config, run).fit()`` trains the token mapper and the UNet's LoRA on
-the project's discovery result and writes ``runs/<run>/``. Ctrl-C saves a checkpoint
-first; a NaN loss stops the run and keeps the last good checkpoint; ``resume=True``
-continues from the newest checkpoint and ends with the same weights as an
-uninterrupted run.
+the project's discovery result and writes ``runs/<run>/``. Checkpoints come every
+``checkpoint_every`` steps or ``checkpoint_minutes`` minutes. Ctrl-C or SIGTERM saves a
+checkpoint first; a NaN/inf loss (or weights) stops the run and keeps the last good
+checkpoint; ``resume=True`` continues from the newest intact checkpoint and ends with the
+same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
-import os
 import random
+import shlex
 import shutil
-import tempfile
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +28,10 @@ from typing import Any
 import torch
 
 from creaturekit import fsutil
-from creaturekit.errors import CreatureKitError, StageMissingError
+from creaturekit.errors import CreatureKitError, DamagedFileError, StageMissingError
 from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, tokenize
-from creaturekit.progress import make_progress, progress_enabled
-from creaturekit.project import Project
+from creaturekit.progress import make_progress, progress_enabled, stderr_console
+from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.captions import training_caption
@@ -43,7 +48,7 @@ from creaturekit.training.data import (
 )
 from creaturekit.training.mapper import MapperConfig, TokenMapper
 from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
-from creaturekit.training.run import RunFolder
+from creaturekit.training.run import run_folder
 from creaturekit.training.text import add_part_tokens, part_token
 
 
@@ -52,7 +57,7 @@ class FitError(CreatureKitError):
 
 
 class FitInterrupted(CreatureKitError):
-    """Ctrl-C during fit: a checkpoint was saved."""
+    """Ctrl-C or SIGTERM during fit: a checkpoint was saved."""
 
     exit_code = 130
 
@@ -81,7 +86,7 @@ class Trainer:
     ) -> None:
         self.project = project
         self.config = config.validate()
-        self.run = RunFolder(project.runs_dir / run)
+        self.run = run_folder(project, run)
         self.resume = resume
         self.device = device
 
@@ -142,7 +147,7 @@ class Trainer:
         store = install_attention_recorder(base.unet, cfg.attn_resolution)
         self.params = [*self.mapper.parameters(), *lora]
         groups: list[dict[str, Any]] = [{"params": self.params}]
-        if lora and cfg.lora_lr and cfg.lora_lr != cfg.lr:  # one group otherwise (older runs)
+        if lora and separate_lora_lr(cfg):  # one group otherwise (older runs)
             groups = [
                 {"params": list(self.mapper.parameters())},
                 {"params": lora, "lr": cfg.lora_lr},
@@ -250,11 +255,8 @@ class Trainer:
                     "and raise --grad-accum to keep the effective batch (or enable "
                     "--gradient-checkpointing)."
                 ) from err
-            if not math.isfinite(logs["loss"]):
-                raise FitError(
-                    "The loss became NaN/inf; training stopped. The last good checkpoint is "
-                    "kept; lower --lr or use fp32, then `creaturekit fit --resume`."
-                )
+            if not all(math.isfinite(v) for v in logs.values()):
+                raise self._diverged("loss")
             self.accelerator.backward(loss / cfg.grad_accum)
             for k, v in logs.items():
                 logs_sum[k] = logs_sum.get(k, 0.0) + v / cfg.grad_accum
@@ -278,15 +280,56 @@ class Trainer:
         self.noise_gen.set_state(snapshot[2])
         self.caption_rng.setstate(snapshot[3])
 
+    def _diverged(self, what: str) -> FitError:
+        lower = ("--lr", f"{self.config.lr / 10:g}", "--precision", "fp32")
+        if ckpt.list_checkpoints(self.run.checkpoints):
+            then = "The last good checkpoint is kept; continue from it"
+            command = self.resume_command(*lower)
+        else:
+            then, command = "No checkpoint was saved yet; start again", self.fit_command(*lower)
+        return FitError(
+            f"The {what} became NaN/inf; training stopped. {then} with a lower learning rate "
+            f"or in fp32: `{command}`."
+        )
+
+    def _check_weights(self) -> None:
+        """Refuse to save NaN/inf weights: a diverged step must not become a checkpoint."""
+        with torch.no_grad():
+            if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                raise self._diverged("weights")
+
+    def resume_command(self, *flags: str) -> str:
+        """The command line that continues this run (with ``flags`` added)."""
+        return self.fit_command("--resume", *flags)
+
+    def fit_command(self, *flags: str) -> str:
+        """The command line that fits this run (``-C`` unless the current folder is in
+        the project; ``--num-processes`` as now)."""
+        words = ["creaturekit", "fit"]
+        root = self.project.root.resolve()
+        try:
+            here = find_project_root()
+        except CreatureKitError:
+            here = None
+        if here != root:
+            words += ["-C", str(root)]
+        words += ["--run", self.run.path.name, *flags]
+        processes = self.accelerator.num_processes if hasattr(self, "accelerator") else 1
+        if processes > 1:
+            words += ["--num-processes", str(processes)]
+        return shlex.join(words)
+
     def _save_checkpoint(self, step: int, cursor: tuple[int, int]) -> Path:
         try:
-            return self._write_checkpoint(step, cursor)
+            path = self._write_checkpoint(step, cursor)
         except OSError as err:
             raise FitError(
-                f"Could not save the checkpoint of step {step} ({err.strerror or err}); the "
-                "previous checkpoints are intact. Free disk space, then `creaturekit fit "
-                "--resume`."
+                f"Could not save the checkpoint of step {step} in {self.run.checkpoints} "
+                f"({_os_problem(err)}); the previous checkpoints are intact. "
+                f"{_os_fix(err)}, then `{self.resume_command()}`."
             ) from err
+        self._saved_at = time.monotonic()
+        return path
 
     def _write_checkpoint(self, step: int, cursor: tuple[int, int]) -> Path:
         acc = self.accelerator
@@ -298,11 +341,15 @@ class Trainer:
         try:
             rng_file, rank_file = ckpt.rank_files(acc.process_index)
             ckpt.rng_to_file({"data": self.data_gen, "noise": self.noise_gen}, staging / rng_file)
-            fsutil.write_json(staging / rank_file, _random_state(self.caption_rng))
+            fsutil.write_json(staging / rank_file, ckpt.random_state(self.caption_rng))
             acc.wait_for_everyone()
             if acc.is_main_process:
-                self.mapper.save(staging / "mapper.safetensors")
-                self._save_lora(staging / "lora.safetensors")
+                mapper = {
+                    k: v.detach().cpu().contiguous() for k, v in self.mapper.state_dict().items()
+                }
+                fsutil.save_safetensors(mapper, staging / ckpt.MAPPER_FILE)
+                if self.config.rank > 0:
+                    fsutil.save_safetensors(self._lora_state(), staging / ckpt.LORA_FILE)
                 ckpt.optimizer_to_files(self.optimizer, staging)
                 state = {
                     "step": step,
@@ -310,6 +357,7 @@ class Trainer:
                     "position": cursor[1],
                     "processes": acc.num_processes,
                     "stamp": self.result.stamp,
+                    "files": ckpt.file_hashes(staging),
                 }
                 fsutil.write_json(staging / ckpt.STATE_FILE, state)
                 ckpt.commit_checkpoint(
@@ -321,48 +369,74 @@ class Trainer:
         acc.wait_for_everyone()
         return final
 
-    def _save_lora(self, path: Path) -> None:
+    def _lora_state(self) -> dict[str, torch.Tensor]:
         from peft.utils import get_peft_model_state_dict
-        from safetensors.torch import save_file
 
-        if self.config.rank > 0:
-            state = {
-                k: v.detach().cpu().contiguous()
-                for k, v in get_peft_model_state_dict(self.base.unet).items()
-            }
-            save_file(state, str(path))
+        return {
+            k: v.detach().cpu().contiguous()
+            for k, v in get_peft_model_state_dict(self.base.unet).items()
+        }
 
-    def _load_checkpoint(self, folder: Path) -> tuple[int, tuple[int, int]]:
+    def _read_resume_checkpoint(self) -> ckpt.Checkpoint:
+        """The newest intact checkpoint; damaged newer ones are set aside, with a warning."""
+        acc = self.accelerator
+        damaged: list[Path] = []
+        found = None
+        for folder in reversed(ckpt.list_checkpoints(self.run.checkpoints)):
+            try:
+                found = ckpt.read_checkpoint(folder, acc.process_index, self.config.rank > 0)
+                break
+            except DamagedFileError:
+                damaged.append(folder)
+        acc.wait_for_everyone()
+        if found is None:
+            raise FitError(
+                f"No intact checkpoint to resume in {self.run.checkpoints}: "
+                f"{', '.join(p.name for p in damaged)} damaged or incomplete. Start again "
+                f"under another run name (--run NAME)."
+            )
+        if acc.is_main_process:
+            for folder in damaged:
+                aside = ckpt.set_aside(folder)
+                _warn(
+                    f"checkpoint {folder.name} of run {self.run.path.name!r} is damaged or "
+                    f"incomplete; it was set aside as checkpoints/{aside.name}. Resuming "
+                    f"from {found.path.name} instead."
+                )
+        return found
+
+    def _load_checkpoint(self, found: ckpt.Checkpoint) -> tuple[int, tuple[int, int]]:
         from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
-        state = ckpt.read_state(folder)
+        state = found.state
         if state.get("stamp") != self.result.stamp:
             raise FitError(
                 "The checkpoint was trained on another discovery result; start a "
                 "new run (--run NAME) instead of --resume."
             )
-        self.mapper.load_state_dict(TokenMapper.load(folder / "mapper.safetensors").state_dict())
-        if self.config.rank > 0:
-            set_peft_model_state_dict(self.base.unet, load_file(str(folder / "lora.safetensors")))
-        ckpt.optimizer_from_files(self.optimizer, folder)
         if state.get("processes", 1) != self.accelerator.num_processes:
             raise FitError(
                 f"The checkpoint was written by {state.get('processes', 1)} processes; resume "
                 "with the same number of processes."
             )
-        rng_file, rank_file = ckpt.rank_files(self.accelerator.process_index)
-        ckpt.rng_from_file({"data": self.data_gen, "noise": self.noise_gen}, folder / rng_file)
-        self.caption_rng.setstate(
-            _to_random_state(json.loads((folder / rank_file).read_text(encoding="utf-8")))
-        )
-        return int(state["step"]), (int(state["epoch"]), int(state["position"]))
+        self.mapper.load_state_dict(found.mapper)
+        if found.lora is not None:
+            set_peft_model_state_dict(self.base.unet, found.lora)
+        self.optimizer.load_state_dict(found.optimizer)
+        groups = self.optimizer.param_groups  # a resumed run may change --lr
+        groups[0]["lr"] = self.config.lr
+        if len(groups) > 1:
+            groups[1]["lr"] = self.config.lora_lr
+        ckpt.rng_from_states({"data": self.data_gen, "noise": self.noise_gen}, found.rng)
+        self.caption_rng.setstate(ckpt.to_random_state(found.captions))
+        return found.step, found.cursor
 
     def _write_outputs(self, step: int) -> None:
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
-        from peft.utils import get_peft_model_state_dict
+        from safetensors import SafetensorError
 
+        self._check_weights()
         meta = {
             "base_model": self.base.ref.ref,
             "step": str(step),
@@ -370,18 +444,17 @@ class Trainer:
         }
         self.mapper.save(self.run.mapper, extra=meta)
         if self.config.rank > 0:
-            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.base.unet))
-            staging = Path(tempfile.mkdtemp(prefix=".lora-", dir=self.run.path))
-            try:
-                StableDiffusionPipeline.save_lora_weights(
-                    staging,
-                    unet_lora_layers=layers,
-                    safe_serialization=True,
-                    unet_lora_adapter_metadata=self.base.unet.peft_config["default"].to_dict(),
-                )
-                os.replace(staging / self.run.lora.name, self.run.lora)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            with fsutil.atomic_path(self.run.lora) as tmp:  # umask file mode, atomic
+                try:
+                    StableDiffusionPipeline.save_lora_weights(
+                        tmp.parent,
+                        unet_lora_layers=convert_state_dict_to_diffusers(self._lora_state()),
+                        weight_name=tmp.name,
+                        safe_serialization=True,
+                        unet_lora_adapter_metadata=self.base.unet.peft_config["default"].to_dict(),
+                    )
+                except SafetensorError as err:  # a full disk among them
+                    raise fsutil.write_error(err, self.run.lora) from err
 
     def run_vocab(self) -> dict[str, Any]:
         """The part vocabulary the run is trained on (``vocab.json``)."""
@@ -431,22 +504,53 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------
     def fit(self) -> FitResult:
         """Train to ``config.steps`` (continuing from the newest checkpoint with resume)."""
+        try:
+            with _terminate_as_interrupt():
+                return self._fit()
+        except OSError as err:
+            if err.errno not in _ENVIRONMENT:
+                raise
+            again = (
+                self.resume_command()
+                if ckpt.list_checkpoints(self.run.checkpoints)
+                else self.fit_command()
+            )
+            raise FitError(
+                f"Could not write {err.filename or self.run.path} ({_os_problem(err)}). "
+                f"{_os_fix(err)}, then `{again}`."
+            ) from err
+
+    def _fit(self) -> FitResult:
         started = time.monotonic()
+        if self.resume and not ckpt.list_checkpoints(self.run.checkpoints):
+            raise FitError(f"No checkpoint to resume in {self.run.path}.")
         self._setup()
         cfg = self.config
         main = self.accelerator.is_main_process  # only the main process writes the run
         step, cursor = 0, (0, 0)
         if self.resume:
-            latest = ckpt.list_checkpoints(self.run.checkpoints)
-            if not latest:
-                raise FitError(f"No checkpoint to resume in {self.run.path}.")
-            self.run.check_config(cfg)
-            step, cursor = self._load_checkpoint(latest[-1])
+            saved = self.run.resume_config({})
+            if cfg.rank and separate_lora_lr(cfg) != separate_lora_lr(saved):
+                raise FitError(
+                    f"--lr {cfg.lr:g} would merge or split the mapper's and the LoRA's "
+                    f"learning rates (lora_lr {cfg.lora_lr:g}), which a resumed run cannot; "
+                    "choose another --lr."
+                )
+            found = self._read_resume_checkpoint()
+            changes = self.run.check_config(cfg) if main else []
+            step, cursor = self._load_checkpoint(found)
             if main:
                 self.run.truncate_log(step)
+                if changes:
+                    _say(
+                        f"Resuming run {self.run.path.name!r} with changed settings: "
+                        + ", ".join(changes)
+                        + "."
+                    )
         elif main:
             self.run.start(cfg, self.run_vocab(), base_model=self.base.ref.ref)
         self.accelerator.wait_for_everyone()
+        self._saved_at = time.monotonic()
         last: dict[str, float] = {}
         snapshot: tuple[Any, ...] | None = None
         progress = make_progress() if progress_enabled() and main else None
@@ -458,7 +562,7 @@ class Trainer:
                 t0 = time.monotonic()
                 snapshot = self._rng_snapshot()
                 last, new_cursor = self._optimisation_step(cursor)
-                step, cursor = step + 1, new_cursor
+                step, cursor, snapshot = step + 1, new_cursor, None
                 if main and (step % cfg.log_every == 0 or step == cfg.steps):
                     self.run.log(
                         {
@@ -469,7 +573,8 @@ class Trainer:
                             "seconds": round(time.monotonic() - t0, 4),
                         }
                     )
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                if self._checkpoint_due(step):
+                    self._check_weights()
                     self._save_checkpoint(step, cursor)
                 if (
                     main
@@ -480,15 +585,18 @@ class Trainer:
                 if progress is not None:
                     progress.update(task, completed=step, status=f"loss {last['loss']:.4f}")
         except KeyboardInterrupt:
-            # Back to the state at the start of the unfinished step, so a resumed run
+            # Back to the state at the start of an unfinished step, so a resumed run
             # replays that step exactly as an uninterrupted run would.
             if snapshot is not None:
                 self._rng_restore(snapshot)
-            saved = self._save_checkpoint(step, cursor) if step > 0 else None
-            where = f"; checkpoint {saved.name} saved" if saved else ""
-            raise FitInterrupted(
-                f"Interrupted at step {step}{where}. Continue with `creaturekit fit --resume`."
-            ) from None
+            saved_to = self._save_checkpoint(step, cursor) if step > 0 else None
+            where = f"; checkpoint {saved_to.name} saved" if saved_to else ""
+            then = (
+                f"Continue with `{self.resume_command()}`."
+                if saved_to
+                else f"Start again with `{self.fit_command()}`."
+            )
+            raise FitInterrupted(f"Interrupted at step {step}{where}. {then}") from None
         finally:
             if progress is not None:
                 progress.stop()
@@ -502,6 +610,71 @@ class Trainer:
             seconds=time.monotonic() - started,
         )
 
+    def _checkpoint_due(self, step: int) -> bool:
+        """Every ``checkpoint_every`` steps, at the end, or ``checkpoint_minutes`` after the
+        last checkpoint (the main process's clock decides for all processes)."""
+        cfg = self.config
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            return True
+        late = bool(cfg.checkpoint_minutes) and (
+            time.monotonic() - self._saved_at >= 60 * cfg.checkpoint_minutes
+        )
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return late
+        flag = torch.tensor([int(late and acc.is_main_process)], device=acc.device)
+        return bool(acc.reduce(flag, reduction="sum").item())
+
+
+def separate_lora_lr(config: FitConfig) -> bool:
+    """Whether the LoRA has its own optimizer group (its own learning rate)."""
+    return bool(config.lora_lr) and config.lora_lr != config.lr
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM (what schedulers and containers send before a kill) acts
+    like Ctrl-C. Only in the main thread, where Python can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+#: OS refusals a user fixes (permissions, a full or read-only disk), not bugs.
+_ENVIRONMENT = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def _os_problem(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def _os_fix(err: OSError) -> str:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "Free disk space"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "Make the project folder writable (or copy the project to a writable place)"
+    return "Fix that"
+
+
+def _say(message: str) -> None:
+    """A note on stderr (not under ``quiet``)."""
+    if progress_enabled():
+        stderr_console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    """A warning on stderr, shown even under ``quiet``."""
+    stderr_console.print(f"Warning: {message}", highlight=False, markup=False, soft_wrap=True)
+
 
 def lora_targets(layers: str) -> tuple[str, ...]:
     """peft target-module names for "all", "cross" (attn2) or "self" (attn1) attention."""
@@ -509,12 +682,3 @@ def lora_targets(layers: str) -> tuple[str, ...]:
         return LORA_TARGETS
     prefix = "attn2" if layers == "cross" else "attn1"
     return tuple(f"{prefix}.{t}" for t in LORA_TARGETS)
-
-
-def _random_state(rng: random.Random) -> list[Any]:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _to_random_state(data: list[Any]) -> tuple[Any, ...]:
-    return (data[0], tuple(data[1]), data[2])
