@@ -329,3 +329,19 @@ def test_discover_names_damaged_backbone_weights(
         damage(weights)
     result = invoke("discover", "-C", str(project), *DISCOVER, "--model", str(weights))
     fails_naming(result, weights.name)
+
+
+@pytest.mark.parametrize("damage", [truncate, garbage])
+def test_demo_skips_a_mix_folder_with_a_damaged_sidecar(
+    project: Path, damage: Callable[[Path], None]
+) -> None:
+    from creaturekit.demo import RUN, _find_mixes
+    from creaturekit.project import open_project
+
+    combo = {"part0": 1}
+    good, bad = project / "mixes" / "20260101-000000", project / "mixes" / "20260102-000000"
+    for folder in (good, bad):
+        record = {"run": RUN, "codes": [{"part": "part0", "code": 1}]}
+        fsutil.write_json(folder / "mix-000.json", record)
+    damage(bad / "mix-000.json")
+    assert _find_mixes(open_project(project), [combo]) == good

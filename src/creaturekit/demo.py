@@ -14,7 +14,6 @@ it are skipped (:attr:`DemoResult.missing_model` says why) unless ``full`` is se
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +23,7 @@ from typing import Any
 
 from creaturekit import constants as C
 from creaturekit import fsutil, htmlpage
-from creaturekit.errors import CreatureKitError, ModelNotFoundError
+from creaturekit.errors import CreatureKitError, DamagedFileError, ModelNotFoundError
 from creaturekit.htmlpage import Html, join, markup, page, table_row
 from creaturekit.models import BUNDLED, resolve_model
 from creaturekit.project import Project, open_project
@@ -232,8 +231,12 @@ def _find_mixes(project: Project, combos: Sequence[dict[str, int]]) -> Path | No
     wanted = [(RUN, [{"part": p, "code": k} for p, k in c.items()]) for c in combos]
     folders = [p for p in project.mixes_dir.glob("*") if p.is_dir() and p.name[0] != "."]
     for folder in sorted(folders, reverse=True):
-        records = [json.loads(p.read_text("utf-8")) for p in sorted(folder.glob("mix-*.json"))]
-        if [(r["run"], r["codes"]) for r in records] == wanted:
+        try:
+            records = [fsutil.read_json(p) for p in sorted(folder.glob("mix-*.json"))]
+            found = [(r["run"], r["codes"]) for r in records]
+        except (DamagedFileError, KeyError, TypeError):
+            continue  # a damaged sidecar: not a folder to reuse
+        if found == wanted:
             return folder
     return None
 
