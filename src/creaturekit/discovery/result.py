@@ -184,10 +184,11 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
             codes=[],
             masks=np.zeros((0, 0, 0), np.uint8),
         )
-        for part in result.parts:
-            int(part["index"]), int(part["subconcepts"]), bool(part["is_background"])
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise fsutil.damaged(path, f"no valid {err}") from None
+    keys = {"index", "subconcepts", "is_background"}
+    if not all(isinstance(p, dict) and keys <= p.keys() for p in result.parts):
+        raise fsutil.damaged(path, "no valid part list")
     return result
 
 
