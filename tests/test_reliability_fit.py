@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,21 +96,47 @@ def test_worker_command_ignores_the_current_folder(
 
 
 def test_two_process_fit_never_imports_from_the_project(project: Path) -> None:
-    """`fit --num-processes 2` run inside a received project with a planted typer.py etc."""
+    """`fit --num-processes 2` inside a received project with a planted typer.py etc.; a
+    SIGTERM to the launcher (a scheduler's stop) checkpoints like Ctrl-C, and it resumes."""
     markers = _plant(project)
-    script = Path(sys.executable).parent / "creaturekit"  # the installed command
-    done = subprocess.run(
-        [str(script), "fit", "--run", "ddp", "--steps", "1", "--num-processes", "2", "-q"],
+    command = [
+        str(Path(sys.executable).parent / "creaturekit"),  # the installed command
+        *("fit", "--run", "ddp", "--num-processes", "2", "-q"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = project / "runs" / "ddp" / "log.jsonl"
+    first = subprocess.Popen(
+        [*command, "--steps", "10000"], cwd=project, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        while first.poll() is None and not (log.is_file() and log.read_text()):
+            time.sleep(0.2)
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert not list(markers.iterdir()), stderr[-3000:]
+    assert first.returncode == 130, stderr[-3000:]
+    assert "saved. Continue with" in stderr and "--run ddp --resume --num-processes 2" in stderr
+    saved = int(_only(project / "runs" / "ddp" / "checkpoints").name.split("-")[1])
+    again = subprocess.run(
+        [*command, "--steps", str(saved + 1), "--resume"],
         cwd=project,
+        env=env,
         capture_output=True,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
         timeout=600,
         check=False,
     )
-    assert not list(markers.iterdir()), done.stderr[-3000:]
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert not list(markers.iterdir()), again.stderr[-3000:]
+    assert again.returncode == 0, again.stderr[-3000:]
     assert (project / "runs" / "ddp" / "mapper.safetensors").is_file()
+    assert _log_steps(project / "runs" / "ddp") == list(range(1, saved + 2))
+
+
+def _only(folder: Path) -> Path:
+    (found,) = folder.iterdir()
+    return found
 
 
 # -- 2. run names -----------------------------------------------------------------------

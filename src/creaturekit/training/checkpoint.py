@@ -2,9 +2,11 @@
 
 A checkpoint is a folder ``checkpoints/step-000250/`` with the mapper, the LoRA
 weights, the optimizer state (tensors in safetensors, structure in JSON), the RNG
-states and the position in the data (``state.json``). It is written to a temporary
-folder and renamed into place, so a crash while saving leaves the previous checkpoints
-intact. Only the newest ``keep`` checkpoints are retained.
+states and the position in the data (``state.json``, which also records each file's
+SHA-256). It is written to a temporary folder and renamed into place, so a crash while
+saving leaves the previous checkpoints intact. Only the newest ``keep`` checkpoints are
+retained. :func:`read_checkpoint` reads and verifies everything before any of it is used;
+a damaged checkpoint is set aside (``damaged-step-…``), never resumed from.
 """
 
 from __future__ import annotations

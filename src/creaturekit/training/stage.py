@@ -66,6 +66,7 @@ def launch(num_processes: int, args: list[str]) -> int:
     """
     import uuid
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -82,6 +83,8 @@ def launch(num_processes: int, args: list[str]) -> int:
         elastic_launch(config, sys.executable)(*worker_args(), *args)
     except ChildFailedError:
         return 1  # the failing process printed its own message
+    except SignalException:
+        return 130  # SIGTERM (or SIGHUP): each process saved a checkpoint, as on Ctrl-C
     return 0
 
 
