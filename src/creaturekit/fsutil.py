@@ -167,13 +167,21 @@ def damaged(path: str | os.PathLike[str], reason: object) -> DamagedFileError:
     return DamagedFileError(f"{path} is damaged or incomplete ({reason}). {_rebuild_hint(path)}")
 
 
+#: What rebuilds a file in a stage's sub-folder (``runs/<name>/...``), by stage.
+_REBUILD = {
+    "runs": "Fit the run again under a new name (`creaturekit fit --run NEW_NAME`).",
+    "eval": "Re-create it with `creaturekit eval --run {name}`.",
+    "mixes": "Delete the folder mixes/{name} and mix again.",
+}
+
+
 def _rebuild_hint(path: str | os.PathLike[str]) -> str:
     parts = Path(path).parts
     if "checkpoints" in parts:
         return "Delete that checkpoint folder; `fit --resume` then continues from the one before."
-    if "runs" in parts and parts.index("runs") + 1 < len(parts) - 1:
-        run = parts[parts.index("runs") + 1]
-        return f"Re-create it with `creaturekit fit --run {run}` (a new run name keeps this one)."
+    for stage, hint in _REBUILD.items():
+        if stage in parts and parts.index(stage) + 1 < len(parts) - 1:
+            return hint.format(name=parts[parts.index(stage) + 1])
     if "discovery" in parts:
         return "Re-create it with `creaturekit discover`."
     if "images" in parts:
