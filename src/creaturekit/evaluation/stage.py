@@ -58,11 +58,13 @@ def evaluate(
     """
     from creaturekit.discovery.naming import part_names
     from creaturekit.discovery.stage import load_discoverer, load_result
+    from creaturekit.generation.requests import check_generation
 
     settings = project.config.eval
     n = combinations or settings.combinations
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
+    check_generation(seed=seed, n=per, steps=steps, guidance=guidance, size=size)
     guidance = project.config.mix.guidance if guidance is None else guidance
     negative = project.config.mix.negative if negative is None else negative
     started = time.monotonic()

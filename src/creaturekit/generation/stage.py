@@ -20,6 +20,7 @@ from creaturekit.generation.pipeline import build_pipeline, contact_sheet, gener
 from creaturekit.generation.requests import (
     PartRequest,
     Vocabulary,
+    check_generation,
     compose_prompt,
     parse_prompt,
 )
@@ -193,6 +194,7 @@ class Mixer:
     ) -> Mix:
         """Generate ``n`` images (seeds ``seed`` .. ``seed + n - 1``); nothing is written."""
         settings = self.project.config.mix
+        check_generation(seed=seed, n=n, steps=steps, guidance=guidance, size=size)
         text, requests = self.requests(parts, prompt)
         size = size or int(self.run.saved_config()["fit"]["resolution"])
         steps = steps or settings.steps
@@ -297,6 +299,7 @@ def mix(
     starts from all codes of a training image (given parts override them); ``fill``
     gives every part not requested a random code (seeded by ``seed``).
     """
+    check_generation(**{k: v for k, v in options.items() if k != "negative"})
     mixer = Mixer(project, run, scheduler)
     parts = dict(parts or {})
     if like is not None:
