@@ -28,8 +28,20 @@ def export(
     ] = "diffusers",
     run: Annotated[str | None, typer.Option(help="Run name (default: the latest).")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: runs/<run>/export-<format>).")
+        Path | None,
+        typer.Option(
+            help="Output folder: new, empty or a previous export (default: "
+            "runs/<run>/export-<format>)."
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write into a non-empty folder that is not an export, beside its files "
+            "(files with the export's names are replaced).",
+        ),
+    ] = False,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -37,7 +49,7 @@ def export(
     """Write the LoRA and one textual-inversion embedding per (part, code)."""
     from creaturekit.generation.export import export_run
 
-    folder = export_run(open_cli_project(project), fmt, run, out)
+    folder = export_run(open_cli_project(project), fmt, run, out, force=force)
     if json_output:
         print_json({"folder": str(folder), "format": fmt})
     elif not quiet:

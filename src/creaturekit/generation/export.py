@@ -12,25 +12,39 @@ textual-inversion embeddings, one token per pair:
   is the token).
 
 A README in the export names the tokens and gives an example prompt.
+
+An export folder is marked by ``.creaturekit-export.json`` (run, format, version, the
+files it holds). Only a new or empty folder, a previous export or the run's own
+``export-<format>`` folder is written without ``force``, never a project's own folders;
+only the export's files are written or removed, each atomically, and the marker lists
+every export file present at any moment (``"complete": true`` once all are written).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from creaturekit import fsutil
+from creaturekit import __version__, fsutil
+from creaturekit import constants as C
 from creaturekit.errors import CreatureKitError
 from creaturekit.generation.requests import Vocabulary
 from creaturekit.generation.stage import latest_run
 from creaturekit.project import Project
 from creaturekit.training.mapper import TokenMapper
-from creaturekit.training.run import RunFolder
+from creaturekit.training.run import RunFolder, run_folder
 
 FORMATS = ("diffusers", "a1111")
+MARKER = ".creaturekit-export.json"
+#: Every file an export may hold (a marker naming anything else is ignored).
+_EXPORT_FILE = re.compile(
+    r"README\.md|[\w.-]*lora[\w.-]*\.safetensors|embeddings/\w[\w.-]*\.safetensors"
+)
 
 
 def vocabulary_vectors(mapper: TokenMapper, vocab: Vocabulary) -> dict[str, torch.Tensor]:
@@ -60,39 +74,126 @@ def diffusers_to_kohya(state: dict[str, torch.Tensor], alpha: float) -> dict[str
 
 
 def export_run(
-    project: Project, fmt: str = "diffusers", run: str | None = None, out: str | Path | None = None
+    project: Project,
+    fmt: str = "diffusers",
+    run: str | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
-    """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder)."""
+    """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder).
+
+    ``force`` writes into a non-empty folder that is not an export, beside its files
+    (files with the export's names are replaced).
+    """
     if fmt not in FORMATS:
         raise CreatureKitError(f"Unknown export format {fmt!r}; choose {' or '.join(FORMATS)}.")
-    folder = latest_run(project) if run is None else RunFolder(project.runs_dir / run)
+    folder = latest_run(project) if run is None else run_folder(project, run)
     if not folder.mapper.is_file():
         raise CreatureKitError(f"The run {folder.path.name!r} has no finished outputs to export.")
+    default = folder.path / f"export-{fmt}"
+    target = default if out is None else Path(out).expanduser()
+    check_target(project, folder, target)
+    previous = _previous_files(target, force or target.resolve() == default.resolve())
+    files = _export_files(project, folder, fmt)
+    marker = {"creaturekit_version": __version__, "run": folder.path.name, "format": fmt}
+    fsutil.write_json(
+        target / MARKER, {**marker, "complete": False, "files": sorted(previous | set(files))}
+    )
+    for name, write in files.items():
+        write(target / name)
+    for name in sorted(previous - set(files)):
+        (target / name).unlink(missing_ok=True)
+    fsutil.write_json(target / MARKER, {**marker, "complete": True, "files": sorted(files)})
+    return target
+
+
+def check_target(project: Project, run: RunFolder, target: Path) -> None:
+    """Refuse an export folder that is a project or inside one's own folders.
+
+    Allowed inside a project: folders beside its stage folders, and the run's own
+    ``runs/<run>/export...`` folders.
+    """
+    if target.exists() and not target.is_dir():
+        raise CreatureKitError(f"{target} is a file; give --out a folder for the export.")
+    resolved = target.resolve()
+    for root in (resolved, *resolved.parents):
+        if not (root / C.CONFIG_NAME).is_file():
+            continue
+        where = resolved.relative_to(root).parts
+        if not where:
+            problem = f"the project folder {root}"
+        elif where[0] in (C.IMAGES_DIR, *C.STAGE_DIRS) and not (
+            root == project.root.resolve() and _in_run_export(where, run)
+        ):
+            problem = f"inside {where[0]}/ of the project {root}"
+        else:
+            continue
+        raise CreatureKitError(
+            f"--out {target} is {problem}, which creaturekit manages; export to a new folder "
+            f"outside it, or leave out --out (runs/{run.path.name}/export-FORMAT)."
+        )
+
+
+def _in_run_export(where: tuple[str, ...], run: RunFolder) -> bool:
+    """Whether ``where`` (a path in the project) is in the run's own ``export...`` folder."""
+    return len(where) > 2 and where[:2] == (C.RUNS_DIR, run.path.name) and where[2][:6] == "export"
+
+
+def _previous_files(target: Path, force: bool) -> set[str]:
+    """The files of a previous export in ``target``; refuse a foreign folder unless ``force``."""
+    if not target.is_dir():
+        return set()
+    try:
+        marker = fsutil.read_json(target / MARKER)
+        return {f for f in marker["files"] if _EXPORT_FILE.fullmatch(f)}
+    except (OSError, CreatureKitError, KeyError, TypeError):
+        pass  # no marker (or not one an export wrote): not a previous export
+    found = sorted(p.name for p in target.iterdir())
+    if found and not force:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise CreatureKitError(
+            f"{target} holds files that are not a creaturekit export ({shown}); export to a "
+            "new or empty folder, or add --force to write the export beside them (files "
+            "with the export's names are replaced, nothing else is touched)."
+        )
+    return set()
+
+
+def _export_files(
+    project: Project, folder: RunFolder, fmt: str
+) -> dict[str, Callable[[Path], None]]:
+    """Each file of the export (path relative to the export folder) and what writes it."""
     vocab = Vocabulary(folder.vocab(), project.config)
     vectors = vocabulary_vectors(TokenMapper.load(folder.mapper), vocab)
-    target = Path(out) if out is not None else folder.path / f"export-{fmt}"
-    staging = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "embeddings").mkdir(parents=True)
+    files: dict[str, Callable[[Path], None]] = {}
     for name, vector in vectors.items():
         payload = {f"<{name}>": vector} if fmt == "diffusers" else {"emb_params": vector[None]}
-        save_file(payload, str(staging / "embeddings" / f"{name}.safetensors"))
+        files[f"embeddings/{name}.safetensors"] = _tensors(payload)
     lora_name = None
     if folder.lora.is_file():
         if fmt == "diffusers":
             lora_name = folder.lora.name
-            shutil.copyfile(folder.lora, staging / lora_name)
+            files[lora_name] = _copy(folder.lora)
         else:
             lora_name = f"{folder.path.name}_lora.safetensors"
             alpha = float(folder.saved_config()["fit"]["lora_alpha"])
-            save_file(
-                diffusers_to_kohya(load_file(str(folder.lora)), alpha), str(staging / lora_name)
-            )
-    fsutil.write_text(staging / "README.md", _readme(fmt, vocab, folder, lora_name, vectors))
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    return target
+            kohya = diffusers_to_kohya(fsutil.load_safetensors(folder.lora), alpha)
+            files[lora_name] = _tensors(kohya)
+    readme = _readme(fmt, vocab, folder, lora_name, vectors)
+    files["README.md"] = lambda path: fsutil.write_text(path, readme)
+    return files
+
+
+def _tensors(tensors: dict[str, Any]) -> Callable[[Path], None]:
+    return lambda path: fsutil.save_safetensors(tensors, path)
+
+
+def _copy(source: Path) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        with fsutil.atomic_path(path) as tmp:
+            shutil.copyfile(source, tmp)
+
+    return write
 
 
 def _readme(

@@ -1,0 +1,164 @@
+"""``export --out`` never deletes or replaces what it did not write (issue 22)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from creaturekit import fsutil
+from creaturekit.cli import app
+from creaturekit.generation.export import MARKER, export_run
+from creaturekit.project import open_project
+
+TINY = {
+    "resolution": 16,
+    "steps": 2,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "attn_resolution": 8,
+    "checkpoint_every": 2,
+    "sample_every": 0,
+    "projector_depth": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def fitted_once(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from creaturekit.progress import quiet
+    from creaturekit.training.stage import fit
+
+    root = tmp_path_factory.mktemp("export") / "proj"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    with quiet():
+        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY)
+    return root
+
+
+@pytest.fixture
+def fitted(fitted_once: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    shutil.copytree(fitted_once, root)
+    return root
+
+
+def export(runner: CliRunner, project: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["export", "-C", str(project), *args])
+    return result.exit_code, result.stderr
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def marker(folder: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((folder / MARKER).read_text())
+    return data
+
+
+def test_a_folder_of_the_user_is_refused_and_force_keeps_its_files(
+    fitted: Path, tmp_path: Path, runner: CliRunner
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    (out / "embeddings").mkdir()
+    (out / "embeddings" / "mine.safetensors").write_bytes(b"my embedding")
+    code, err = export(runner, fitted, "--out", str(out))
+    assert code == 1 and "not a creaturekit export (embeddings, notes.txt)" in err
+    assert "--force" in err and "This is a bug" not in err
+    assert sorted(listing(out)) == ["embeddings/mine.safetensors", "notes.txt"]
+
+    code, err = export(runner, fitted, "--out", str(out), "--force")
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "embeddings" / "mine.safetensors").read_bytes() == b"my embedding"
+    assert (out / "pytorch_lora_weights.safetensors").is_file()
+    saved = marker(out)
+    assert saved["complete"] is True and saved["run"] == "r1" and saved["format"] == "diffusers"
+    files = saved["files"]
+    assert isinstance(files, list) and "notes.txt" not in files
+    assert set(files) == set(listing(out)) - {MARKER, "notes.txt", "embeddings/mine.safetensors"}
+
+
+def test_project_and_its_stage_folders_are_refused(
+    fitted: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = listing(fitted)
+    monkeypatch.chdir(fitted)
+    for out in (".", "images", "images/new", "discovery", "runs", "runs/r1", "runs/r1/samples"):
+        for force in ([], ["--force"]):
+            code, err = export(runner, fitted, "--out", out, *force)
+            assert code == 1, (out, err)
+            assert "which creaturekit manages" in err and "leave out --out" in err
+    code, err = export(runner, fitted, "--out", "creaturekit.toml", "--force")
+    assert code == 1 and "is a file" in err
+    assert listing(fitted) == before
+    assert not (fitted / "images" / "new").exists()
+    # Another project's folders are refused alike.
+    other = fitted.parent / "other"
+    shutil.copytree(fitted / "images", other / "images")
+    shutil.copy(fitted / "creaturekit.toml", other)
+    code, err = export(runner, fitted, "--out", str(other / "images"), "--force")
+    assert code == 1 and f"inside images/ of the project {other.resolve()}" in err
+
+
+def test_reexport_replaces_only_its_own_files(
+    fitted: Path, tmp_path: Path, runner: CliRunner
+) -> None:
+    out = tmp_path / "for-webui"
+    assert export(runner, fitted, "--out", str(out))[0] == 0
+    first = marker(out)["files"]
+    (out / "notes.txt").write_text("added by the user")
+    code, err = export(runner, fitted, "--out", str(out), "--format", "a1111")
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "added by the user"
+    assert not (out / "pytorch_lora_weights.safetensors").exists()  # the previous export's
+    assert (out / "r1_lora.safetensors").is_file()
+    files = marker(out)["files"]
+    assert files != first and set(listing(out)) == {*files, MARKER, "notes.txt"}  # type: ignore[misc]
+
+
+def test_default_location_and_an_interrupted_export(
+    fitted: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = fitted / "runs" / "r1" / "export-diffusers"
+    assert export(runner, fitted)[0] == 0
+    (default / MARKER).unlink()  # an export made before markers existed
+    code, err = export(runner, fitted, "--run", "r1")
+    assert code == 0, err
+    assert marker(default)["complete"] is True
+
+    save = fsutil.save_safetensors
+    written: list[Path] = []
+
+    def fail_third(tensors: dict[str, object], path: Path, metadata: object = None) -> None:
+        if len(written) == 2:
+            raise OSError("No space left on device")
+        written.append(path)
+        save(tensors, path)
+
+    out = fitted.parent / "export"
+    with monkeypatch.context() as patch:
+        patch.setattr(fsutil, "save_safetensors", fail_third)
+        with pytest.raises(OSError, match="No space"):
+            export_run(open_project(fitted), out=out)
+    saved = marker(out)
+    assert saved["complete"] is False  # the marker never claims a half export
+    assert set(listing(out)) - {MARKER} <= set(saved["files"])  # type: ignore[arg-type]
+    code, err = export(runner, fitted, "--out", str(out))  # finishes without --force
+    assert code == 0, err
+    assert marker(out)["complete"] is True
+
+
+def test_run_name_must_be_a_plain_name(fitted: Path, runner: CliRunner) -> None:
+    outside = fitted.parent / "elsewhere"
+    shutil.copytree(fitted / "runs" / "r1", outside)
+    code, err = export(runner, fitted, "--run", "../../elsewhere", "--out", str(fitted / "x"))
+    assert code == 1 and "Run name '../../elsewhere' is not allowed" in err
+    assert not (fitted / "x").exists()
