@@ -51,8 +51,11 @@ def project(discovered: Path, tiny_sd: Path, tmp_path: Path) -> Path:
     return root
 
 
-def _fit(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(app, ["fit", "-C", str(root), "-q", *args])
+def _fit(root: Path, *args: str, say: bool = False) -> Result:
+    """``creaturekit fit -C root --model TINY ARGS`` (the model as the user's own flag)."""
+    model = open_project(root).config.fit.overrides["model"]
+    quiet = [] if say else ["-q"]
+    return CliRunner().invoke(app, ["fit", "-C", str(root), "--model", model, *quiet, *args])
 
 
 def _log_steps(run: Path) -> list[int]:
@@ -102,6 +105,7 @@ def test_two_process_fit_never_imports_from_the_project(project: Path) -> None:
     command = [
         str(Path(sys.executable).parent / "creaturekit"),  # the installed command
         *("fit", "--run", "ddp", "--num-processes", "2", "-q"),
+        *("--model", open_project(project).config.fit.overrides["model"]),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = project / "runs" / "ddp" / "log.jsonl"
@@ -198,8 +202,7 @@ def test_resume_keeps_the_runs_own_settings(project: Path) -> None:
     saved = (run / "config.toml").read_text()
     assert "steps = 2\n" in saved and "lr = 0.002\n" in saved and "rank = 4\n" in saved
     # a flag given on the command line changes the run, and the change is said
-    more = CliRunner().invoke(app, ["fit", "-C", str(project), "--run", "own", "--resume",
-                                    "--steps", "3"])  # fmt: skip
+    more = _fit(project, "--run", "own", "--resume", "--steps", "3", say=True)
     assert more.exit_code == 0, more.output
     assert "steps: 2 -> 3" in more.stderr and _log_steps(run) == [1, 2, 3]
     assert "steps = 3\n" in (run / "config.toml").read_text()
@@ -215,8 +218,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(project: Path) -> 
     checkpoints = run / "checkpoints"
     lora = checkpoints / "step-000002" / "lora.safetensors"
     lora.write_bytes(lora.read_bytes()[:-100])  # truncated
-    resumed = CliRunner().invoke(app, ["fit", "-C", str(project), "--run", "dmg", "--resume",
-                                       "--steps", "3"])  # fmt: skip
+    resumed = _fit(project, "--run", "dmg", "--resume", "--steps", "3", say=True)
     assert resumed.exit_code == 0, resumed.output
     warning = " ".join(resumed.stderr.split())
     assert "step-000002" in warning and "damaged" in warning and "step-000001 instead" in warning

@@ -281,16 +281,18 @@ class Trainer:
         self.caption_rng.setstate(snapshot[3])
 
     def _diverged(self, what: str) -> FitError:
-        lower = ("--lr", f"{self.config.lr / 10:g}", "--precision", "fp32")
+        lower = ("--lr", f"{min(self.config.lr / 10, FitConfig().lr):g}", "--precision", "fp32")
         if ckpt.list_checkpoints(self.run.checkpoints):
-            then = "The last good checkpoint is kept; continue from it"
-            command = self.resume_command(*lower)
+            then = (
+                "The last good checkpoint is kept; continue from it with a lower learning "
+                f"rate or in fp32: `{self.resume_command(*lower)}`."
+            )
         else:
-            then, command = "No checkpoint was saved yet; start again", self.fit_command(*lower)
-        return FitError(
-            f"The {what} became NaN/inf; training stopped. {then} with a lower learning rate "
-            f"or in fp32: `{command}`."
-        )
+            then = (
+                "No checkpoint was saved yet; run the fit again with a lower learning rate "
+                f"or in fp32 ({' '.join(lower)})."
+            )
+        return FitError(f"The {what} became NaN/inf; training stopped. {then}")
 
     def _check_weights(self) -> None:
         """Refuse to save NaN/inf weights: a diverged step must not become a checkpoint."""
