@@ -8,6 +8,7 @@ import os
 # 2-core machine make each matmul orders of magnitude slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,21 @@ from typer.testing import CliRunner
 from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
 
-@pytest.fixture(scope="session")
-def user_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's user config folder: a path trusted in one test stays trusted in the
-    next, as on a user's machine."""
-    return tmp_path_factory.mktemp("config")
+@pytest.fixture(scope="session", autouse=True)
+def _user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A private user config folder for the session, set before any fixture runs: a path
+    trusted in one test (or module fixture) stays trusted in the next, as on a user's
+    machine, and the real ~/.config is never written."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+        yield
 
 
 @pytest.fixture(autouse=True)
-def _offline(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, user_config: Path
-) -> None:
-    """No network, a private (empty) Hugging Face cache and a private user config folder."""
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No network, and a private (empty) Hugging Face cache for every test."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home")))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(user_config))
     monkeypatch.delenv("CREATUREKIT_DEBUG", raising=False)
 
 

@@ -29,6 +29,10 @@ def evaluate(
         typer.Option(help="Show these evaluated runs side by side (give it twice or more)."),
     ] = None,
     run: Annotated[str | None, typer.Option(help="Run name (default: the latest).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Base model to load the run on (default: the one it was fitted on)."),
+    ] = None,
     combinations: Annotated[
         int | None, typer.Option(help="Combinations per group (seen, novel).", min=1)
     ] = None,
@@ -89,6 +93,7 @@ def evaluate(
         image_model=image_model,
         fid_model=fid_model,
         clip_model=clip_model,
+        model=model,
     )
     if json_output:
         print_json(

@@ -90,6 +90,10 @@ def mix(
         str | None, typer.Option(help="random: parts not given get a random code (seeded).")
     ] = None,
     run: Annotated[str | None, typer.Option(help="Run name (default: the latest).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Base model to load the run on (default: the one it was fitted on)."),
+    ] = None,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -118,6 +122,7 @@ def mix(
         parts,
         prompt,
         run=run,
+        model=model,
         scheduler=scheduler,
         like=like,
         fill=fill == "random",

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image
 
 from creaturekit import __version__, fsutil
+from creaturekit import constants as C
 from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination, code_rows, evaluation_draw
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
@@ -42,6 +43,7 @@ def evaluate(
     image_model: str | None = None,
     fid_model: str | None = None,
     clip_model: str | None = None,
+    model: str | None = None,
     mixer: Mixer | None = None,
     serve: Callable[[Combination], dict[str, list[int]]] | None = None,
 ) -> dict[str, Any]:
@@ -52,9 +54,10 @@ def evaluate(
     The image metrics' backbones (:mod:`creaturekit.evaluation.image_metrics`) are loaded
     and the training images embedded before any image is generated.
 
-    ``mixer`` and ``serve`` evaluate a baseline fitted on another vocabulary over the same
-    images (:mod:`creaturekit.evaluation.baseline`): ``serve`` turns each requested
-    combination (this project's part -> code) into the mixer's request.
+    ``model`` loads the run on another base model than the one it records (the user's
+    own hub id or path). ``mixer`` and ``serve`` evaluate a baseline fitted on another
+    vocabulary over the same images (:mod:`creaturekit.evaluation.baseline`): ``serve``
+    turns each requested combination (this project's part -> code) into the mixer's request.
     """
     from creaturekit.discovery.naming import part_names
     from creaturekit.discovery.stage import load_discoverer, load_result
@@ -73,12 +76,12 @@ def evaluate(
     if settings.image_metrics if image_metrics is None else image_metrics:
         scorer = ImageScorer(
             project,
-            image_model=image_model or settings.image_model,
-            fid_model=fid_model or settings.fid_model,
-            clip_model=settings.clip_model if clip_model is None else clip_model,
+            image_model=_backbone(project, image_model or None, "image_model"),
+            fid_model=_backbone(project, fid_model or None, "fid_model"),
+            clip_model=_backbone(project, clip_model, "clip_model"),
         )
         scorer.prepare(result)
-    mixer = mixer or Mixer(project, run)
+    mixer = mixer or Mixer(project, run, model=model)
     discoverer = load_discoverer(project.discovery_dir)
     groups = evaluation_draw(code_rows(result), n, seed)
     names = part_names(project, result)
@@ -149,6 +152,22 @@ def evaluate(
     with project.lock("eval"):
         write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
     return metrics
+
+
+def _backbone(project: Project, given: str | None, setting: str) -> str:
+    """An eval backbone: the user's (``given``), else the ``[eval]`` setting, confined to the
+    project like every path a project file names."""
+    from creaturekit.evaluation.backbones import DISCOVERY, INCEPTION
+    from creaturekit.models import project_model, trust_model_path
+
+    if given is not None:
+        trust_model_path(given)
+        return given
+    value = getattr(project.config.eval, setting)
+    if value in (DISCOVERY, INCEPTION):
+        return str(value)
+    where = f"eval.{setting} in {C.CONFIG_NAME}"
+    return project_model(value, project.root, where, "--" + setting.replace("_", "-"))
 
 
 def load_metrics(project: Project, run: str) -> dict[str, Any]:

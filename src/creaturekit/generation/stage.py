@@ -25,7 +25,7 @@ from creaturekit.generation.requests import (
     parse_prompt,
 )
 from creaturekit.project import Project
-from creaturekit.training.run import RunFolder, list_runs, run_folder
+from creaturekit.training.run import CONFIG_FILE, RunFolder, list_runs, run_folder
 
 
 @dataclass
@@ -62,8 +62,11 @@ class Mixer:
         run: str | None = None,
         scheduler: str = "ddim",
         device: str = "auto",
+        model: str | None = None,
     ) -> None:
-        from creaturekit.models import select_device
+        """Load ``run`` (default: the latest) on its base model, or on ``model`` if given
+        (the user's own hub id or path, e.g. where the run's base model lives here)."""
+        from creaturekit.models import project_model, select_device, trust_model_path
         from creaturekit.training.components import load_base_model
         from creaturekit.training.mapper import TokenMapper
         from creaturekit.training.text import add_part_tokens
@@ -78,7 +81,12 @@ class Mixer:
         vocab = self._vocab()
         self._check_discovery(vocab)
         self.vocabulary = Vocabulary(vocab, project.config)
-        base = load_base_model(self.run.saved_config()["base_model"], project.root)
+        if model is None:
+            model = str(self.run.saved_config()["base_model"])
+            project_model(model, project.root, f"base_model in {self.run.path / CONFIG_FILE}")
+        else:
+            trust_model_path(model)
+        base = load_base_model(model, project.root)
         ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab["parts"]))
         if ids != [p["token_id"] for p in vocab["parts"]]:
             raise CreatureKitError("The base model's tokenizer differs from the run's.")
@@ -290,6 +298,7 @@ def mix(
     like: int | None = None,
     fill: bool = False,
     write: bool = True,
+    model: str | None = None,
     **options: Any,
 ) -> Mix:
     """Compose creatures with a fitted run; write them to ``mixes/`` unless ``write`` is off.
@@ -297,10 +306,11 @@ def mix(
     ``parts`` maps part names to occurrences, each a list of alternative codes (see
     :func:`sweep`); every combination gets ``n`` images with the same seeds. ``like``
     starts from all codes of a training image (given parts override them); ``fill``
-    gives every part not requested a random code (seeded by ``seed``).
+    gives every part not requested a random code (seeded by ``seed``). ``model`` loads
+    the run on another base model than the one it records (see :class:`Mixer`).
     """
     check_generation(**{k: v for k, v in options.items() if k != "negative"})
-    mixer = Mixer(project, run, scheduler)
+    mixer = Mixer(project, run, scheduler, model=model)
     parts = dict(parts or {})
     if like is not None:
         parts = {**{name: [[code]] for name, code in mixer.image_codes(like).items()}, **parts}

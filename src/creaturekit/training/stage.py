@@ -7,7 +7,9 @@ import os
 import sys
 from typing import Any
 
+from creaturekit import constants as C
 from creaturekit.config import FitSettings
+from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import Project
 from creaturekit.training.config import FitConfig, resolve_fit_config
 from creaturekit.training.run import CONFIG_FILE, run_folder
@@ -44,8 +46,14 @@ def fit(
     folder = run_folder(project, run)
     if resume and (folder.path / CONFIG_FILE).is_file():
         config = folder.resume_config(flags)
+        source = f"model in {folder.path / CONFIG_FILE}"
     else:
         config = fit_config(project, preset, **flags)
+        source = f"fit.model in {C.CONFIG_NAME}"
+    if flags.get("model") is not None:
+        trust_model_path(flags["model"])  # the user's own choice
+    else:
+        project_model(config.model, project.root, source)  # named by a project file
     # Under `accelerate launch` only the main process (RANK 0) holds the project lock.
     lock = project.lock("fit") if is_main_process() else contextlib.nullcontext()
     with lock:
