@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
@@ -74,7 +73,7 @@ def _save_checkpoint(
     try:
         for name, module in stage.modules.items():
             state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-            save_file(state, str(staging / f"{name}.safetensors"))
+            fsutil.save_safetensors(state, staging / f"{name}.safetensors")
         ckpt.optimizer_to_files(optimizer, staging)
         state_json = {"step": step, "seconds": seconds, "config": asdict(stage.config)}
         fsutil.write_json(staging / ckpt.STATE_FILE, state_json)
@@ -87,15 +86,15 @@ def _save_checkpoint(
 def _load_checkpoint(
     stage: Stage, optimizer: torch.optim.Optimizer, folder: Path
 ) -> tuple[int, float]:
-    state = ckpt.read_state(folder)
+    state = fsutil.read_json(folder / ckpt.STATE_FILE)
     if state["config"] != json.loads(json.dumps(asdict(stage.config))):
         raise TrainBaseError(
             f"The checkpoint {folder} was made with other settings; resume with the same "
             "options (--set) or start afresh in another --work folder."
         )
     for name, module in stage.modules.items():
-        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
-    ckpt.optimizer_from_files(optimizer, folder)
+        module.load_state_dict(fsutil.load_safetensors(folder / f"{name}.safetensors"))
+    optimizer.load_state_dict(ckpt.read_optimizer(folder))
     return int(state["step"]), float(state["seconds"])
 
 
