@@ -292,3 +292,11 @@ def test_a_folder_that_is_not_a_model_is_a_clear_error(
     project = _copy(discovered, tmp_path)
     args = ["discover", "-C", str(project), "--backend", "dino-kmeans", "--model", str(tmp_path)]
     _fails_clearly(runner.invoke(app, args), "Could not load the feature backbone", str(tmp_path))
+
+
+def test_fit_workers_get_the_command_line_without_the_top_level_directory() -> None:
+    from creaturekit.cli.fit import worker_command_line
+
+    argv = ["-C", "p", "--debug", "fit", "--run", "x", "--num-processes", "2", "-C", "q"]
+    assert worker_command_line(argv) == ["--debug", "fit", "--run", "x", "-C", "q"]
+    assert worker_command_line(["-Cp", "fit", "--num-processes=3"]) == ["fit"]

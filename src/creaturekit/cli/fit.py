@@ -93,7 +93,7 @@ def fit(
 
     check_name(run, "Run name")
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(launch(num_processes, _without_num_processes(sys.argv[1:])))
+        raise typer.Exit(launch(num_processes, worker_command_line(sys.argv[1:])))
 
     flags = {
         "model": model,
@@ -130,14 +130,21 @@ def fit(
         )
 
 
-def _without_num_processes(args: list[str]) -> list[str]:
-    """The command line minus ``--num-processes N`` (the launched processes are the N)."""
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--num-processes":
-            skip = True
+def worker_command_line(args: list[str]) -> list[str]:
+    """The workers' command line: ``args`` minus ``--num-processes N`` (the workers are the
+    N) and minus a top-level ``-C DIR`` (``creaturekit -C DIR fit``: they start in DIR)."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:  # top-level options, up to the sub-command
+        if arg == "-C":
+            next(it, None)
+        elif not arg.startswith("-C"):
+            out.append(arg)
+            if not arg.startswith("-"):
+                break
+    for arg in it:
+        if arg == "--num-processes":
+            next(it, None)
         elif not arg.startswith("--num-processes="):
             out.append(arg)
     return out
