@@ -20,6 +20,7 @@ from creaturekit.evaluation.metrics import recoding_scores
 from creaturekit.evaluation.toy import oracle_scores, toy_reference
 from creaturekit.generation.stage import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
+from creaturekit.paths import check_name
 from creaturekit.progress import track
 from creaturekit.project import Project
 
@@ -172,7 +173,7 @@ def _backbone(project: Project, given: str | None, setting: str) -> str:
 
 def load_metrics(project: Project, run: str) -> dict[str, Any]:
     """The stored ``eval/<run>/metrics.json``."""
-    path = project.eval_dir / run / METRICS_FILE
+    path = project.eval_dir / check_name(run, "Run name") / METRICS_FILE
     if not path.is_file():
         raise CreatureKitError(
             f"Run {run!r} has not been evaluated yet; run `creaturekit eval --run {run}`."
