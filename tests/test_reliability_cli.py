@@ -300,3 +300,13 @@ def test_fit_workers_get_the_command_line_without_the_top_level_directory() -> N
     argv = ["-C", "p", "--debug", "fit", "--run", "x", "--num-processes", "2", "-C", "q"]
     assert worker_command_line(argv) == ["--debug", "fit", "--run", "x", "-C", "q"]
     assert worker_command_line(["-Cp", "fit", "--num-processes=3"]) == ["fit"]
+
+
+def test_fit_names_a_damaged_discovery_file(
+    runner: CliRunner, discovered: Path, tmp_path: Path, tiny_sd: Path
+) -> None:
+    project = _copy(discovered, tmp_path)
+    centroids = project / C.DISCOVERY_DIR / "centroids.safetensors"
+    centroids.write_bytes(centroids.read_bytes()[:100])
+    args = ["fit", "-C", str(project), "--model", str(tiny_sd), "--steps", "1"]
+    _fails_clearly(runner.invoke(app, args), "centroids.safetensors")

@@ -92,14 +92,14 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------
     def _discovery(self) -> Any:
+        from creaturekit.discovery.result import RESULT_FILE
         from creaturekit.discovery.stage import load_result
 
-        try:
-            result = load_result(self.project)
-        except CreatureKitError as err:
+        if not (self.project.discovery_dir / RESULT_FILE).is_file():
             raise StageMissingError(
                 "fit needs a discovery result: run `creaturekit discover` first."
-            ) from err
+            )
+        result = load_result(self.project)  # a damaged result names its file
         if result.images_hash != self.project.images_hash():
             raise StageMissingError(
                 "The project's images changed since the last discovery; run "
