@@ -310,3 +310,14 @@ def test_fit_names_a_damaged_discovery_file(
     centroids.write_bytes(centroids.read_bytes()[:100])
     args = ["fit", "-C", str(project), "--model", str(tiny_sd), "--steps", "1"]
     _fails_clearly(runner.invoke(app, args), "centroids.safetensors")
+
+
+def test_image_paths_in_discovery_codes_stay_inside_the_project(
+    runner: CliRunner, discovered: Path, tmp_path: Path
+) -> None:
+    project = _copy(discovered, tmp_path)
+    codes = project / C.DISCOVERY_DIR / "codes.jsonl"
+    rows = [json.loads(line) for line in codes.read_text().splitlines()]
+    rows[0]["file"] = "/etc/hostname"
+    codes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _fails_clearly(runner.invoke(app, ["parts", "-C", str(project)]), "codes.jsonl", "outside")

@@ -25,9 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.discovery.base import CENTROIDS_FILE, CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryResultError
+from creaturekit.paths import inside
 
 RESULT_FILE = "result.json"
 CODES_FILE = "codes.jsonl"
@@ -196,6 +198,9 @@ def _read_codes(path: Path) -> list[dict[str, Any]]:
     rows = fsutil.read_jsonl(path)
     if not all(isinstance(r.get("codes"), dict) and "id" in r and "file" in r for r in rows):
         raise fsutil.damaged(path, "a line lacks its id, file or codes")
+    images = path.parent.parent / C.IMAGES_DIR
+    for row in rows:  # image files are read from images/: never from elsewhere
+        inside(images, str(row["file"]), f"{path.parent.name}/{path.name}")
     return rows
 
 
