@@ -321,3 +321,14 @@ def test_image_paths_in_discovery_codes_stay_inside_the_project(
     rows[0]["file"] = "/etc/hostname"
     codes.write_text("".join(json.dumps(r) + "\n" for r in rows))
     _fails_clearly(runner.invoke(app, ["parts", "-C", str(project)]), "codes.jsonl", "outside")
+
+
+def test_json_files_never_hold_nan(tmp_path: Path) -> None:
+    from creaturekit import fsutil
+
+    fsutil.write_json(tmp_path / "m.json", {"fid": float("nan"), "kid": [float("inf"), 1.0]})
+    fsutil.write_jsonl(tmp_path / "l.jsonl", [{"loss": float("-inf")}])
+    for name in ("m.json", "l.jsonl"):
+        assert "NaN" not in (tmp_path / name).read_text()
+        assert "Infinity" not in (tmp_path / name).read_text()
+    assert json.loads((tmp_path / "m.json").read_text()) == {"fid": None, "kid": [None, 1.0]}

@@ -11,7 +11,6 @@ pytorch_lora_weights.safetensors   the LoRA, diffusers format (pipe.load_lora_we
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +129,7 @@ class RunFolder:
     def log(self, row: dict[str, Any]) -> None:
         """Append one line to ``log.jsonl``."""
         with open(self.path / LOG_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, sort_keys=True) + "\n")
+            fh.write(fsutil.json_text(row) + "\n")
 
     def read_log(self) -> list[dict[str, Any]]:
         path = self.path / LOG_FILE
