@@ -332,3 +332,21 @@ def test_json_files_never_hold_nan(tmp_path: Path) -> None:
         assert "NaN" not in (tmp_path / name).read_text()
         assert "Infinity" not in (tmp_path / name).read_text()
     assert json.loads((tmp_path / "m.json").read_text()) == {"fid": None, "kid": [None, 1.0]}
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_an_import_never_replaces_a_file_it_did_not_write(
+    runner: CliRunner, tmp_path: Path, link: bool
+) -> None:
+    source = tmp_path / "src"
+    write_image(source / "a.png", seed=1)
+    write_image(source / "b.png", seed=2)
+    project = tmp_path / "p"
+    assert runner.invoke(app, ["init", str(project)]).exit_code == 0
+    mine = project / C.IMAGES_DIR / "b.png"
+    mine.write_bytes(b"my own notes")
+    flags = ["--link"] if link else []
+    result = runner.invoke(app, ["init", str(project), "--force", "--images", str(source), *flags])
+    assert result.exit_code == 0, result.output
+    assert mine.read_bytes() == b"my own notes"
+    assert len(open_project(project).manifest()) == 2

@@ -127,7 +127,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 MAX_NAME_BYTES = 200
 
 
-def _dest_name(rel: str, converted: bool, taken: set[str], digest: str) -> str:
+def _dest_name(rel: str, converted: bool, taken: set[str], digest: str, folder: Path) -> str:
+    """The image's name in ``folder``: its source path, unless that is taken (by the
+    manifest or by a file creaturekit did not write, which is never replaced)."""
     p = PurePosixPath(rel)
     if converted:
         p = p.with_suffix(".png")
@@ -135,7 +137,7 @@ def _dest_name(rel: str, converted: bool, taken: set[str], digest: str) -> str:
         stem = p.stem.encode()[: MAX_NAME_BYTES // 2].decode(errors="ignore")
         p = p.with_name(f"{stem}_{digest[:8]}{p.suffix[:16]}")
     name = str(p)
-    if name in taken:
+    if name in taken or os.path.lexists(folder / name):
         name = str(p.with_name(f"{p.stem}_{digest[:8]}{p.suffix}"))
     return name
 
@@ -209,7 +211,7 @@ def _import_one(
     except ImageProblem as err:
         report.skipped.append((item.rel, str(err)))
         return None
-    name = _dest_name(item.rel, change is not None, taken, digest)
+    name = _dest_name(item.rel, change is not None, taken, digest, images_dir)
     try:
         _write_image(images_dir / name, item.path, im if change is not None else None, link)
     except OSError as err:
