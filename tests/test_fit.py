@@ -127,13 +127,12 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     import json
     import shutil
 
-    from typer.testing import CliRunner
-
     from creaturekit.cli import app
+    from tests.conftest import GuardedRunner
 
     project = tmp_path / "moved"
     shutil.copytree(discovered, project, ignore=shutil.ignore_patterns("runs"))
-    runner = CliRunner()
+    runner = GuardedRunner()
     args = [
         "fit",
         "-C",
@@ -165,13 +164,12 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
 
 
 def test_fit_before_discover_cli(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
     from creaturekit.cli import app
     from creaturekit.toy.dataset import create_toy_project
+    from tests.conftest import GuardedRunner
 
     create_toy_project(tmp_path / "p", species=5, per_species=1)
-    result = CliRunner().invoke(app, ["fit", "-C", str(tmp_path / "p")])
+    result = GuardedRunner().invoke(app, ["fit", "-C", str(tmp_path / "p")])
     assert result.exit_code == 1
     assert "run `creaturekit discover` first" in result.stderr
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from creaturekit import fsutil
 from creaturekit.cli import app
-from tests.conftest import write_image
+from tests.conftest import GuardedRunner, write_image
 
 TINY_FIT = {
     "resolution": 16,
@@ -132,7 +131,7 @@ def fails_naming(result: object, name: str) -> None:
 
 
 def invoke(*args: str) -> object:
-    return CliRunner().invoke(app, list(args))
+    return GuardedRunner().invoke(app, list(args))
 
 
 # -- the discovery result: read by parts, info, mix, eval ----------------------------------

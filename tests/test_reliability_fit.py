@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from creaturekit.cli import app
 from creaturekit.errors import CreatureKitError, DamagedFileError, UnsafePathError
 from creaturekit.progress import quiet
 from creaturekit.project import open_project
 from creaturekit.training.trainer import FitInterrupted
+from tests.conftest import GuardedRunner
 from tests.test_fit import _failing_objective, _trainer
 
 #: creaturekit.toml [fit] overrides that make a CLI fit tiny (the sd15 preset otherwise).
@@ -55,7 +56,7 @@ def _fit(root: Path, *args: str, say: bool = False) -> Result:
     """``creaturekit fit -C root --model TINY ARGS`` (the model as the user's own flag)."""
     model = open_project(root).config.fit.overrides["model"]
     quiet = [] if say else ["-q"]
-    return CliRunner().invoke(app, ["fit", "-C", str(root), "--model", model, *quiet, *args])
+    return GuardedRunner().invoke(app, ["fit", "-C", str(root), "--model", model, *quiet, *args])
 
 
 def _log_steps(run: Path) -> list[int]:
@@ -102,6 +103,9 @@ def test_two_process_fit_never_imports_from_the_project(project: Path) -> None:
     """`fit --num-processes 2` inside a received project with a planted typer.py etc.; a
     SIGTERM to the launcher (a scheduler's stop) checkpoints like Ctrl-C, and it resumes."""
     markers = _plant(project)
+    proj = open_project(project)  # no periodic checkpoint: the only one is the stop's own
+    proj.config.fit.overrides = {**proj.config.fit.overrides, "checkpoint_every": 100000}
+    proj.save_config()
     command = [
         str(Path(sys.executable).parent / "creaturekit"),  # the installed command
         *("fit", "--run", "ddp", "--num-processes", "2", "-q"),
@@ -150,7 +154,7 @@ def _only(folder: Path) -> Path:
 def test_run_names_outside_runs_are_refused(project: Path, tmp_path: Path, name: str) -> None:
     name = str(tmp_path / "abs-run") if name == "ABSOLUTE" else name
     for command in (["fit", "--steps", "1"], ["fit", "--resume"], ["mix", "--n", "1"], ["export"]):
-        result = CliRunner().invoke(app, [*command, "-C", str(project), "--run", name])
+        result = GuardedRunner().invoke(app, [*command, "-C", str(project), "--run", name])
         assert result.exit_code == 1, (command, result.output)
         assert "Run name" in result.stderr, (command, result.stderr)
     assert not (tmp_path / "evil").exists() and not (tmp_path / "abs-run").exists()
