@@ -28,14 +28,17 @@ classifier and score distribution are recorded as evidence.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from creaturekit.discovery.errors import DiscoveryDataError
+from creaturekit.discovery.features import FeatureSet
 from creaturekit.discovery.grouping import UNASSIGNED, Grouper, KMeansGrouper
 from creaturekit.discovery.kmeans import assign, normalize
+from creaturekit.progress import track
 
 #: Mask value of a patch no part claims (density-based groupers' noise).
 MASK_UNASSIGNED = 255
@@ -52,6 +55,9 @@ class HierarchyParams:
     min_presence: float = 0.02  # parts present in fewer images than this share are dropped
     position_weight: float = 1.0  # weight of the object-centred position cue at the part level
     appearance_dims: int = 0  # trailing feature channels the part level leaves out
+    sample_images: int = 1000  # images (seeded sample) the fg/bg and part levels learn from
+    subconcept_points: int = 64  # images per sub-concept centroid (seeded sample) at most
+    chunk_images: int = 256  # images coded per step of the streaming pass
 
 
 @dataclass
@@ -106,13 +112,19 @@ class Hierarchy:
 
 
 @dataclass
-class Coding:
-    """Per-image output of the hierarchy."""
+class ImageCodes:
+    """Per-image output of the hierarchy for a whole image set (what fitting codes)."""
 
     masks: np.ndarray  # (N, P) uint8 part labels; background = M; 255 unassigned
     codes: np.ndarray  # (N, M + 1) int64 sub-concept code, -1 where absent or unassigned
-    part_features: np.ndarray  # (N, M + 1, D) float32 mean feature per part (0 if absent)
     present: np.ndarray  # (N, M + 1) bool
+
+
+@dataclass
+class Coding(ImageCodes):
+    """Per-image output of :func:`encode`, with each part's mean feature (for scoring)."""
+
+    part_features: np.ndarray  # (N, M + 1, D) float32 mean feature per part (0 if absent)
 
 
 @dataclass
@@ -123,6 +135,7 @@ class FitReport:
     parts: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     facing: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, Any] = field(default_factory=dict)  # images in all, and learnt from
 
 
 def border_mask(grid: tuple[int, int]) -> np.ndarray:
@@ -412,8 +425,8 @@ def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.n
     return means, present
 
 
-def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
-    """Code new images with fitted centroids: every patch and part mean to its nearest."""
+def encode_masks(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Part masks ``(N, P)`` of new images by fitted centroids (every patch to its nearest)."""
     n, p, _ = feats.shape
     fg = refine_boundary(feats, smooth_foreground(h.foreground(feats, grid), grid), grid)
     facing = np.ones(n, np.float32) if h.facing else None
@@ -423,12 +436,23 @@ def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
     masks[rows] = assign(placed, h.part_centroids, rows)
-    masks = masks.reshape(n, p)
-    means, present = part_means(feats, masks, h.n_parts)
-    codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
+    return masks.reshape(n, p)
+
+
+def sub_codes(h: Hierarchy, means: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``(N, M + 1)`` sub-concept codes of part means: the nearest centroid, -1 where absent."""
+    codes = np.full(present.shape, UNASSIGNED, np.int64)
     for m, cents in enumerate(h.sub_centroids):
         idx = np.flatnonzero(present[:, m])
         codes[idx, m] = assign(means[idx, m], cents)
+    return codes
+
+
+def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
+    """Code new images with fitted centroids: every patch and part mean to its nearest."""
+    masks = encode_masks(h, feats, grid)
+    means, present = part_means(feats, masks, h.n_parts)
+    codes = sub_codes(h, means, present)
     return Coding(masks=masks, codes=codes, part_features=means, present=present)
 
 
@@ -444,18 +468,33 @@ def _presence(labels: np.ndarray, image: np.ndarray, n: int, k: int) -> np.ndarr
     return has[:, :k].mean(axis=0)
 
 
-def fit(
+def sample_rows(n: int, cap: int, seed: int, stream: int) -> np.ndarray:
+    """All rows ``0..n-1`` when ``n <= cap``, else a sorted seeded sample of ``cap`` of them
+    (``stream`` tells the samples of one seed apart)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, stream]).choice(n, size=cap, replace=False))
+
+
+@dataclass
+class _Regions:
+    """Levels 1 and 2 fitted on a sample of images (no sub-concepts yet)."""
+
+    hierarchy: Hierarchy
+    masks: np.ndarray  # (S, P) part masks of the sampled images
+    foreground: dict[str, Any]
+    facing: dict[str, Any]
+
+
+def fit_regions(
     feats: np.ndarray,
     grid: tuple[int, int],
     params: HierarchyParams,
-    grouper: Grouper | None = None,
-) -> tuple[Hierarchy, Coding, FitReport]:
-    """Fit all three levels on ALL images' patch features ``(N, P, D)``."""
-    grouper = grouper or KMeansGrouper()
+    grouper: Grouper,
+    notes: list[str],
+) -> _Regions:
+    """Levels 1 (fg/bg) and 2 (parts) on the patch features ``(S, P, D)`` of ``S`` images."""
     n, p, _ = feats.shape
-    if n < 2:
-        raise DiscoveryDataError("Discovery needs at least 2 images; the project has 1.")
-    notes: list[str] = []
 
     # Level 1: foreground / background.
     scores = border_similarity(feats, grid)
@@ -465,8 +504,7 @@ def fit(
     )
     fg2d = refine_boundary(feats, smooth_foreground(decision, grid), grid)
     evidence = _evidence(scores, threshold, fg2d, learnt)
-    fg = fg2d.reshape(-1)
-    rows = np.flatnonzero(fg)
+    rows = np.flatnonzero(fg2d.reshape(-1))
     if len(rows) < params.parts:
         raise DiscoveryDataError(
             f"Only {len(rows)} foreground patches were found, too few for {params.parts} parts; "
@@ -494,16 +532,33 @@ def fit(
         moved[moved] = ~keep[part_labels[moved]]
         part_labels = np.where(part_labels >= 0, remap[part_labels], UNASSIGNED)
         part_labels[moved] = assign(placed, part_centroids, rows[moved])
+    del placed
     masks = np.full(n * p, len(part_centroids), np.uint8)
     masks[rows] = np.where(part_labels < 0, MASK_UNASSIGNED, part_labels)
-    n_parts = len(part_centroids) + 1
-    masks = masks.reshape(n, p)
+    hierarchy = Hierarchy(
+        threshold,
+        part_centroids,
+        [],
+        params.position_weight,
+        params.appearance_dims,
+        classifier,
+        facing=True,
+    )
+    return _Regions(hierarchy, masks.reshape(n, p), evidence, facing)
 
-    # Level 3: sub-concepts per part (the background last) over per-image part means.
-    means, present = part_means(feats, masks, n_parts)
-    codes = np.full((n, n_parts), UNASSIGNED, np.int64)
+
+def fit_subconcepts(
+    means: np.ndarray,
+    present: np.ndarray,
+    params: HierarchyParams,
+    grouper: Grouper,
+    notes: list[str],
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Level 3: per part (the background last), sub-concept centroids over the per-image
+    part means ``(S, M + 1, D)`` where ``present``; returns them and the codes ``(S, M + 1)``."""
+    n_images, n_parts = present.shape
+    codes = np.full((n_images, n_parts), UNASSIGNED, np.int64)
     subs: list[np.ndarray] = []
-    part_info: list[dict[str, Any]] = []
     identical = True
     for m in range(n_parts):
         is_background = m == n_parts - 1
@@ -517,34 +572,92 @@ def fit(
                 f"{'Background' if is_background else f'Part {m}'}: {k} sub-concepts instead of "
                 f"{want} (present in {len(idx)} images)."
             )
-        cents, sub_labels = grouper.fit(means[idx, m], k, params.seed + 2 + m)
-        codes[idx, m] = sub_labels
+        cents, codes[idx, m] = grouper.fit(means[idx, m], k, params.seed + 2 + m)
         subs.append(cents)
-        part_info.append(
-            {
-                "index": m,
-                "is_background": is_background,
-                "subconcepts": len(cents),
-                "coverage": round(float(np.mean(masks == m)), 4),
-                "presence": round(float(present[:, m].mean()), 4),
-                "unassigned_images": int(np.sum(sub_labels < 0)),
-            }
-        )
     if identical:
         raise DiscoveryDataError(
-            f"All {n} images give identical features, so there is nothing to tell apart; "
-            "discovery needs images that differ."
+            f"All {n_images} images give identical features, so there is nothing to tell "
+            "apart; discovery needs images that differ."
         )
-    del placed
-    hierarchy = Hierarchy(
-        threshold,
-        part_centroids,
-        subs,
-        params.position_weight,
-        params.appearance_dims,
-        classifier,
-        facing=True,
+    return subs, codes
+
+
+def fit(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    params: HierarchyParams,
+    grouper: Grouper | None = None,
+) -> tuple[Hierarchy, ImageCodes, FitReport]:
+    """Fit all three levels on the patch features ``(N, P, D)`` of ``N`` images, in memory
+    bounded by ``params`` rather than by ``N``, and code every image.
+
+    ``feats`` is an array or a :class:`~creaturekit.discovery.features.FeatureSet` (read
+    a few images at a time). Levels 1 and 2 learn from a seeded sample of at most
+    ``params.sample_images`` images, level 3 from the part means of at most
+    ``params.subconcept_points`` images per centroid; then one streaming pass codes every
+    other image with the fitted centroids. Smaller sets are fitted whole.
+    """
+    grouper = grouper or KMeansGrouper()
+    n, p, d = feats.shape
+    if n < 2:
+        raise DiscoveryDataError("Discovery needs at least 2 images; the project has 1.")
+    notes: list[str] = []
+    fitted = sample_rows(n, params.sample_images, params.seed, 1)
+    regions = fit_regions(feats[fitted], grid, params, grouper, notes)
+    h = regions.hierarchy
+    known = np.full(n, -1, np.int64)
+    known[fitted] = np.arange(len(fitted))
+    masks = np.empty((n, p), np.uint8)
+    present = np.zeros((n, h.n_parts), bool)
+    codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
+
+    def code_masks(rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Masks, part means and presence of ``rows``' images, ``chunk_images`` at a time."""
+        steps = range(0, len(rows), params.chunk_images)
+        for s in track(steps, "Coding images", total=len(steps)):
+            chunk = rows[s : s + params.chunk_images]
+            chunk_feats = feats[chunk]
+            have = known[chunk] >= 0
+            masks[chunk[have]] = regions.masks[known[chunk[have]]]
+            if not have.all():
+                masks[chunk[~have]] = encode_masks(h, chunk_feats[~have], grid)
+            means, present[chunk] = part_means(chunk_feats, masks[chunk], h.n_parts)
+            yield chunk, means, present[chunk]
+
+    # Level 3 learns from a sample's part means, kept in memory; then every other image.
+    most = max(params.subconcepts, params.bg_subconcepts)
+    subset = sample_rows(n, params.subconcept_points * most, params.seed, 2)
+    sub_means = np.zeros((len(subset), h.n_parts, d), np.float32)
+    for chunk, means, _ in code_masks(subset):
+        sub_means[np.searchsorted(subset, chunk)] = means
+    h.sub_centroids, codes[subset] = fit_subconcepts(
+        sub_means, present[subset], params, grouper, notes
     )
-    coding = Coding(masks=masks, codes=codes, part_features=means, present=present)
-    report = FitReport(foreground=evidence, parts=part_info, notes=notes, facing=facing)
-    return hierarchy, coding, report
+    del sub_means
+    rest = np.setdiff1d(np.arange(n), subset)
+    for chunk, means, here in code_masks(rest):
+        codes[chunk] = sub_codes(h, means, here)
+
+    if len(fitted) < n or len(subset) < n:
+        notes.append(
+            f"Foreground and parts were learnt from a seeded sample of {len(fitted):,} of the "
+            f"{n:,} images, sub-concepts from {len(subset):,}; every image was then coded "
+            "with the fitted centroids."
+        )
+    bg = h.n_parts - 1
+    regions.foreground["foreground_share"] = round(float(np.mean(masks != bg)), 4)
+    regions.foreground["images_without_foreground"] = int((masks == bg).all(axis=1).sum())
+    part_info = [
+        {
+            "index": m,
+            "is_background": m == bg,
+            "subconcepts": len(h.sub_centroids[m]),
+            "coverage": round(float(np.mean(masks == m)), 4),
+            "presence": round(float(present[:, m].mean()), 4),
+            "unassigned_images": int(np.sum(present[:, m] & (codes[:, m] < 0))),
+        }
+        for m in range(h.n_parts)
+    ]
+    scale = {"images": n, "regions_from": len(fitted), "subconcepts_from": len(subset)}
+    report = FitReport(regions.foreground, part_info, notes, regions.facing, scale)
+    return h, ImageCodes(masks=masks, codes=codes, present=present), report

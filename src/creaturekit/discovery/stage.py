@@ -11,6 +11,7 @@ from creaturekit.config import DiscoverSettings
 from creaturekit.discovery.base import CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError
 from creaturekit.discovery.registry import load_backend
+from creaturekit.discovery.scale import Scale
 from creaturekit.discovery.result import (
     FEATURES_DIR,
     DiscoveryResult,
@@ -58,6 +59,16 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
     return cls(**merged)
 
 
+def project_scale(project: Project) -> Scale:
+    """The memory bounds and k-means engine set in ``[discover]``."""
+    settings = project.config.discover
+    return Scale(
+        sample_images=settings.sample_images,
+        subconcept_points=settings.subconcept_points,
+        kmeans=settings.kmeans,
+    ).check()
+
+
 def discover(
     project: Project, backend: str | None = None, *, report: bool = True, **options: Any
 ) -> DiscoveryResult:
@@ -73,7 +84,7 @@ def discover(
     folder.mkdir(parents=True, exist_ok=True)
     clean_staging(folder)
     paths = [project.image_path(r) for r in records]
-    discoverer.fit(paths, cache_dir=folder / FEATURES_DIR)
+    discoverer.fit(paths, cache_dir=folder / FEATURES_DIR, scale=project_scale(project))
     result = build_result(discoverer, records, project.images_hash())
     extra: tuple[str, ...] = ()
     if report:
