@@ -180,5 +180,5 @@ def faiss_kmeans(
         verbose=False,
     )
     km.train(unit)
-    centroids = normalize(km.centroids)
+    centroids = normalize(np.asarray(km.centroids))
     return _by_size(centroids, assign(unit, centroids), k)

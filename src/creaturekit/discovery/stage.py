@@ -11,7 +11,6 @@ from creaturekit.config import DiscoverSettings
 from creaturekit.discovery.base import CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError
 from creaturekit.discovery.registry import load_backend
-from creaturekit.discovery.scale import Scale
 from creaturekit.discovery.result import (
     FEATURES_DIR,
     DiscoveryResult,
@@ -21,6 +20,7 @@ from creaturekit.discovery.result import (
     staging_folder,
     write_result,
 )
+from creaturekit.discovery.scale import Scale
 from creaturekit.errors import ConfigError
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import Project
