@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -11,10 +13,14 @@ from creaturekit.cli.common import (
     ProjectOpt,
     QuietOpt,
     console,
+    fail,
     handle_errors,
     open_cli_project,
     print_json,
 )
+from creaturekit.cli.fit import worker_command_line
+from creaturekit.progress import stderr_console
+from creaturekit.project import Project
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +54,31 @@ def discover(
     report: Annotated[
         bool, typer.Option("--report/--no-report", help="Write discovery/report.html.")
     ] = True,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted discovery: reuse the centroids it learnt (features "
+            "already extracted are always reused).",
+        ),
+    ] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Code images added since discovery with the existing centroids (no refit); "
+            "says when a refit is advised.",
+        ),
+    ] = False,
+    num_processes: Annotated[
+        int,
+        typer.Option(
+            "--num-processes",
+            min=1,
+            help="Extract features in N processes on this machine (one per GPU, or gloo on "
+            "the CPU).",
+        ),
+    ] = 1,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -55,7 +86,10 @@ def discover(
     """Find parts and sub-concepts in ALL the project's images (defaults: [discover] settings)."""
     from creaturekit.discovery.naming import part_table
     from creaturekit.discovery.stage import discover as run
+    from creaturekit.training.stage import is_main_process, launch
 
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(launch(num_processes, worker_command_line(sys.argv[1:])))
     proj = open_cli_project(project)
     options = {
         "model": model,
@@ -68,8 +102,24 @@ def discover(
         "seed": seed,
         "device": device,
     }
+    if update:
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+        if backend is not None:
+            given.insert(0, "--backend")
+        if given or resume:
+            raise fail(
+                "--update codes new images with the stored result's backend and settings; "
+                f"drop {', '.join(given or ['--resume'])}, or refit without --update."
+            )
+        with proj.lock("discover"):
+            _report_update(proj, report, quiet, json_output)
+        return
+    if "WORLD_SIZE" in os.environ:  # a worker of --num-processes or `accelerate launch`
+        _extract_in_worker(proj, backend, options, quiet)
+        if not is_main_process():
+            return
     with proj.lock("discover"):
-        result = run(proj, backend, report=report, **options)
+        result = run(proj, backend, report=report, resume=resume, **options)
     table = part_table(proj, result)
     if json_output:
         print_json({**result.summary(), "parts": table})
@@ -86,3 +136,50 @@ def discover(
     if report:
         console.print(f"Report: {proj.discovery_dir / 'report.html'}")
     console.print("Name parts with [bold]creaturekit parts name INDEX NAME[/].")
+
+
+def _extract_in_worker(
+    proj: Project, backend: str | None, options: dict[str, Any], quiet: bool
+) -> None:
+    """This process's share of feature extraction, on its own device; all processes wait
+    until every share is cached (then the main process clusters)."""
+    from accelerate import PartialState
+
+    from creaturekit.discovery.stage import extract_share
+
+    state = PartialState(cpu=options.get("device") == "cpu")
+    if options.get("device") is None:
+        options["device"] = str(state.device)
+    done = extract_share(
+        proj, backend, rank=state.process_index, processes=state.num_processes, **options
+    )
+    if not quiet:
+        stderr_console.print(
+            f"Process {state.process_index} of {state.num_processes}: extracted the features "
+            f"of {done} image(s)."
+        )
+    state.wait_for_everyone()
+
+
+def _report_update(proj: Project, report: bool, quiet: bool, json_output: bool) -> None:
+    from creaturekit.discovery.update import update
+
+    done = update(proj, report=report)
+    if json_output:
+        print_json({"added": done.added, "removed": done.removed, "refit_advised": done.advice})
+        return
+    if quiet:
+        return
+    if not done.added and not done.removed:
+        console.print("No new or removed images: the discovery result is up to date.")
+        return
+    console.print(
+        f"[bold green]Updated[/]: {done.added} new image(s) coded with the existing centroids, "
+        f"{done.removed} removed ({len(done.result.codes)} in all)."
+    )
+    for reason in done.advice:
+        console.print(f"  [yellow]refit advised[/] {reason}", highlight=False)
+    if done.advice:
+        console.print(
+            "Refit with [bold]creaturekit discover[/] (runs trained so far then need a new fit)."
+        )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from creaturekit import __version__, fsutil
 from creaturekit.discovery import hierarchy
+from creaturekit.discovery.checkpoint import checkpoint_key, load_learnt, save_learnt
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError, NotFittedError
 from creaturekit.discovery.features import (
     IMAGENET_MEAN,
@@ -150,17 +152,44 @@ class Discoverer:
             return np.stack([g.reshape(h * w, d) for g in grids])
         cache = FeatureCache(cache_dir, self.feature_key())
         files = [str(d) for d in digests]
-        store = lambda i, grid: cache.put(files[i], grid)  # noqa: E731
-        self._compute(images, [i for i, d in enumerate(files) if not cache.has(d)], store)
+        self._cache_missing(images, cache, files)
 
         def recompute(rows: list[int]) -> list[np.ndarray]:
             fresh: dict[int, np.ndarray] = {}
-            self._compute(images, rows, lambda i, grid: (store(i, grid), fresh.update({i: grid})))
+
+            def keep(i: int, grid: np.ndarray) -> None:
+                cache.put(files[i], grid)
+                fresh[i] = grid
+
+            self._compute(images, rows, keep)
             return [fresh[i] for i in rows]
 
         feats = FeatureSet(cache, files, recompute)
         self.grid_ = feats.grid
         return feats
+
+    def cache_features(
+        self, images: Sequence[Path], cache_dir: Path, *, rank: int = 0, processes: int = 1
+    ) -> int:
+        """Extract and cache the features of the image files not cached yet, or with
+        ``processes`` > 1 of every ``processes``-th of them from ``rank`` (this process's
+        share); returns how many were extracted."""
+        cache = FeatureCache(cache_dir, self.feature_key())
+        files = [image_digest(path) or "" for path in images]
+        return self._cache_missing(images, cache, files, rank, processes)
+
+    def _cache_missing(
+        self,
+        images: Sequence[ImageInput],
+        cache: FeatureCache,
+        files: list[str],
+        rank: int = 0,
+        processes: int = 1,
+    ) -> int:
+        """Extract and cache what the cache lacks (this process's share of it)."""
+        todo = [i for i, d in enumerate(files) if not cache.has(d)][rank::processes]
+        self._compute(images, todo, lambda i, grid: cache.put(files[i], grid))
+        return len(todo)
 
     def _compute(
         self,
@@ -192,11 +221,16 @@ class Discoverer:
         cache_dir: Path | None = None,
         *,
         scale: Scale | None = None,
+        checkpoint: Path | None = None,
+        resume: bool = False,
     ) -> Discoverer:
         """Discover parts and sub-concepts in ``images``; returns ``self``.
 
-        With a ``cache_dir`` features go to disk and memory stays bounded by ``scale``
-        (sample sizes; also the k-means engine), not by the number of images.
+        With a ``cache_dir`` features go to disk (an interrupted extraction continues
+        where it stopped) and memory stays bounded by ``scale`` (sample sizes; also the
+        k-means engine), not by the number of images. With a ``checkpoint`` file the
+        learnt centroids are kept there before every image is coded, and ``resume``
+        starts from it when it was learnt from the same images and settings.
         """
         self._check_params()
         self.scale_ = (scale or Scale()).check()
@@ -219,14 +253,27 @@ class Discoverer:
             subconcept_points=self.scale_.subconcept_points,
         )
         grouper = self._grouper()
-        self.hierarchy_, self.coding_, self.report_ = hierarchy.fit(
-            feats, self.grid_, params, grouper
+        key = None
+        if checkpoint is not None and isinstance(feats, FeatureSet):
+            settings = {"features": self.feature_key(), "params": self.get_params()}
+            settings["scale"] = asdict(self.scale_)
+            key = checkpoint_key(settings, feats.digests)
+        learnt = load_learnt(checkpoint, key) if resume and checkpoint and key else None
+        resumed = learnt is not None
+        if learnt is None:
+            learnt = hierarchy.learn(feats, self.grid_, params, grouper)
+            if checkpoint is not None and key is not None:
+                save_learnt(checkpoint, key, learnt)
+        self.hierarchy_ = learnt.hierarchy
+        self.coding_, self.report_ = hierarchy.code_all(
+            feats, self.grid_, learnt, params.chunk_images
         )
         self.report_.scale["grouping"] = getattr(grouper, "engine", type(grouper).__name__)
         self.timing_ = {
             "features_s": round(extracted - start, 3),
             "clustering_s": round(time.perf_counter() - extracted, 3),
             "images": len(images),
+            "resumed": resumed,
         }
         return self
 
@@ -239,13 +286,29 @@ class Discoverer:
 
     def encode(self, images: Sequence[ImageInput]) -> hierarchy.Coding:
         """Code new images with the fitted centroids: masks, sub-concept codes, part features."""
+        feats = self._fitted_features(images, None)
+        assert isinstance(feats, np.ndarray)  # no cache: in memory
+        return hierarchy.encode(self.hierarchy_, feats, self.grid_)
+
+    def code(
+        self, images: Sequence[ImageInput], cache_dir: Path | None = None
+    ) -> hierarchy.ImageCodes:
+        """Code many new images with the fitted centroids in one streaming pass: masks and
+        sub-concept codes (no part features); with a ``cache_dir``, in bounded memory."""
+        feats = self._fitted_features(images, cache_dir)
+        return hierarchy.code_images(feats, self.grid_, self.hierarchy_)
+
+    def _fitted_features(
+        self, images: Sequence[ImageInput], cache_dir: Path | None
+    ) -> np.ndarray | FeatureSet:
+        """Features of new images for the fitted discoverer (same patch grid)."""
         self._check_fitted()
         grid = self.grid_
-        feats = self.extract(images)
+        feats = self.features(images, cache_dir)
         if self.grid_ != grid:
             self.grid_ = grid
             raise DiscoveryDataError("The backbone gave a different patch grid than when fitted.")
-        return hierarchy.encode(self.hierarchy_, feats, grid)
+        return feats
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -582,71 +582,173 @@ def fit_subconcepts(
     return subs, codes
 
 
-def fit(
+@dataclass
+class Learnt:
+    """What fitting learnt before the streaming pass: the centroids, the masks and codes of
+    the images it learnt from, and its evidence (a checkpoint a resumed run starts from)."""
+
+    hierarchy: Hierarchy
+    known_rows: np.ndarray  # (S,) images whose masks were decided while learning, sorted
+    known_masks: np.ndarray  # (S, P)
+    subset: np.ndarray  # images the sub-concepts learnt from, sorted
+    subset_codes: np.ndarray  # (len(subset), M + 1)
+    foreground: dict[str, Any]
+    facing: dict[str, Any]
+    notes: list[str]
+    regions_from: int
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Flat name -> array form (for safetensors); the rest is :meth:`evidence`."""
+        out = {f"hierarchy.{k}": v for k, v in self.hierarchy.tensors().items()}
+        out.update(
+            known_rows=self.known_rows,
+            known_masks=self.known_masks,
+            subset=self.subset,
+            subset_codes=self.subset_codes,
+        )
+        return out
+
+    def evidence(self) -> dict[str, Any]:
+        """The JSON part."""
+        return {
+            "foreground": self.foreground,
+            "facing": self.facing,
+            "notes": self.notes,
+            "regions_from": self.regions_from,
+        }
+
+    @classmethod
+    def from_parts(cls, t: dict[str, np.ndarray], evidence: dict[str, Any]) -> Learnt:
+        prefix = "hierarchy."
+        inner = {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
+        return cls(
+            Hierarchy.from_tensors(inner),
+            t["known_rows"],
+            t["known_masks"],
+            t["subset"],
+            t["subset_codes"],
+            dict(evidence["foreground"]),
+            dict(evidence["facing"]),
+            list(evidence["notes"]),
+            int(evidence["regions_from"]),
+        )
+
+
+def learn(
     feats: np.ndarray | FeatureSet,
     grid: tuple[int, int],
     params: HierarchyParams,
     grouper: Grouper | None = None,
-) -> tuple[Hierarchy, ImageCodes, FitReport]:
-    """Fit all three levels on the patch features ``(N, P, D)`` of ``N`` images, in memory
-    bounded by ``params`` rather than by ``N``, and code every image.
+) -> Learnt:
+    """Learn all three levels' centroids from the patch features ``(N, P, D)`` of ``N``
+    images, in memory bounded by ``params`` rather than by ``N``.
 
     ``feats`` is an array or a :class:`~creaturekit.discovery.features.FeatureSet` (read
     a few images at a time). Levels 1 and 2 learn from a seeded sample of at most
     ``params.sample_images`` images, level 3 from the part means of at most
-    ``params.subconcept_points`` images per centroid; then one streaming pass codes every
-    other image with the fitted centroids. Smaller sets are fitted whole.
+    ``params.subconcept_points`` images per centroid. Smaller sets are learnt from whole.
     """
     grouper = grouper or KMeansGrouper()
-    n, p, d = feats.shape
+    n, _, d = feats.shape
     if n < 2:
         raise DiscoveryDataError("Discovery needs at least 2 images; the project has 1.")
     notes: list[str] = []
     fitted = sample_rows(n, params.sample_images, params.seed, 1)
     regions = fit_regions(feats[fitted], grid, params, grouper, notes)
     h = regions.hierarchy
-    known = np.full(n, -1, np.int64)
-    known[fitted] = np.arange(len(fitted))
-    masks = np.empty((n, p), np.uint8)
-    present = np.zeros((n, h.n_parts), bool)
-    codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
-
-    def code_masks(rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Masks, part means and presence of ``rows``' images, ``chunk_images`` at a time."""
-        steps = range(0, len(rows), params.chunk_images)
-        for s in track(steps, "Coding images", total=len(steps)):
-            chunk = rows[s : s + params.chunk_images]
-            chunk_feats = feats[chunk]
-            have = known[chunk] >= 0
-            masks[chunk[have]] = regions.masks[known[chunk[have]]]
-            if not have.all():
-                masks[chunk[~have]] = encode_masks(h, chunk_feats[~have], grid)
-            means, present[chunk] = part_means(chunk_feats, masks[chunk], h.n_parts)
-            yield chunk, means, present[chunk]
-
-    # Level 3 learns from a sample's part means, kept in memory; then every other image.
+    # Level 3 learns from a sample's part means, kept in memory.
     most = max(params.subconcepts, params.bg_subconcepts)
     subset = sample_rows(n, params.subconcept_points * most, params.seed, 2)
+    known = _Known(fitted, regions.masks)
     sub_means = np.zeros((len(subset), h.n_parts, d), np.float32)
-    for chunk, means, _ in code_masks(subset):
-        sub_means[np.searchsorted(subset, chunk)] = means
-    h.sub_centroids, codes[subset] = fit_subconcepts(
-        sub_means, present[subset], params, grouper, notes
+    present = np.zeros((len(subset), h.n_parts), bool)
+    for chunk, chunk_feats, masks in _stream_masks(
+        feats, subset, grid, h, known, params.chunk_images
+    ):
+        at = np.searchsorted(subset, chunk)
+        sub_means[at], present[at] = part_means(chunk_feats, masks, h.n_parts)
+        known.add(chunk, masks)
+    h.sub_centroids, subset_codes = fit_subconcepts(sub_means, present, params, grouper, notes)
+    rows, masks = known.arrays()
+    return Learnt(
+        h,
+        rows,
+        masks,
+        subset,
+        subset_codes,
+        regions.foreground,
+        regions.facing,
+        notes,
+        len(fitted),
     )
-    del sub_means
-    rest = np.setdiff1d(np.arange(n), subset)
-    for chunk, means, here in code_masks(rest):
-        codes[chunk] = sub_codes(h, means, here)
 
-    if len(fitted) < n or len(subset) < n:
+
+class _Known:
+    """Masks already decided, by image row."""
+
+    def __init__(self, rows: np.ndarray, masks: np.ndarray) -> None:
+        self.masks = dict(zip(rows.tolist(), masks, strict=True))
+
+    def add(self, rows: np.ndarray, masks: np.ndarray) -> None:
+        self.masks.update(zip(rows.tolist(), masks, strict=True))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.array(sorted(self.masks), np.int64)
+        return rows, np.stack([self.masks[int(r)] for r in rows])
+
+
+def _stream_masks(
+    feats: np.ndarray | FeatureSet,
+    rows: np.ndarray,
+    grid: tuple[int, int],
+    h: Hierarchy,
+    known: _Known,
+    chunk_images: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, features, masks)`` of ``rows``' images, ``chunk_images`` at a time: masks
+    already ``known`` are kept, the others coded with ``h``."""
+    steps = range(0, len(rows), chunk_images)
+    for s in track(steps, "Coding images", total=len(steps)):
+        chunk = rows[s : s + chunk_images]
+        chunk_feats = feats[chunk]
+        masks = np.empty(chunk_feats.shape[:2], np.uint8)
+        todo = []
+        for i, r in enumerate(chunk.tolist()):
+            if r in known.masks:
+                masks[i] = known.masks[r]
+            else:
+                todo.append(i)
+        if todo:
+            masks[todo] = encode_masks(h, chunk_feats[todo], grid)
+        yield chunk, chunk_feats, masks
+
+
+def code_all(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    learnt: Learnt,
+    chunk_images: int = 256,
+) -> tuple[ImageCodes, FitReport]:
+    """One streaming pass that codes every image with ``learnt``'s centroids (keeping the
+    masks and codes decided while learning), and the report of the whole fit."""
+    h = learnt.hierarchy
+    n = len(feats)
+    fixed = np.full((n, h.n_parts), _UNDECIDED, np.int64)
+    fixed[learnt.subset] = learnt.subset_codes
+    known = _Known(learnt.known_rows, learnt.known_masks)
+    coded = _code_pass(feats, grid, h, known, fixed, chunk_images)
+    masks, present, codes = coded.masks, coded.present, coded.codes
+    notes = list(learnt.notes)
+    if learnt.regions_from < n or len(learnt.subset) < n:
         notes.append(
-            f"Foreground and parts were learnt from a seeded sample of {len(fitted):,} of the "
-            f"{n:,} images, sub-concepts from {len(subset):,}; every image was then coded "
-            "with the fitted centroids."
+            f"Foreground and parts were learnt from a seeded sample of {learnt.regions_from:,} "
+            f"of the {n:,} images, sub-concepts from {len(learnt.subset):,}; every image was "
+            "then coded with the fitted centroids."
         )
     bg = h.n_parts - 1
-    regions.foreground["foreground_share"] = round(float(np.mean(masks != bg)), 4)
-    regions.foreground["images_without_foreground"] = int((masks == bg).all(axis=1).sum())
+    foreground = dict(learnt.foreground)
+    foreground["foreground_share"] = round(float(np.mean(masks != bg)), 4)
+    foreground["images_without_foreground"] = int((masks == bg).all(axis=1).sum())
     part_info = [
         {
             "index": m,
@@ -658,6 +760,63 @@ def fit(
         }
         for m in range(h.n_parts)
     ]
-    scale = {"images": n, "regions_from": len(fitted), "subconcepts_from": len(subset)}
-    report = FitReport(regions.foreground, part_info, notes, regions.facing, scale)
-    return h, ImageCodes(masks=masks, codes=codes, present=present), report
+    scale = {
+        "images": n,
+        "regions_from": learnt.regions_from,
+        "subconcepts_from": len(learnt.subset),
+    }
+    report = FitReport(foreground, part_info, notes, dict(learnt.facing), scale)
+    return coded, report
+
+
+#: In ``_code_pass``'s ``fixed`` codes: no code decided yet (the image is coded).
+_UNDECIDED = UNASSIGNED - 1
+
+
+def _code_pass(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    h: Hierarchy,
+    known: _Known,
+    fixed: np.ndarray | None,
+    chunk_images: int,
+) -> ImageCodes:
+    """Masks, codes and presence of every image, ``chunk_images`` at a time; ``known``
+    masks and ``fixed`` codes (``(N, M + 1)``, ``_UNDECIDED`` elsewhere) are kept."""
+    n, p, _ = feats.shape
+    masks = np.empty((n, p), np.uint8)
+    present = np.zeros((n, h.n_parts), bool)
+    codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
+    for chunk, chunk_feats, chunk_masks in _stream_masks(
+        feats, np.arange(n), grid, h, known, chunk_images
+    ):
+        masks[chunk] = chunk_masks
+        means, present[chunk] = part_means(chunk_feats, chunk_masks, h.n_parts)
+        codes[chunk] = sub_codes(h, means, present[chunk])
+        if fixed is not None:
+            keep = fixed[chunk] != _UNDECIDED
+            codes[chunk] = np.where(keep, fixed[chunk], codes[chunk])
+    return ImageCodes(masks=masks, codes=codes, present=present)
+
+
+def code_images(
+    feats: np.ndarray | FeatureSet, grid: tuple[int, int], h: Hierarchy, chunk_images: int = 256
+) -> ImageCodes:
+    """Code every image with fitted centroids in one streaming pass: masks, codes and
+    presence (no part features, so memory does not grow with the features)."""
+    return _code_pass(
+        feats, grid, h, _Known(np.zeros(0, np.int64), np.zeros((0, 0))), None, chunk_images
+    )
+
+
+def fit(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    params: HierarchyParams,
+    grouper: Grouper | None = None,
+) -> tuple[Hierarchy, ImageCodes, FitReport]:
+    """:func:`learn` the centroids, then :func:`code_all` images: memory bounded by
+    ``params`` rather than by the number of images."""
+    learnt = learn(feats, grid, params, grouper)
+    coding, report = code_all(feats, grid, learnt, params.chunk_images)
+    return learnt.hierarchy, coding, report

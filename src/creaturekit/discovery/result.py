@@ -57,6 +57,10 @@ class DiscoveryResult:
     codes: list[dict[str, Any]] = field(repr=False)
     masks: np.ndarray = field(repr=False)
     scale: dict[str, Any] = field(default_factory=dict)  # images learnt from, k-means engine
+    fitted_stamp: str = ""  # the stamp of the fit whose centroids these are (see update)
+
+    def __post_init__(self) -> None:
+        self.fitted_stamp = self.fitted_stamp or self.stamp
 
     @property
     def background_index(self) -> int:
@@ -189,6 +193,7 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
             codes=[],
             masks=np.zeros((0, 0, 0), np.uint8),
             scale=dict(data.get("scale", {})),  # absent before discovery scaled
+            fitted_stamp=str(data.get("fitted_stamp", "")),  # absent before updates
         )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise fsutil.damaged(path, f"no valid {err}") from None
