@@ -143,7 +143,8 @@ def test_interrupted_discovery_keeps_previous_result_and_resumes(
 
     monkeypatch.undo()
     monkeypatch.setattr("creaturekit.discovery.hierarchy.learn", interrupted)  # not again
-    assert runner.invoke(app, [*args, "--seed", "3", "--resume"]).exit_code == 0
+    res = runner.invoke(app, [*args, "--seed", "3", "--resume"])
+    assert res.exit_code == 0 and "Resumed: the centroids learnt" in res.output
     proj = open_project(project)
     resumed = load_result(proj)
     assert resumed.timing["resumed"] and resumed.params["seed"] == 3
@@ -199,6 +200,8 @@ def test_update_codes_new_images_with_the_existing_centroids(
     assert res.exit_code == 0 and "up to date" in res.output
     res = runner.invoke(app, ["discover", "-C", str(project), "--update", "--parts", "3"])
     assert res.exit_code == 1 and "drop --parts" in " ".join(res.output.split())
+    res = runner.invoke(app, ["discover", "-C", str(project), "--update", "--num-processes", "2"])
+    assert res.exit_code == 1 and "runs in one process" in res.output
 
 
 def test_update_before_discover_is_explained(runner: CliRunner, project: Path) -> None:

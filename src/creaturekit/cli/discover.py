@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Annotated, Any
@@ -88,6 +89,8 @@ def discover(
     from creaturekit.discovery.stage import discover as run
     from creaturekit.training.stage import is_main_process, launch
 
+    if update and (num_processes > 1 or "WORLD_SIZE" in os.environ):
+        raise fail("--update runs in one process; drop --num-processes.")
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(launch(num_processes, worker_command_line(sys.argv[1:])))
     proj = open_cli_project(project)
@@ -114,11 +117,12 @@ def discover(
         with proj.lock("discover"):
             _report_update(proj, report, quiet, json_output)
         return
-    if "WORLD_SIZE" in os.environ:  # a worker of --num-processes or `accelerate launch`
-        _extract_in_worker(proj, backend, options, quiet)
-        if not is_main_process():
-            return
-    with proj.lock("discover"):
+    # Under --num-processes or `accelerate launch` only the main process holds the lock.
+    with proj.lock("discover") if is_main_process() else contextlib.nullcontext():
+        if "WORLD_SIZE" in os.environ:  # every process extracts its share, then the main
+            _extract_in_worker(proj, backend, options, quiet)  # one goes on alone
+            if not is_main_process():
+                return
         result = run(proj, backend, report=report, resume=resume, **options)
     table = part_table(proj, result)
     if json_output:
@@ -131,6 +135,8 @@ def discover(
         f"images with {result.backend} ({result.timing['features_s']:.1f} s features, "
         f"{result.timing['clustering_s']:.1f} s clustering)."
     )
+    if result.timing.get("resumed"):
+        console.print("Resumed: the centroids learnt before the interruption were reused.")
     for note in result.notes:
         console.print(f"  [yellow]note[/] {note}", highlight=False)
     if report:
