@@ -204,6 +204,28 @@ def test_update_codes_new_images_with_the_existing_centroids(
     assert res.exit_code == 1 and "runs in one process" in res.output
 
 
+def test_kmeans_engine_setting_is_used_and_recorded(
+    runner: CliRunner, project: Path, tiny_dino: Path
+) -> None:
+    pytest.importorskip("faiss", reason="the faiss extra is not installed")
+    proj = open_project(project)
+    proj.config.discover.kmeans = "faiss"
+    proj.save_config()
+    args = ["discover", "-C", str(project), "--model", str(tiny_dino), "--no-report", *OPTS]
+    assert runner.invoke(app, args).exit_code == 0
+    result = json.loads((project / "discovery" / "result.json").read_text())
+    assert result["scale"] == {
+        "images": 8,
+        "regions_from": 8,
+        "subconcepts_from": 8,
+        "grouping": "faiss",
+    }
+    proj.config.discover.kmeans = "sklearn"
+    proj.save_config()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and "Unknown k-means engine 'sklearn'" in res.output
+
+
 def test_update_before_discover_is_explained(runner: CliRunner, project: Path) -> None:
     res = runner.invoke(app, ["discover", "-C", str(project), "--update"])
     assert res.exit_code == 1 and "run `creaturekit discover` first" in res.output

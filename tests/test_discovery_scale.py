@@ -3,6 +3,7 @@ the faiss k-means engine."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,9 @@ def test_bad_scale_is_explained(scale: Scale, message: str, tmp_path: Path) -> N
 def test_no_images_is_explained(tmp_path: Path) -> None:
     with pytest.raises(DiscoveryDataError, match="No images"):
         small_backbone().features([], tmp_path / "cache")
+
+
+def test_faiss_missing_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'creaturekit\[faiss\]'"):
+        Scale(kmeans="faiss").check()
