@@ -2,12 +2,15 @@
 
 A backend supplies features (:meth:`Discoverer._load` and :meth:`Discoverer._embed`) and
 optionally its own grouping (:meth:`Discoverer._grouper`); this class does the rest:
-batched, cached feature extraction with progress, the shared 3-level hierarchy, coding
-of new images, and saving/loading as ``config.json`` + ``centroids.safetensors``.
+batched, cached feature extraction with progress (in bounded memory: features are read
+back from the cache a few images at a time), the shared 3-level hierarchy, coding of new
+images, and saving/loading as ``config.json`` + ``centroids.safetensors``.
 
 Contract (checked by :func:`creaturekit.discovery.conformance.check_discoverer`):
 ``__init__`` only stores options; ``fit(images)`` returns ``self`` and sets ``hierarchy_``,
-``coding_``, ``report_``, ``grid_`` and ``timing_``; ``encode(images)`` codes new images;
+``coding_`` (masks, codes, presence of every image), ``report_``, ``grid_`` and
+``timing_``; ``encode(images)`` codes new images (with part features), ``code(images,
+cache_dir)`` codes many in one streaming pass;
 using an unfitted discoverer raises :class:`NotFittedError`; the same seed gives the
 same result.
 """
