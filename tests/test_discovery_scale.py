@@ -158,3 +158,25 @@ def test_faiss_missing_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'creaturekit\[faiss\]'"):
         Scale(kmeans="faiss").check()
+
+
+def test_learnt_checkpoint_round_trips_and_is_only_used_under_its_key(tmp_path: Path) -> None:
+    from creaturekit.discovery.checkpoint import checkpoint_key, load_learnt, save_learnt
+
+    feats, _, _ = synthetic_features(n=30)
+    params = hierarchy.HierarchyParams(parts=3, subconcepts=2, position_weight=0, sample_images=12)
+    learnt = hierarchy.learn(feats, GRID, params)
+    key = checkpoint_key({"seed": 42}, ["a", "b"])
+    assert key != checkpoint_key({"seed": 43}, ["a", "b"]) != checkpoint_key({"seed": 42}, ["b"])
+    path = tmp_path / "learnt.safetensors"
+    save_learnt(path, key, learnt)
+    loaded = load_learnt(path, key)
+    assert loaded is not None and loaded.evidence() == learnt.evidence()
+    before, after = hierarchy.code_all(feats, GRID, learnt), hierarchy.code_all(feats, GRID, loaded)
+    np.testing.assert_array_equal(before[0].masks, after[0].masks)
+    np.testing.assert_array_equal(before[0].codes, after[0].codes)
+    assert before[1].notes == after[1].notes and before[1].scale["regions_from"] == 12
+    assert load_learnt(path, "another key") is None
+    path.write_bytes(b"damaged")
+    assert load_learnt(path, key) is None
+    assert load_learnt(tmp_path / "absent.safetensors", key) is None
