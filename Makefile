@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
-LINTED := $(wildcard src tests benchmarks plugins)
+LINTED := $(wildcard src tests tools benchmarks plugins)
 
 .PHONY: setup demo test lint clean
 

@@ -158,7 +158,7 @@ def test_without_the_toy_base_model(
     }
     message = demo.missing_model
     assert message is not None and message.count(". ") == 0
-    assert "python -m creaturekit.toy.train_base" in message and "--model PATH" in message
+    assert "python -m tools.toy.train_base" in message and "--model PATH" in message
     assert demo.page.is_file() and "toy base model is not" in demo.page.read_text()
     assert not (folder / "runs").exists()
 

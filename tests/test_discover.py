@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,20 @@ def test_discover_without_images_and_parts_before_discover(
     assert res.exit_code == 1 and "no 'train' images" in " ".join(res.output.split())
     res = runner.invoke(app, ["parts", "-C", str(tmp_path / "empty")])
     assert res.exit_code == 1 and "creaturekit discover" in res.output
+
+
+def test_a_toy_project_without_its_plugin_names_the_package(
+    runner: CliRunner, discovered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --example toy` then `discover` on the core install alone: one sentence that
+    says which package gives the toy world's backend; discovery/ is left as it was."""
+    root = tmp_path / "toy"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs", "mixes", "eval"))
+    before = (root / "discovery" / "result.json").read_bytes()
+    monkeypatch.setenv("CREATUREKIT_PLUGINS", "dino-kmeans")  # only the built-in backend
+    res = runner.invoke(app, ["discover", "-C", str(root), "--no-report"])
+    assert res.exit_code == 1, res.output
+    message = " ".join(res.stderr.split())
+    assert "'effnet-kmeans' comes with the plugin creaturekit-effnet" in message
+    assert "pip install creaturekit-effnet" in message and message.count(". ") == 0
+    assert (root / "discovery" / "result.json").read_bytes() == before

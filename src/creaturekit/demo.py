@@ -52,8 +52,8 @@ def missing_toy_base_message() -> str:
     """The one sentence shown when the bundled toy base model is not there."""
     return (
         f"The toy base model is not in this copy of creaturekit ({BUNDLED['toy']}), so the "
-        "demo stopped after discovery: train it with `python -m creaturekit.toy.train_base "
-        "--stage vae` then `--stage diffusion` (docs/toy-world.md), or give the demo any "
+        "demo stopped after discovery: reinstall creaturekit, train it in a source checkout "
+        "with `python -m tools.toy.train_base` (docs/toy-world.md), or give the demo any "
         "Stable-Diffusion-style pipeline folder with `--model PATH`."
     )
 

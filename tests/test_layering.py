@@ -1,0 +1,36 @@
+"""The installed package stands alone: product code never imports the maintainer tools."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import creaturekit
+
+SRC = Path(creaturekit.__file__).parent
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_product_code_never_imports_the_maintainer_tools() -> None:
+    offenders = {
+        str(path.relative_to(SRC)): sorted(
+            m for m in _imported_modules(path) if m.split(".")[0] == "tools"
+        )
+        for path in SRC.rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_maintainer_tools_are_not_installed_with_the_package() -> None:
+    assert not (SRC / "toy" / "train_base.py").exists()
+    assert not (SRC / "assets" / "toy-base-parts").exists()  # one copy of the toy VAE
+    assert (SRC / "assets" / "toy-base" / "vae").is_dir()
