@@ -1,9 +1,15 @@
-"""The installed package stands alone: product code never imports the maintainer tools."""
+"""Layering: the installed package stands alone, and the method's stages know no world.
+
+Product code never imports the maintainer tools; discovery, training, generation and
+evaluation never import the toy world, the CLI or the demo (a world reaches ``eval``
+through the reference-scorer entry points, docs/architecture.md)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 import creaturekit
 
@@ -34,3 +40,15 @@ def test_the_maintainer_tools_are_not_installed_with_the_package() -> None:
     assert not (SRC / "toy" / "train_base.py").exists()
     assert not (SRC / "assets" / "toy-base-parts").exists()  # one copy of the toy VAE
     assert (SRC / "assets" / "toy-base" / "vae").is_dir()
+
+
+@pytest.mark.parametrize("stage", ["discovery", "training", "generation", "evaluation"])
+def test_the_method_stages_know_no_world_and_no_command(stage: str) -> None:
+    above = ("creaturekit.toy", "creaturekit.cli", "creaturekit.demo")
+    offenders = {
+        str(path.relative_to(SRC)): sorted(
+            m for m in _imported_modules(path) if m.startswith(above)
+        )
+        for path in (SRC / stage).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}

@@ -325,8 +325,8 @@ def test_eval_compare(fitted: Path) -> None:
 def test_oracle_scores_known_answer() -> None:
     from PIL import Image
 
-    from creaturekit.evaluation.toy import ToyReference, oracle_scores
     from creaturekit.toy.draw import render
+    from creaturekit.toy.reference import ToyReference
 
     rng = np.random.default_rng(7)
     drawings = []
@@ -338,12 +338,12 @@ def test_oracle_scores_known_answer() -> None:
     right = ToyReference(
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 3}, 1: {0: 2}}, discovery={}
     )
-    scores = oracle_scores(right, [{0: 5, 1: 0}] * 6, drawings, names)
+    scores = right.score([{0: 5, 1: 0}] * 6, drawings, names)
     assert scores["accuracy"] >= 5 / 6 and scores["per_part"]["bg"] == 1.0
     wrong = ToyReference(
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 4}, 1: {0: 1}}, discovery={}
     )
-    assert oracle_scores(wrong, [{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6
+    assert wrong.score([{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6
 
 
 def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> None:

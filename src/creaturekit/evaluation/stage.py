@@ -17,7 +17,7 @@ from creaturekit.evaluation.combinations import Combination, code_rows, evaluati
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
 from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.evaluation.metrics import recoding_scores
-from creaturekit.evaluation.toy import oracle_scores, toy_reference
+from creaturekit.evaluation.reference import find_reference
 from creaturekit.generation.stage import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
@@ -95,7 +95,7 @@ def evaluate(
         "negative": negative,
         "creaturekit_version": __version__,
     }
-    reference = toy_reference(project, result)
+    reference = find_reference(project, result)
     if reference is not None:
         metrics["discovery"] = reference.discovery
     keypoints = keypoint_scores(project, result)
@@ -128,7 +128,7 @@ def evaluate(
         )
         scores["combinations"] = len(combos)
         if reference is not None:
-            scores["oracle"] = oracle_scores(reference, requested, generated, names)
+            scores["oracle"] = reference.score(requested, generated, names)
         if scorer is not None:
             scores["image"] = scorer.group(requested, generated, names, seed)
         metrics[group] = scores
