@@ -22,7 +22,7 @@ $(BIN)/.creaturekit-installed: pyproject.toml $(wildcard plugins/*/pyproject.tom
 setup: $(BIN)/.creaturekit-installed
 
 demo: setup
-	$(BIN)/python -m creaturekit.demo $(DEMO_DIR)
+	$(BIN)/creaturekit demo $(DEMO_DIR)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)

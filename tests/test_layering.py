@@ -52,3 +52,9 @@ def test_the_method_stages_know_no_world_and_no_command(stage: str) -> None:
         for path in (SRC / stage).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_demo_is_below_the_command_line() -> None:
+    """``cli`` calls the demo, never the other way round (no import cycle)."""
+    imported = _imported_modules(SRC / "demo.py")
+    assert not any(m.startswith("creaturekit.cli") for m in imported), imported

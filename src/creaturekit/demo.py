@@ -9,13 +9,12 @@ its output exists and an interrupted fit resumes, so running the demo again fini
 what is missing and rebuilds the page. Without the toy base model, the stages that need
 it are skipped (:attr:`DemoResult.missing_model` says why) unless ``full`` is set.
 
-``python -m creaturekit.demo DIR`` is ``creaturekit demo DIR`` (see ``cli/demo.py``).
+The command is ``creaturekit demo DIR`` (``cli/demo.py``).
 """
 
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,14 +414,3 @@ def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -
         links.link(project.eval_dir / RUN / REPORT_FILE, "evaluation report"),
         rows,
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m creaturekit.demo [DIR] [OPTIONS]``: the ``creaturekit demo`` command."""
-    from creaturekit.cli import app
-
-    app(["demo", *(sys.argv[1:] if argv is None else argv)], prog_name="creaturekit")
-
-
-if __name__ == "__main__":
-    main()
