@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from creaturekit.errors import ModelNotFoundError, StageMissingError
+from creaturekit.errors import CreatureKitError, ModelNotFoundError, StageMissingError
 from creaturekit.project import Project, open_project
 from creaturekit.training.config import PRESETS, resolve_fit_config
 from creaturekit.training.trainer import FitError, Trainer
@@ -121,6 +121,29 @@ def test_fit_bad_input(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     bare = Project(root=tmp_path / "bare")
     with pytest.raises(StageMissingError, match="discover"):
         _trainer(bare, tiny_sd, "x").fit()
+
+
+def test_inputs_are_checked_before_any_model_is_loaded(
+    discovered: Path, tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taken run name and a resume without checkpoint are refused at once (diffusers'
+    check_inputs habit), not after minutes of model loading and latent caching."""
+    import shutil
+
+    root = tmp_path / "proj"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    project = open_project(root)
+    (project.runs_dir / "taken").mkdir(parents=True)
+    (project.runs_dir / "taken" / "mapper.safetensors").write_bytes(b"")
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the inputs were checked")
+
+    monkeypatch.setattr("creaturekit.training.trainer.load_base_model", no_loading)
+    with pytest.raises(CreatureKitError, match="exists already"):
+        _trainer(project, tiny_sd, "taken").fit()
+    with pytest.raises(FitError, match="No checkpoint"):
+        _trainer(project, tiny_sd, "never-ran", resume=True).fit()
 
 
 def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:

@@ -93,6 +93,25 @@ def test_prompt_form_blend_and_errors(fitted: Path) -> None:
         mixer.requests({})
 
 
+def test_requests_are_checked_before_any_model_is_loaded(
+    fitted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown part names, out-of-range codes (also deep in a sweep) and malformed prompts
+    are refused by ``mix`` at once, not after loading the base model."""
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the requests were checked")
+
+    monkeypatch.setattr("creaturekit.training.components.load_base_model", no_loading)
+    project = open_project(fitted)
+    with pytest.raises(PartRequestError, match="Unknown part 'wing'"):
+        mix(project, {"wing": [[1]]}, write=False)
+    with pytest.raises(PartRequestError, match="use 0 to 1"):
+        mix(project, {"part0": [[0, 1, 5]]}, write=False)  # the sweep's third image
+    with pytest.raises(PartRequestError, match="is not a part request"):
+        mix(project, prompt="a <part0:abc> creature", write=False)
+
+
 def test_mix_writes_pngs_sidecars_and_sheet(fitted: Path) -> None:
     project = open_project(fitted)
     result = mix(project, {"part0": [[0, 1]]}, n=2, **FAST)

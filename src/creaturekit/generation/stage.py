@@ -53,34 +53,108 @@ def latest_run(project: Project) -> RunFolder:
     return RunFolder(done[-1].parent)
 
 
+class FittedRun:
+    """A fitted run's folder and part vocabulary, checked against the project's discovery.
+
+    Cheap (no model is loaded), so requests are checked before any heavy work.
+    """
+
+    def __init__(self, project: Project, run: str | None = None) -> None:
+        """Open ``run`` (default: the latest finished one) of ``project``."""
+        self.project = project
+        self.folder = latest_run(project) if run is None else run_folder(project, run)
+        if not self.folder.mapper.is_file():
+            raise StageMissingError(
+                f"The run {self.folder.path.name!r} has not finished fitting (no mapper); "
+                "finish it with `creaturekit fit --resume`."
+            )
+        self.vocab = self._vocab()
+        self._check_discovery()
+        self.vocabulary = Vocabulary(self.vocab, project.config)
+
+    def _vocab(self) -> dict[str, Any]:
+        """The run's ``vocab.json``, checked for what mixing reads from it."""
+        from creaturekit.training.run import VOCAB_FILE
+
+        vocab = self.folder.vocab()
+        keys = ("index", "is_background", "subconcepts", "token_id")
+        parts = vocab.get("parts") if isinstance(vocab, dict) else None
+        if (
+            not isinstance(parts, list)
+            or not all(isinstance(p, dict) and all(k in p for k in keys) for p in parts)
+            or "discovery_stamp" not in vocab
+        ):
+            raise fsutil.damaged(self.folder.path / VOCAB_FILE, "no valid part list")
+        return vocab
+
+    def _check_discovery(self) -> None:
+        from creaturekit.discovery.result import RESULT_FILE, read_result
+
+        path = self.project.discovery_dir / RESULT_FILE
+        if not path.is_file():
+            return
+        data = fsutil.read_json(path)
+        if isinstance(data, dict) and data.get("stamp") != self.vocab["discovery_stamp"]:
+            raise StageMissingError(
+                f"The run {self.folder.path.name!r} was trained on another discovery result "
+                "than the project's current one; fit a new run or mix with an older copy."
+            )
+        read_result(self.project.discovery_dir)  # every file whole, e.g. all centroids
+
+    def image_codes(self, image_id: int) -> dict[str, int]:
+        """The codes discovery gave training image ``image_id``, by part name."""
+        from creaturekit.discovery.result import read_result
+
+        names = self.vocabulary.by_index
+        for row in read_result(self.project.discovery_dir).codes:
+            if row["id"] == image_id:
+                return {names[int(m)]: int(k) for m, k in row["codes"].items()}
+        raise CreatureKitError(f"No discovered image has id {image_id} (see `creaturekit info`).")
+
+    def requests(
+        self, parts: dict[str, list[int]] | None = None, prompt: str | None = None
+    ) -> tuple[str, list[PartRequest]]:
+        """The prompt with part tokens and the requests, from named codes or a prompt;
+        unknown part names and out-of-range codes are refused."""
+        if prompt is not None:
+            text, requests = parse_prompt(prompt, self.vocabulary)
+            extra = [
+                self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
+            ]
+            if extra:
+                text = f"{compose_prompt(extra, '{parts}', '')} {text}".strip()
+                requests = extra + requests
+            return text, requests
+        requests = [
+            self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
+        ]
+        template = self.project.config.mix.template
+        return compose_prompt(requests, template, self.vocabulary.category), requests
+
+
 class Mixer:
     """A fitted run loaded for generation: base model + part tokens + mapper + LoRA."""
 
     def __init__(
         self,
         project: Project,
-        run: str | None = None,
+        run: str | FittedRun | None = None,
         scheduler: str = "ddim",
         device: str = "auto",
         model: str | None = None,
     ) -> None:
-        """Load ``run`` (default: the latest) on its base model, or on ``model`` if given
-        (the user's own hub id or path, e.g. where the run's base model lives here)."""
+        """Load ``run`` (a name, an opened :class:`FittedRun`, default: the latest) on its
+        base model, or on ``model`` if given (the user's own hub id or path, e.g. where
+        the run's base model lives here)."""
         from creaturekit.models import project_model, select_device, trust_model_path
         from creaturekit.training.components import load_base_model
         from creaturekit.training.mapper import TokenMapper
         from creaturekit.training.text import add_part_tokens
 
         self.project = project
-        self.run = latest_run(project) if run is None else run_folder(project, run)
-        if not self.run.mapper.is_file():
-            raise StageMissingError(
-                f"The run {self.run.path.name!r} has not finished fitting (no mapper); "
-                "finish it with `creaturekit fit --resume`."
-            )
-        vocab = self._vocab()
-        self._check_discovery(vocab)
-        self.vocabulary = Vocabulary(vocab, project.config)
+        self.fitted = run if isinstance(run, FittedRun) else FittedRun(project, run)
+        self.run, self.vocabulary = self.fitted.folder, self.fitted.vocabulary
+        vocab = self.fitted.vocab
         if model is None:
             model = str(self.run.saved_config()["base_model"])
             project_model(model, project.root, f"base_model in {self.run.path / CONFIG_FILE}")
@@ -99,21 +173,6 @@ class Mixer:
         self.pipe.to(select_device(device))
         self.mapper.to(self.pipe.device)
         self.base_model = base.ref.ref
-
-    def _vocab(self) -> dict[str, Any]:
-        """The run's ``vocab.json``, checked for what mixing reads from it."""
-        from creaturekit.training.run import VOCAB_FILE
-
-        vocab = self.run.vocab()
-        keys = ("index", "is_background", "subconcepts", "token_id")
-        parts = vocab.get("parts") if isinstance(vocab, dict) else None
-        if (
-            not isinstance(parts, list)
-            or not all(isinstance(p, dict) and all(k in p for k in keys) for p in parts)
-            or "discovery_stamp" not in vocab
-        ):
-            raise fsutil.damaged(self.run.path / VOCAB_FILE, "no valid part list")
-        return vocab
 
     def _check_mapper(self, vocab: dict[str, Any], width: int) -> None:
         """The mapper must fit the run's vocabulary and the base model's text encoder."""
@@ -145,48 +204,15 @@ class Mixer:
             lora_log.setLevel(level)
             peft_log.removeFilter(_below_error)
 
-    def _check_discovery(self, vocab: dict[str, Any]) -> None:
-        from creaturekit.discovery.result import RESULT_FILE, read_result
-
-        path = self.project.discovery_dir / RESULT_FILE
-        if not path.is_file():
-            return
-        data = fsutil.read_json(path)
-        if isinstance(data, dict) and data.get("stamp") != vocab["discovery_stamp"]:
-            raise StageMissingError(
-                f"The run {self.run.path.name!r} was trained on another discovery result "
-                "than the project's current one; fit a new run or mix with an older copy."
-            )
-        read_result(self.project.discovery_dir)  # every file whole, e.g. all centroids
-
     def image_codes(self, image_id: int) -> dict[str, int]:
         """The codes discovery gave training image ``image_id``, by part name."""
-        from creaturekit.discovery.result import read_result
-
-        names = self.vocabulary.by_index
-        for row in read_result(self.project.discovery_dir).codes:
-            if row["id"] == image_id:
-                return {names[int(m)]: int(k) for m, k in row["codes"].items()}
-        raise CreatureKitError(f"No discovered image has id {image_id} (see `creaturekit info`).")
+        return self.fitted.image_codes(image_id)
 
     def requests(
         self, parts: dict[str, list[int]] | None = None, prompt: str | None = None
     ) -> tuple[str, list[PartRequest]]:
-        """The prompt with part tokens and the requests, from named codes or a prompt."""
-        if prompt is not None:
-            text, requests = parse_prompt(prompt, self.vocabulary)
-            extra = [
-                self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
-            ]
-            if extra:
-                text = f"{compose_prompt(extra, '{parts}', '')} {text}".strip()
-                requests = extra + requests
-            return text, requests
-        requests = [
-            self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
-        ]
-        template = self.project.config.mix.template
-        return compose_prompt(requests, template, self.vocabulary.category), requests
+        """The prompt with part tokens and the requests (see :meth:`FittedRun.requests`)."""
+        return self.fitted.requests(parts, prompt)
 
     def __call__(
         self,
@@ -310,17 +336,21 @@ def mix(
     the run on another base model than the one it records (see :class:`Mixer`).
     """
     check_generation(**{k: v for k, v in options.items() if k != "negative"})
-    mixer = Mixer(project, run, scheduler, model=model)
+    fitted = FittedRun(project, run)
     parts = dict(parts or {})
     if like is not None:
-        parts = {**{name: [[code]] for name, code in mixer.image_codes(like).items()}, **parts}
+        parts = {**{name: [[code]] for name, code in fitted.image_codes(like).items()}, **parts}
     if fill:
         rng = random.Random(options.get("seed", 0))
-        for name, token in mixer.vocabulary.by_name.items():
-            k = int(mixer.vocabulary.parts[token]["subconcepts"])
+        for name, token in fitted.vocabulary.by_name.items():
+            k = int(fitted.vocabulary.parts[token]["subconcepts"])
             parts.setdefault(name, [[rng.randrange(k)]])
+    combos = sweep(parts)
+    for combo in combos:  # unknown parts and codes are refused before any model loads
+        fitted.requests(combo, prompt)
+    mixer = Mixer(project, fitted, scheduler, model=model)
     result = Mix(images=[], records=[])
-    for combo in sweep(parts):
+    for combo in combos:
         result.extend(mixer(combo, prompt, **options))
     if write:
         with project.lock("mix"):

@@ -58,13 +58,17 @@ class RunFolder:
     def lora(self) -> Path:
         return self.path / LORA_FILE
 
-    def start(self, config: FitConfig, vocab: dict[str, Any], base_model: str) -> None:
-        """Begin a fresh run: refuse to overwrite one that has checkpoints or outputs."""
+    def check_new(self) -> None:
+        """Refuse to start a fresh run over one that has checkpoints or outputs."""
         if self.mapper.exists() or any(self.checkpoints.glob("step-*")):
             raise CreatureKitError(
                 f"The run {self.path.name!r} exists already. Continue it with --resume, or "
                 "choose another name with --run NAME."
             )
+
+    def start(self, config: FitConfig, vocab: dict[str, Any], base_model: str) -> None:
+        """Begin a fresh run (refused over an existing one, see :meth:`check_new`)."""
+        self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
         fsutil.write_toml(
             self.path / CONFIG_FILE,

@@ -524,8 +524,11 @@ class Trainer:
 
     def _fit(self) -> FitResult:
         started = time.monotonic()
+        # inputs are checked before any model is loaded or latent cached
         if self.resume and not ckpt.list_checkpoints(self.run.checkpoints):
             raise FitError(f"No checkpoint to resume in {self.run.path}.")
+        if not self.resume:
+            self.run.check_new()
         self._setup()
         cfg = self.config
         main = self.accelerator.is_main_process  # only the main process writes the run
