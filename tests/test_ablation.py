@@ -12,9 +12,9 @@ import pytest
 
 from creaturekit.project import open_project
 from tests.benchmark_scripts import load_benchmark
-from tests.test_mix import TINY as MIX_TINY
+from tests.helpers import TINY_MIX_FIT
 
-TINY = {k: v for k, v in MIX_TINY.items() if k != "steps"}
+TINY = {k: v for k, v in TINY_MIX_FIT.items() if k != "steps"}
 
 
 def test_cluster_serving_picks_the_best_matching_cluster() -> None:

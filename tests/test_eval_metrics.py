@@ -33,7 +33,6 @@ from creaturekit.evaluation.image_metrics import (
 )
 from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.project import init_project, open_project
-from tests.test_mix import TINY
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +71,11 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def evaluated(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fitted copy of the discovered toy project, with synthetic CUB-style keypoints."""
-    from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
-
-    root = tmp_path_factory.mktemp("eval-metrics") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs", "eval"))
+def evaluated(fitted_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fitted toy project, with synthetic CUB-style keypoints."""
+    root = Path(shutil.copytree(fitted_project, tmp_path_factory.mktemp("eval-metrics") / "proj"))
+    shutil.rmtree(root / "eval", ignore_errors=True)
     write_perfect_keypoints(root)
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY)
     return root
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from creaturekit import init_project, open_project
 from creaturekit.cli import app
 from creaturekit.errors import ImageSourceError, ProjectExistsError
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 def test_folder_import_copies_and_records(tmp_path: Path, image_folder: Path) -> None:

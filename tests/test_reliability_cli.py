@@ -24,7 +24,7 @@ from creaturekit.errors import UnsafePathError
 from creaturekit.generation.requests import PartRequestError, Vocabulary, parse_prompt
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import open_project
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 def _copy(discovered: Path, tmp_path: Path, name: str = "proj") -> Path:
