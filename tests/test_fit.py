@@ -14,21 +14,12 @@ from creaturekit.training.trainer import FitError
 from tests.helpers import failing_objective, tiny_trainer
 
 
-def test_presets_resolve() -> None:
-    sd15 = resolve_fit_config("sd15")
-    assert (
-        sd15.resolution,
-        sd15.batch_size,
-        sd15.grad_accum,
-        sd15.lr,
-        sd15.rank,
-        sd15.attn_loss,
-        sd15.attn_resolution,
-        sd15.projector_depth,
-        sd15.snr_gamma,
-    ) == (512, 2, 4, 1e-4, 4, 0.01, 16, 3, 5.0)
-    toy = resolve_fit_config("toy", overrides={"steps": 10}, flags={"lr": 2e-3, "rank": None})
-    assert toy.steps == 10 and toy.lr == 2e-3 and toy.rank == PRESETS["toy"].rank
+def test_settings_resolve_preset_then_toml_then_flags() -> None:
+    """A flag beats creaturekit.toml, which beats the preset; an unset flag changes nothing."""
+    toy = resolve_fit_config("toy", overrides={"steps": 10, "lr": 5e-3}, flags={"lr": 2e-3})
+    assert (toy.steps, toy.lr) == (10, 2e-3)
+    unset = resolve_fit_config("toy", flags={"rank": None})
+    assert unset == PRESETS["toy"] != PRESETS["sd15"] == resolve_fit_config("sd15")
 
 
 def test_fit_writes_loadable_outputs(discovered: Path, tiny_sd: Path) -> None:
