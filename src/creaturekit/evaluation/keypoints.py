@@ -1,4 +1,4 @@
-"""Discovery NMI/ARI by the keypoint protocol (METHOD.md section 4): CUB or toy keypoints."""
+"""Discovery NMI/ARI at CUB or toy keypoints, by the protocol of docs/method.md section 4."""
 
 from __future__ import annotations
 
