@@ -25,8 +25,8 @@ def test_settings_resolve_preset_then_toml_then_flags() -> None:
 def test_fit_writes_loadable_outputs(discovered: Path, tiny_sd: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
+    from creaturekit.conditioning.mapper import TokenMapper
     from creaturekit.progress import quiet
-    from creaturekit.training.mapper import TokenMapper
 
     project = open_project(discovered)
     with quiet():
@@ -234,10 +234,10 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
 def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny_sd: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
-    from creaturekit.generation.pipeline import part_prompt_embeddings
+    from creaturekit.conditioning.mapper import TokenMapper
+    from creaturekit.conditioning.pipeline import part_prompt_embeddings
+    from creaturekit.conditioning.tokens import add_part_tokens
     from creaturekit.progress import quiet
-    from creaturekit.training.mapper import TokenMapper
-    from creaturekit.training.text import add_part_tokens
 
     project = open_project(discovered)
     trainer = tiny_trainer(

@@ -58,3 +58,50 @@ def test_the_demo_is_below_the_command_line() -> None:
     """``cli`` calls the demo, never the other way round (no import cycle)."""
     imported = _imported_modules(SRC / "demo.py")
     assert not any(m.startswith("creaturekit.cli") for m in imported), imported
+
+
+def test_conditioning_is_below_training_and_generation() -> None:
+    """training and generation share the conditioning layer; it imports neither, and
+    training never imports generation (no cycle)."""
+    above = {
+        "conditioning": ("creaturekit.training", "creaturekit.generation"),
+        "training": ("creaturekit.generation", "creaturekit.evaluation"),
+    }
+    offenders = {
+        str(path.relative_to(SRC)): sorted(m for m in _imported_modules(path) if m.startswith(up))
+        for package, up in above.items()
+        for path in (SRC / package).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def _top_level_graph() -> dict[str, set[str]]:
+    """Edges between the package's top-level modules and subpackages (lazy imports too)."""
+    edges: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        source = path.relative_to(SRC).parts[0].removesuffix(".py")
+        for module in _imported_modules(path):
+            if module.startswith("creaturekit."):
+                target = module.split(".")[1]
+                if target != source:
+                    edges.setdefault(source, set()).add(target)
+    return edges
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    """Every top-level module or subpackage sits in one layer: the graph is acyclic."""
+    edges = _top_level_graph()
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == "open":
+                raise AssertionError("import cycle: " + " -> ".join([*path, target]))
+            if target not in state:
+                visit(target, [*path, target])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])

@@ -80,7 +80,7 @@ def test_requests_are_checked_before_any_model_is_loaded(
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was loaded before the requests were checked")
 
-    monkeypatch.setattr("creaturekit.training.components.load_base_model", no_loading)
+    monkeypatch.setattr("creaturekit.conditioning.base_model.load_base_model", no_loading)
     project = open_project(fitted)
     with pytest.raises(PartRequestError, match="Unknown part 'wing'"):
         mix(project, {"wing": [[1]]}, write=False)
@@ -127,8 +127,8 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from creaturekit.conditioning.pipeline import part_prompt_embeddings, tokenize
     from creaturekit.generation.export import export_run
-    from creaturekit.generation.pipeline import part_prompt_embeddings, tokenize
 
     project = open_project(fitted)
     folder = export_run(project, "diffusers")
@@ -357,7 +357,7 @@ def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> 
 def test_blank_images_are_reported() -> None:
     from PIL import Image
 
-    from creaturekit.generation.pipeline import is_blank
+    from creaturekit.conditioning.pipeline import is_blank
 
     assert is_blank(Image.new("RGB", (8, 8)))  # what a NaN latent decodes to
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8))

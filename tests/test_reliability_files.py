@@ -47,7 +47,7 @@ def fewer_subconcepts(path: Path) -> None:
 
 def other_mapper(path: Path) -> None:
     """A valid token mapper for another vocabulary and text encoder (wrong shape here)."""
-    from creaturekit.training.mapper import MapperConfig, TokenMapper
+    from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 
     TokenMapper(MapperConfig(num_codes=(5, 5, 5, 5), dim=48, depth=2)).save(path)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
+from creaturekit.conditioning.tokens import add_part_tokens, encode_with_parts, part_token
 from creaturekit.errors import CreatureKitError
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.losses import (
@@ -15,8 +17,6 @@ from creaturekit.training.losses import (
     min_snr_weights,
     part_attention,
 )
-from creaturekit.training.mapper import MapperConfig, TokenMapper
-from creaturekit.training.text import add_part_tokens, encode_with_parts, part_token
 from tests.tiny_sd import tiny_text_stack, tiny_unet
 
 

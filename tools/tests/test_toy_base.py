@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 from creaturekit import fsutil
-from creaturekit.generation.pipeline import build_pipeline
+from creaturekit.conditioning.base_model import load_base_model
+from creaturekit.conditioning.pipeline import build_pipeline
 from creaturekit.models import BUNDLED
 from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, accuracy, load_oracle
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
-from creaturekit.training.components import load_base_model
 from tools.toy.base_model import (
     IMAGE_SIZE,
     TINY,

@@ -24,11 +24,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from creaturekit import fsutil
-from creaturekit.generation.pipeline import build_pipeline
+from creaturekit.conditioning.base_model import load_base_model
+from creaturekit.conditioning.pipeline import build_pipeline
 from creaturekit.toy.draw import render
 from creaturekit.toy.oracle import COLUMNS, Oracle, load_oracle
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
-from creaturekit.training.components import load_base_model
 from tools.toy.base_model import IMAGE_SIZE, caption
 from tools.toy.base_stages import HELD_OUT, generate_from_truth
 

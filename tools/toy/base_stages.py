@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from creaturekit import fsutil
+from creaturekit.conditioning.pipeline import build_pipeline, tokenize
 from creaturekit.errors import StageMissingError
-from creaturekit.generation.pipeline import build_pipeline, tokenize
 from creaturekit.progress import track
 from creaturekit.toy.oracle import (
     COLUMNS,

@@ -16,8 +16,8 @@ from creaturekit.cli.common import (
     open_cli_project,
     print_json,
 )
+from creaturekit.conditioning import SCHEDULERS
 from creaturekit.errors import CreatureKitError
-from creaturekit.generation import SCHEDULERS
 
 
 def register(app: typer.Typer) -> None:

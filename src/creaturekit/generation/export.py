@@ -32,11 +32,11 @@ import torch
 
 from creaturekit import __version__, fsutil
 from creaturekit import constants as C
+from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
 from creaturekit.generation.requests import Vocabulary
 from creaturekit.generation.stage import latest_run
 from creaturekit.project import Project
-from creaturekit.training.mapper import TokenMapper
 from creaturekit.training.run import RunFolder, run_folder
 
 FORMATS = ("diffusers", "a1111")

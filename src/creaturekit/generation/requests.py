@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from creaturekit.conditioning.tokens import part_token
 from creaturekit.config import Config
 from creaturekit.errors import CreatureKitError
-from creaturekit.training.text import part_token
 
 PROMPT_PART = re.compile(r"<([A-Za-z_]\w*):(-?\d+)>")
 #: What is left of a malformed part request once the valid ones are replaced: ``<head:>``

@@ -15,8 +15,8 @@ from typing import Any
 from PIL import Image
 
 from creaturekit import __version__, fsutil
+from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, is_blank
 from creaturekit.errors import CreatureKitError, StageMissingError
-from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, is_blank
 from creaturekit.generation.requests import (
     PartRequest,
     Vocabulary,
@@ -146,10 +146,10 @@ class Mixer:
         """Load ``run`` (a name, an opened :class:`FittedRun`, default: the latest) on its
         base model, or on ``model`` if given (the user's own hub id or path, e.g. where
         the run's base model lives here)."""
+        from creaturekit.conditioning.base_model import load_base_model
+        from creaturekit.conditioning.mapper import TokenMapper
+        from creaturekit.conditioning.tokens import add_part_tokens
         from creaturekit.models import project_model, select_device, trust_model_path
-        from creaturekit.training.components import load_base_model
-        from creaturekit.training.mapper import TokenMapper
-        from creaturekit.training.text import add_part_tokens
 
         self.project = project
         self.fitted = run if isinstance(run, FittedRun) else FittedRun(project, run)

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from creaturekit.conditioning.mapper import TokenMapper
+from creaturekit.conditioning.tokens import encode_with_parts
 from creaturekit.training.attention import AttentionStore
 from creaturekit.training.losses import (
     attention_loss,
@@ -15,8 +17,6 @@ from creaturekit.training.losses import (
     min_snr_weights,
     part_attention,
 )
-from creaturekit.training.mapper import TokenMapper
-from creaturekit.training.text import encode_with_parts
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 

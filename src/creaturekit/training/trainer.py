@@ -28,14 +28,16 @@ from typing import Any
 import torch
 
 from creaturekit import fsutil
+from creaturekit.conditioning.base_model import BaseModel, load_base_model
+from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
+from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, tokenize
+from creaturekit.conditioning.tokens import add_part_tokens, part_token
 from creaturekit.errors import CreatureKitError, DamagedFileError, StageMissingError
-from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, tokenize
 from creaturekit.progress import make_progress, progress_enabled, stderr_console
 from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.captions import training_caption
-from creaturekit.training.components import BaseModel, load_base_model
 from creaturekit.training.config import FitConfig
 from creaturekit.training.data import (
     FitExample,
@@ -46,10 +48,8 @@ from creaturekit.training.data import (
     load_pixels,
     next_indices,
 )
-from creaturekit.training.mapper import MapperConfig, TokenMapper
 from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
 from creaturekit.training.run import run_folder
-from creaturekit.training.text import add_part_tokens, part_token
 
 
 class FitError(CreatureKitError):
