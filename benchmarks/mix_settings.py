@@ -38,11 +38,11 @@ def score_settings(
     steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Novel-combination oracle figures of ``run`` under each (guidance, negative)."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_names
-    from creaturekit.discovery.stage import load_result
     from creaturekit.evaluation.combinations import code_rows, evaluation_draw
     from creaturekit.evaluation.reference import find_reference
-    from creaturekit.generation.stage import Mixer
+    from creaturekit.generation.mix import Mixer
     from creaturekit.progress import track
 
     result = load_result(project)

@@ -73,7 +73,7 @@ def fitted_project(
     session and never changed: tests use a copy (``fitted`` per module, ``fitted_copy``
     per test)."""
     from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
+    from creaturekit.training.fit import fit
 
     root = tmp_path_factory.mktemp("fitted") / "proj"
     shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from creaturekit.project import Project
-from creaturekit.training.config import resolve_fit_config
+from creaturekit.training.fit_config import resolve_fit_config
 from creaturekit.training.trainer import Trainer
 
 #: [fit] values of a tiny 4-step fit with checkpoints every 2 steps (test_fit).

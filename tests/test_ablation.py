@@ -39,7 +39,7 @@ def test_cluster_serving_picks_the_best_matching_cluster() -> None:
 def test_ablation_trains_and_scores_every_variant(
     discovered: Path, tiny_sd: Path, tmp_path: Path
 ) -> None:
-    from creaturekit.discovery.stage import load_discoverer, load_result
+    from creaturekit.discovery.discover import load_discoverer, load_result
     from creaturekit.progress import quiet
     from creaturekit.training.captions import training_caption
     from creaturekit.training.run import RunFolder

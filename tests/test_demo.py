@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from creaturekit import models
 from creaturekit.cli import app
 from creaturekit.demo import DONE, RESUMED, REUSED, SKIPPED, run_demo
+from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.naming import part_table
-from creaturekit.discovery.stage import load_result
 from creaturekit.errors import ModelNotFoundError
-from creaturekit.generation.stage import Mixer
+from creaturekit.generation.mix import Mixer
 from creaturekit.progress import quiet
 from creaturekit.toy.world import PARTS
 from creaturekit.training.trainer import FitInterrupted, Trainer

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from creaturekit.cli import app
 from creaturekit.discovery.conformance import check_discoverer
 from creaturekit.discovery.dino import DinoKMeans
-from creaturekit.discovery.stage import load_discoverer, load_result
+from creaturekit.discovery.discover import load_discoverer, load_result
 from creaturekit.errors import ModelNotFoundError
 from creaturekit.project import init_project
 

@@ -12,8 +12,8 @@ from creaturekit.discovery import hierarchy
 from creaturekit.discovery.errors import DiscoveryDataError
 from creaturekit.discovery.features import FeatureCache
 from creaturekit.discovery.grouping import default_starts
+from creaturekit.discovery.keypoint_scores import keypoint_nmi_ari
 from creaturekit.discovery.kmeans import assign, spherical_kmeans
-from creaturekit.discovery.metrics import keypoint_nmi_ari
 
 GRID = (6, 6)
 

@@ -83,7 +83,7 @@ def write_perfect_keypoints(root: Path) -> None:
     """One keypoint per discovered part label, placed on that label in every image."""
     from creaturekit import fsutil
     from creaturekit.constants import KEYPOINTS_NAME
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     project = open_project(root)
     result = load_result(project)
@@ -192,7 +192,7 @@ def test_clip_score_matches_the_cosine_of_its_embeddings(tiny_clip: Path) -> Non
 
 def test_scorer_on_training_images_scores_best(discovered: Path, tiny_dino: Path) -> None:
     """The training images themselves: FID ~0; noise images: FID larger, similarity lower."""
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     project = open_project(discovered)
     result = load_result(project)
@@ -234,7 +234,7 @@ def test_missing_weights_fail_before_generation(discovered: Path, runner: CliRun
 
 
 def test_keypoint_scores_on_synthetic_keypoints(evaluated: Path, tmp_path: Path) -> None:
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     project = open_project(evaluated)
     scores = keypoint_scores(project, load_result(project))

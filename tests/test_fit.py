@@ -9,7 +9,7 @@ import torch
 
 from creaturekit.errors import CreatureKitError, ModelNotFoundError, StageMissingError
 from creaturekit.project import Project, open_project
-from creaturekit.training.config import PRESETS, resolve_fit_config
+from creaturekit.training.fit_config import PRESETS, resolve_fit_config
 from creaturekit.training.trainer import FitError
 from tests.helpers import failing_objective, tiny_trainer
 

@@ -13,8 +13,8 @@ import pytest
 from creaturekit.cli import app
 from creaturekit.cli.mix import parse_part_options
 from creaturekit.errors import StageMissingError
+from creaturekit.generation.mix import Mixer, mix, sweep
 from creaturekit.generation.requests import PartRequestError
-from creaturekit.generation.stage import Mixer, mix, sweep
 from creaturekit.project import open_project
 from tests.helpers import GuardedRunner
 
@@ -210,7 +210,7 @@ def test_combinations_seen_and_novel() -> None:
 
 
 def test_recoding_scores_known_answer() -> None:
-    from creaturekit.evaluation.metrics import recoding_scores
+    from creaturekit.evaluation.recoding import recoding_scores
 
     centroids = [np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)]
     codes = np.array([[0, 1], [1, -1]])
@@ -259,7 +259,7 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
 
 
 def test_like_and_fill(fitted: Path) -> None:
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
     from creaturekit.errors import CreatureKitError
 
     project = open_project(fitted)
@@ -275,7 +275,7 @@ def test_like_and_fill(fitted: Path) -> None:
 
 
 def test_unwritable_output_is_a_clear_error(fitted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import creaturekit.generation.stage as stage
+    import creaturekit.generation.mix as stage
     from creaturekit.errors import CreatureKitError
 
     def denied(*args: object, **kwargs: object) -> None:
@@ -301,7 +301,7 @@ def test_mix_help_lists_the_projects_parts(fitted: Path, tmp_path: Path) -> None
 def test_eval_compare(fitted: Path) -> None:
     import shutil as sh
 
-    from creaturekit.evaluation.stage import compare
+    from creaturekit.evaluation.evaluate import compare
 
     runner = GuardedRunner()
     first = runner.invoke(

@@ -18,7 +18,7 @@ def test_mix_settings_reproduce_eval_and_cover_every_setting(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from creaturekit.evaluation.stage import evaluate
+    from creaturekit.evaluation.evaluate import evaluate
     from creaturekit.progress import quiet
 
     bench = load_benchmark("mix_settings")

@@ -275,7 +275,7 @@ def test_a_path_the_user_named_is_trusted_on_this_machine(tmp_path: Path) -> Non
 def test_the_discovery_backbone_recorded_in_discovery_is_confined(
     discovered: Path, tmp_path: Path
 ) -> None:
-    from creaturekit.discovery.stage import load_discoverer
+    from creaturekit.discovery.discover import load_discoverer
 
     project = _copy(discovered, tmp_path)
     path = project / C.DISCOVERY_DIR / "config.json"

@@ -235,7 +235,7 @@ def test_damaged_latent_cache_is_encoded_again(
 ) -> None:
     from creaturekit.progress import quiet
     from creaturekit.project import open_project
-    from creaturekit.training.stage import fit
+    from creaturekit.training.fit import fit
 
     entries = sorted((fitted_copy / "runs" / ".cache").glob("latents-*.safetensors"))
     assert entries

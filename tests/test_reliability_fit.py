@@ -83,7 +83,7 @@ def _plant(folder: Path) -> Path:
 def test_worker_command_ignores_the_current_folder(
     tmp_path: Path, version: tuple[int, int]
 ) -> None:
-    from creaturekit.training.stage import worker_args
+    from creaturekit.training.fit import worker_args
 
     markers = _plant(tmp_path)
     done = subprocess.run(
@@ -165,9 +165,9 @@ def test_run_names_outside_runs_are_refused(project: Path, tmp_path: Path, name:
 
 def test_run_listings_skip_folders_that_are_not_runs(project: Path) -> None:
     from creaturekit.errors import StageMissingError
-    from creaturekit.generation.stage import latest_run
+    from creaturekit.generation.mix import latest_run
     from creaturekit.summary import project_summary
-    from creaturekit.training.config import FitConfig
+    from creaturekit.training.fit_config import FitConfig
     from creaturekit.training.run import RunFolder
 
     proj = open_project(project)
@@ -416,7 +416,7 @@ def test_a_read_only_run_folder_is_a_clear_error(
 
     monkeypatch.setattr(fsutil, "atomic_path", read_only)
     with pytest.raises(CreatureKitError, match=f"{run}.*Permission denied"):
-        from creaturekit.training.stage import fit
+        from creaturekit.training.fit import fit
 
         with quiet():
             fit(open_project(project), run="locked", steps=2)

@@ -11,9 +11,9 @@ from PIL import Image
 
 from creaturekit import fsutil
 from creaturekit.demo import DemoResult, render_page
+from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.report import render_html
-from creaturekit.discovery.stage import load_result
-from creaturekit.evaluation.stage import write_evaluation
+from creaturekit.evaluation.evaluate import write_evaluation
 from creaturekit.htmlpage import Html, href, markup, page
 from creaturekit.project import open_project
 

@@ -259,7 +259,7 @@ def test_attention_loss_off_skips_recording() -> None:
 
 def test_resume_check_reads_settings_an_older_run_lacks_as_defaults(tmp_path: Path) -> None:
     from creaturekit import fsutil
-    from creaturekit.training.config import FitConfig, config_dict
+    from creaturekit.training.fit_config import FitConfig, config_dict
     from creaturekit.training.run import CONFIG_FILE, RunFolder
 
     run = RunFolder(tmp_path / "old")

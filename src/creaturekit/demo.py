@@ -128,9 +128,9 @@ def _toy_project(
 
 
 def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str], None]) -> str:
+    from creaturekit.discovery.discover import discover
     from creaturekit.discovery.naming import name_parts_by_keypoints
     from creaturekit.discovery.result import RESULT_FILE
-    from creaturekit.discovery.stage import discover
 
     if (project.discovery_dir / RESULT_FILE).is_file():
         say("Discovery: reusing discovery/")
@@ -161,8 +161,8 @@ def _fit(
     project: Project, model: str, options: Mapping[str, Any], say: Callable[[str], None]
 ) -> tuple[Path, str]:
     from creaturekit.training.checkpoint import list_checkpoints
+    from creaturekit.training.fit import fit
     from creaturekit.training.run import run_folder
-    from creaturekit.training.stage import fit
     from creaturekit.training.trainer import FitInterrupted
 
     run = run_folder(project, RUN)
@@ -190,10 +190,10 @@ def _mix(
     size: int | None,
     say: Callable[[str], None],
 ) -> tuple[Path, str]:
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
     from creaturekit.evaluation.combinations import code_rows, novel_combinations
+    from creaturekit.generation.mix import Mix, Mixer, write_mix
     from creaturekit.generation.requests import Vocabulary
-    from creaturekit.generation.stage import Mix, Mixer, write_mix
     from creaturekit.progress import track
     from creaturekit.training.run import run_folder
 
@@ -248,7 +248,7 @@ def _evaluate(
     size: int | None,
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], str]:
-    from creaturekit.evaluation.stage import METRICS_FILE, evaluate, load_metrics
+    from creaturekit.evaluation.evaluate import METRICS_FILE, evaluate, load_metrics
 
     if (project.eval_dir / RUN / METRICS_FILE).is_file():
         say(f"Evaluation: reusing eval/{RUN}/")
@@ -278,8 +278,8 @@ class _Links:
 
 def render_page(demo: DemoResult) -> str:
     """The demo page: stages, discovered parts, the run, mixes and metrics."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_table
-    from creaturekit.discovery.stage import load_result
 
     links = _Links(demo.project.root)
     parts = part_table(demo.project, load_result(demo.project))
@@ -395,7 +395,7 @@ def _mixes_section(mixes: Path, parts: list[dict[str, Any]], links: _Links) -> H
 
 
 def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -> Html:
-    from creaturekit.evaluation.stage import REPORT_FILE
+    from creaturekit.evaluation.evaluate import REPORT_FILE
 
     values = {
         **metrics["overall"],

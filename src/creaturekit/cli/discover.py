@@ -53,8 +53,8 @@ def discover(
     json_output: JsonOpt = False,
 ) -> None:
     """Find parts and sub-concepts in ALL the project's images (defaults: [discover] settings)."""
+    from creaturekit.discovery.discover import discover as run
     from creaturekit.discovery.naming import part_table
-    from creaturekit.discovery.stage import discover as run
 
     proj = open_cli_project(project)
     options = {

@@ -13,7 +13,7 @@ from typing import Any
 from creaturekit.config import config_from_dict, config_to_dict
 from creaturekit.constants import BACKGROUND_PART
 from creaturekit.discovery.errors import DiscoveryResultError
-from creaturekit.discovery.metrics import keypoint_part_labels
+from creaturekit.discovery.keypoint_scores import keypoint_part_labels
 from creaturekit.discovery.result import DiscoveryResult
 from creaturekit.errors import ConfigError
 from creaturekit.project import Project

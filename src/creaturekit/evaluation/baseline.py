@@ -83,8 +83,8 @@ def image_cluster_project(
     ``project``'s, so both have the same image set; the baseline discovery is rebuilt
     on every call (same ``seed``, same clusters).
     """
+    from creaturekit.discovery.discover import load_discoverer, load_result
     from creaturekit.discovery.result import FEATURES_DIR, build_result, write_result
-    from creaturekit.discovery.stage import load_discoverer, load_result
 
     load_result(project)  # a clear error when the project has no discovery yet
     discoverer = load_discoverer(project.discovery_dir)
@@ -127,7 +127,7 @@ class ClusterServing:
     @classmethod
     def from_projects(cls, project: Project, baseline: Project) -> ClusterServing:
         """Cluster membership of every image of ``project``'s discovery (by image id)."""
-        from creaturekit.discovery.stage import load_result
+        from creaturekit.discovery.discover import load_result
 
         clusters = load_result(baseline)
         cluster_of = {int(row["id"]): int(row["codes"]["0"]) for row in clusters.codes}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from creaturekit.discovery.metrics import keypoint_nmi_ari
+from creaturekit.discovery.keypoint_scores import keypoint_nmi_ari
 from creaturekit.project import Project
 
 

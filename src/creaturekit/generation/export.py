@@ -34,8 +34,8 @@ from creaturekit import __version__, fsutil
 from creaturekit import constants as C
 from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
+from creaturekit.generation.mix import latest_run
 from creaturekit.generation.requests import Vocabulary
-from creaturekit.generation.stage import latest_run
 from creaturekit.project import Project
 from creaturekit.training.run import RunFolder, run_folder
 

@@ -57,7 +57,7 @@ class ToyReference:
 def toy_reference(project: Project, result: Any) -> ToyReference | None:
     """The reference of a toy project's discovery result (None outside the toy world)."""
     from creaturekit.toy.dataset import load_ground_truth
-    from creaturekit.toy.metrics import discovery_scores
+    from creaturekit.toy.discovery_scores import discovery_scores
 
     try:
         truth = load_ground_truth(project)

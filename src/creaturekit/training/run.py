@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from creaturekit import __version__, fsutil
 from creaturekit.errors import ConfigError, CreatureKitError
 from creaturekit.paths import check_name
-from creaturekit.training.config import RESUMABLE, FitConfig, config_dict, config_from_dict
+from creaturekit.training.fit_config import RESUMABLE, FitConfig, config_dict, config_from_dict
 
 if TYPE_CHECKING:
     from creaturekit.project import Project

@@ -38,7 +38,6 @@ from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.captions import training_caption
-from creaturekit.training.config import FitConfig
 from creaturekit.training.data import (
     FitExample,
     cached_latents,
@@ -48,6 +47,7 @@ from creaturekit.training.data import (
     load_pixels,
     next_indices,
 )
+from creaturekit.training.fit_config import FitConfig
 from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
 from creaturekit.training.run import run_folder
 
@@ -92,8 +92,8 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------
     def _discovery(self) -> Any:
+        from creaturekit.discovery.discover import load_result
         from creaturekit.discovery.result import RESULT_FILE
-        from creaturekit.discovery.stage import load_result
 
         if not (self.project.discovery_dir / RESULT_FILE).is_file():
             raise StageMissingError(

@@ -16,9 +16,9 @@ from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination, code_rows, evaluation_draw
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
 from creaturekit.evaluation.keypoints import keypoint_scores
-from creaturekit.evaluation.metrics import recoding_scores
+from creaturekit.evaluation.recoding import recoding_scores
 from creaturekit.evaluation.reference import find_reference
-from creaturekit.generation.stage import Mixer
+from creaturekit.generation.mix import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
 from creaturekit.progress import track
@@ -60,8 +60,8 @@ def evaluate(
     vocabulary over the same images (:mod:`creaturekit.evaluation.baseline`): ``serve``
     turns each requested combination (this project's part -> code) into the mixer's request.
     """
+    from creaturekit.discovery.discover import load_discoverer, load_result
     from creaturekit.discovery.naming import part_names
-    from creaturekit.discovery.stage import load_discoverer, load_result
     from creaturekit.generation.requests import check_generation
 
     settings = project.config.eval
