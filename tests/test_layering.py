@@ -17,12 +17,19 @@ SRC = Path(creaturekit.__file__).parent
 
 
 def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, lazily or not; ``from creaturekit import x`` counts as
+    importing ``creaturekit.x`` when x is a module, else the package itself."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.add(node.module)
+            if node.module == "creaturekit":
+                for alias in node.names:
+                    module = SRC / alias.name
+                    is_module = module.is_dir() or module.with_suffix(".py").is_file()
+                    found.add(f"creaturekit.{alias.name}" if is_module else "creaturekit.__init__")
     return found
 
 

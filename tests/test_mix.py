@@ -12,7 +12,7 @@ import pytest
 
 from creaturekit.cli import app
 from creaturekit.cli.mix import parse_part_options
-from creaturekit.errors import StageMissingError
+from creaturekit.errors import CreatureKitError, StageMissingError
 from creaturekit.generation.mix import Mixer, mix, sweep
 from creaturekit.generation.requests import PartRequestError
 from creaturekit.project import open_project
@@ -88,6 +88,21 @@ def test_requests_are_checked_before_any_model_is_loaded(
         mix(project, {"part0": [[0, 1, 5]]}, write=False)  # the sweep's third image
     with pytest.raises(PartRequestError, match="is not a part request"):
         mix(project, prompt="a <part0:abc> creature", write=False)
+
+
+def test_mix_combinations_are_different_creatures(fitted: Path) -> None:
+    """``combinations``: each listed creature gets its own seeds (seed + j * n), the same
+    images as asking for each one alone; one mixes/ folder holds them all."""
+    project = open_project(fitted)
+    wanted = [{"part0": [1], "part1": [0]}, {"part0": [0], "part1": [1]}]
+    both = mix(project, combinations=wanted, n=2, seed=5, **FAST)
+    assert both.folder is not None and len(list(both.folder.glob("mix-*.png"))) == 4
+    assert [r["seed"] for r in both.records] == [5, 6, 7, 8]
+    alone = mix(project, {"part0": [[0]], "part1": [[1]]}, n=2, seed=7, write=False, **FAST)
+    for a, b in zip(alone.images, both.images[2:], strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(CreatureKitError, match="either combinations or parts"):
+        mix(project, {"part0": [[0]]}, combinations=wanted, write=False)
 
 
 def test_mix_writes_pngs_sidecars_and_sheet(fitted: Path) -> None:

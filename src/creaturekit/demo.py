@@ -136,8 +136,7 @@ def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str],
         say("Discovery: reusing discovery/")
         return REUSED
     say(f"Discovering parts with {project.config.discover.backend}")
-    with project.lock("discover"):
-        result = discover(project, **options)
+    result = discover(project, **options)
     names = name_parts_by_keypoints(project, result)
     if names:
         say("Parts named after the toy world's keypoints: " + ", ".join(names.values()))
@@ -192,9 +191,8 @@ def _mix(
 ) -> tuple[Path, str]:
     from creaturekit.discovery.discover import load_result
     from creaturekit.evaluation.combinations import code_rows, novel_combinations
-    from creaturekit.generation.mix import Mix, Mixer, write_mix
+    from creaturekit.generation.mix import mix
     from creaturekit.generation.requests import Vocabulary
-    from creaturekit.progress import track
     from creaturekit.training.run import run_folder
 
     names = Vocabulary(run_folder(project, RUN).vocab(), project.config).by_index
@@ -216,13 +214,10 @@ def _mix(
         say(f"Mixes: reusing {existing.relative_to(project.root).as_posix()}/")
         return existing, REUSED
     say(f"Mixing {len(combos)} novel creatures by part name")
-    mixer = Mixer(project, RUN)
-    mix = Mix(images=[], records=[])
-    for j, combo in enumerate(track(named, "Mixing novel creatures", total=len(named))):
-        parts = {name: [code] for name, code in combo.items()}
-        mix.extend(mixer(parts, n=1, seed=seed + j, steps=steps, size=size))
-    with project.lock("mix"):
-        return write_mix(project, mix), DONE
+    requests = [{name: [code] for name, code in combo.items()} for combo in named]
+    mixed = mix(project, combinations=requests, run=RUN, n=1, seed=seed, steps=steps, size=size)
+    assert mixed.folder is not None  # written by mix
+    return mixed.folder, DONE
 
 
 def _find_mixes(project: Project, combos: Sequence[dict[str, int]]) -> Path | None:

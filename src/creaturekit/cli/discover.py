@@ -68,8 +68,7 @@ def discover(
         "seed": seed,
         "device": device,
     }
-    with proj.lock("discover"):
-        result = run(proj, backend, report=report, **options)
+    result = run(proj, backend, report=report, **options)
     table = part_table(proj, result)
     if json_output:
         print_json({**result.summary(), "parts": table})

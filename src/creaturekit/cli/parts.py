@@ -68,12 +68,9 @@ def name_part(
     quiet: QuietOpt = False,
 ) -> None:
     """Name a part (stored in creaturekit.toml; `mix --NAME CODE` uses it)."""
-    from creaturekit.discovery.discover import load_result
-    from creaturekit.discovery.naming import set_part_name
+    from creaturekit.discovery import naming
 
-    proj = open_cli_project(project)
-    with proj.lock("parts"):
-        set_part_name(proj, load_result(proj), index, name)
+    naming.name_part(open_cli_project(project), index, name)
     if not quiet:
         console.print(f"Part {index} is now [bold]{name}[/].")
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.discovery import hierarchy
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError, NotFittedError
 from creaturekit.discovery.features import (
@@ -36,6 +36,7 @@ from creaturekit.discovery.features import (
 from creaturekit.discovery.grouping import Grouper, KMeansGrouper
 from creaturekit.errors import ConfigError
 from creaturekit.progress import track
+from creaturekit.version import __version__
 
 CONFIG_FILE = "config.json"
 CENTROIDS_FILE = "centroids.safetensors"

@@ -61,7 +61,15 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
 def discover(
     project: Project, backend: str | None = None, *, report: bool = True, **options: Any
 ) -> DiscoveryResult:
-    """Fit ``backend`` on the project's images and store the result (and report) atomically."""
+    """Fit ``backend`` on the project's images and store the result (and report) atomically,
+    under the project lock."""
+    with project.lock("discover"):
+        return _discover(project, backend, report=report, **options)
+
+
+def _discover(
+    project: Project, backend: str | None = None, *, report: bool = True, **options: Any
+) -> DiscoveryResult:
     records = project.images()
     if not records:
         raise DiscoveryDataError(

@@ -37,7 +37,7 @@ def part_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
 
 
 def set_part_name(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
-    """Name foreground part ``index`` and save the project's settings."""
+    """Name foreground part ``index`` and save the project's settings (under its lock)."""
     part = next((p for p in result.parts if p["index"] == index), None)
     if part is None:
         raise DiscoveryResultError(
@@ -51,10 +51,18 @@ def set_part_name(project: Project, result: DiscoveryResult, index: int, name: s
     default = _DEFAULT_NAME.match(name)
     if default and int(default.group(1)) != index:
         raise ConfigError(f"{name!r} is the default name of another part; choose another name.")
-    data = config_to_dict(project.config)
-    data["parts"]["names"] = {**data["parts"]["names"], str(index): name}
-    project.config = config_from_dict(data)  # validates the name
-    project.save_config()
+    with project.lock("parts"):
+        data = config_to_dict(project.config)
+        data["parts"]["names"] = {**data["parts"]["names"], str(index): name}
+        project.config = config_from_dict(data)  # validates the name
+        project.save_config()
+
+
+def name_part(project: Project, index: int, name: str) -> None:
+    """Name part ``index`` of the project's discovery result (see :func:`set_part_name`)."""
+    from creaturekit.discovery.result import read_result
+
+    set_part_name(project, read_result(project.discovery_dir), index, name)
 
 
 def auto_names(project: Project, result: DiscoveryResult) -> dict[int, str]:

@@ -10,8 +10,8 @@ from typing import Any
 
 from PIL import Image
 
-from creaturekit import __version__, fsutil
 from creaturekit import constants as C
+from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination, code_rows, evaluation_draw
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
@@ -23,6 +23,7 @@ from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
 from creaturekit.progress import track
 from creaturekit.project import Project
+from creaturekit.version import __version__
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"

@@ -30,14 +30,15 @@ from typing import Any
 
 import torch
 
-from creaturekit import __version__, fsutil
 from creaturekit import constants as C
+from creaturekit import fsutil
 from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
 from creaturekit.generation.mix import latest_run
 from creaturekit.generation.requests import Vocabulary
 from creaturekit.project import Project
 from creaturekit.training.run import RunFolder, run_folder
+from creaturekit.version import __version__
 
 FORMATS = ("diffusers", "a1111")
 MARKER = ".creaturekit-export.json"

@@ -8,13 +8,14 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, is_blank
 from creaturekit.errors import CreatureKitError, StageMissingError
 from creaturekit.generation.requests import (
@@ -24,8 +25,10 @@ from creaturekit.generation.requests import (
     compose_prompt,
     parse_prompt,
 )
+from creaturekit.progress import track
 from creaturekit.project import Project
 from creaturekit.training.run import CONFIG_FILE, RunFolder, list_runs, run_folder
+from creaturekit.version import __version__
 
 
 @dataclass
@@ -319,6 +322,7 @@ def mix(
     parts: dict[str, list[list[int]]] | None = None,
     prompt: str | None = None,
     *,
+    combinations: Sequence[dict[str, list[int]]] | None = None,
     run: str | None = None,
     scheduler: str = "ddim",
     like: int | None = None,
@@ -332,26 +336,36 @@ def mix(
     ``parts`` maps part names to occurrences, each a list of alternative codes (see
     :func:`sweep`); every combination gets ``n`` images with the same seeds. ``like``
     starts from all codes of a training image (given parts override them); ``fill``
-    gives every part not requested a random code (seeded by ``seed``). ``model`` loads
-    the run on another base model than the one it records (see :class:`Mixer`).
+    gives every part not requested a random code (seeded by ``seed``). Or
+    ``combinations`` lists the requests themselves (``{name: codes}`` each), combination
+    ``j`` seeded from ``seed + j * n``: different creatures, not a comparison. ``model``
+    loads the run on another base model than the one it records (see :class:`Mixer`).
+    Every request is checked before any model is loaded.
     """
     check_generation(**{k: v for k, v in options.items() if k != "negative"})
     fitted = FittedRun(project, run)
-    parts = dict(parts or {})
-    if like is not None:
-        parts = {**{name: [[code]] for name, code in fitted.image_codes(like).items()}, **parts}
-    if fill:
-        rng = random.Random(options.get("seed", 0))
-        for name, token in fitted.vocabulary.by_name.items():
-            k = int(fitted.vocabulary.parts[token]["subconcepts"])
-            parts.setdefault(name, [[rng.randrange(k)]])
-    combos = sweep(parts)
+    if combinations is not None:
+        if parts or like is not None or fill:
+            raise CreatureKitError("Give either combinations or parts (with like, fill).")
+        combos, step = [dict(c) for c in combinations], int(options.get("n", 1))
+    else:
+        parts = dict(parts or {})
+        if like is not None:
+            like_codes = fitted.image_codes(like)
+            parts = {**{name: [[code]] for name, code in like_codes.items()}, **parts}
+        if fill:
+            rng = random.Random(options.get("seed", 0))
+            for name, token in fitted.vocabulary.by_name.items():
+                k = int(fitted.vocabulary.parts[token]["subconcepts"])
+                parts.setdefault(name, [[rng.randrange(k)]])
+        combos, step = sweep(parts), 0
     for combo in combos:  # unknown parts and codes are refused before any model loads
         fitted.requests(combo, prompt)
     mixer = Mixer(project, fitted, scheduler, model=model)
     result = Mix(images=[], records=[])
-    for combo in combos:
-        result.extend(mixer(combo, prompt, **options))
+    seed = int(options.pop("seed", 0))
+    for j, combo in enumerate(track(combos, "Mixing creatures", total=len(combos))):
+        result.extend(mixer(combo, prompt, seed=seed + j * step, **options))
     if write:
         with project.lock("mix"):
             write_mix(project, result)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.errors import ConfigError, CreatureKitError
 from creaturekit.paths import check_name
 from creaturekit.training.fit_config import RESUMABLE, FitConfig, config_dict, config_from_dict
+from creaturekit.version import __version__
 
 if TYPE_CHECKING:
     from creaturekit.project import Project
