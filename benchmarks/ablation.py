@@ -106,7 +106,7 @@ def run_variant(
     baseline: Project | None = None,
 ) -> dict[str, Any]:
     """Fit one variant with ``seed``, evaluate it in ``project``; its figures and budget."""
-    from creaturekit.evaluation.baseline import ClusterServing
+    from creaturekit.evaluation.baseline import ClusterServing, ServedCreatures
     from creaturekit.evaluation.evaluate import evaluate
     from creaturekit.generation.mix import Mixer
     from creaturekit.training.fit import fit
@@ -129,8 +129,11 @@ def run_variant(
         per_combination=per_combination,
         steps=sample_steps,
         guidance=guidance,
-        mixer=Mixer(home, name) if home is not project else None,
-        serve=ClusterServing.from_projects(project, home) if home is not project else None,
+        creatures=(
+            ServedCreatures(Mixer(home, name), ClusterServing.from_projects(project, home))
+            if home is not project
+            else None
+        ),
     )
     step_times = [row["seconds"] for row in run.read_log() if "seconds" in row]
     return {

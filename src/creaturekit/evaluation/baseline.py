@@ -21,8 +21,10 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from creaturekit.discovery.hierarchy import Coding, FitReport, Hierarchy, part_means
 from creaturekit.discovery.kmeans import spherical_kmeans
@@ -150,3 +152,21 @@ class ClusterServing:
 
     def __call__(self, combo: Combination) -> dict[str, list[int]]:
         return {self.part: [self.cluster(combo)]}
+
+
+@dataclass
+class ServedCreatures:
+    """The baseline's run drawing each requested combination as the cluster that serves it
+    (what ``evaluate(creatures=...)`` scores over the project's own combinations)."""
+
+    mixer: Any  # a creaturekit.generation.mix.Mixer of the baseline's run
+    serving: ClusterServing
+
+    @property
+    def name(self) -> str:
+        return str(self.mixer.run.path.name)
+
+    def __call__(
+        self, combo: Combination, n: int, seed: int, **generation: Any
+    ) -> list[Image.Image]:
+        return list(self.mixer(self.serving(combo), n=n, seed=seed, **generation).images)
