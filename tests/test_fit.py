@@ -151,6 +151,12 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["step"] == 2 and data["run"] == "cli"
+    last = json.loads((project / "runs" / "cli" / "log.jsonl").read_text().splitlines()[-1])
+    similarity = last["code_similarity"]  # how distinct each part's codes are (distinctness.py)
+    assert set(similarity) == {"part0", "part1", "bg"}
+    assert all(v is None or -1 <= v <= 1 for v in similarity.values())
+    alike = [name for name, v in similarity.items() if v is not None and v >= 0.99]
+    assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.stderr
     resumed = runner.invoke(app, [*args[:-1], "--steps", "3", "--resume", "--json"])

@@ -256,6 +256,9 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert 0.0 <= saved["seen"]["oracle"]["accuracy"] <= 1.0
     assert set(saved["seen"]["oracle"]["per_part"]) <= {"part0", "part1", "bg"}
     assert "nmi" in saved["discovery"] and "seen_oracle_accuracy" in saved["overall"]
+    assert set(saved["code_similarity"]) == {"part0", "part1", "bg"}  # the run's own names
+    alike = [n for n, v in saved["code_similarity"].items() if v is not None and v >= 0.99]
+    assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]

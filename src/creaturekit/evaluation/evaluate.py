@@ -21,7 +21,7 @@ from creaturekit.evaluation.reference import Reference, find_reference
 from creaturekit.generation.mix import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
-from creaturekit.progress import track
+from creaturekit.progress import stderr_console, track
 from creaturekit.project import Project
 from creaturekit.version import __version__
 
@@ -59,6 +59,19 @@ class RunCreatures:
     ) -> list[Image.Image]:
         parts = {self.names[m]: [k] for m, k in combo.items()}
         return self.mixer(parts, n=n, seed=seed, **generation).images
+
+    def code_similarity(self) -> dict[str, float | None]:
+        """Each part's median cosine between its code vectors; warns about parts whose
+        codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
+        from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+
+        parts = self.mixer.fitted.vocab["parts"]
+        similarity = code_similarity(self.mixer.mapper, [self.names[p["index"]] for p in parts])
+        if parts_alike := alike(similarity):
+            step = fsutil.safetensors_metadata(self.mixer.run.mapper).get("step", "")
+            message = alike_warning(parts_alike, int(step) if step.isdigit() else None)
+            stderr_console.print(f"Warning: {message}", highlight=False, markup=False)
+        return similarity
 
 
 def evaluate(
@@ -128,6 +141,8 @@ def evaluate(
         "negative": generation["negative"],
         "creaturekit_version": __version__,
     }
+    if isinstance(creatures, RunCreatures):
+        metrics["code_similarity"] = creatures.code_similarity()
     discovery = _discovery_figures(project, result, reference)
     if discovery:
         metrics["discovery"] = discovery

@@ -47,6 +47,7 @@ from creaturekit.training.data import (
     load_pixels,
     next_indices,
 )
+from creaturekit.training.distinctness import alike, alike_warning, code_similarity
 from creaturekit.training.fit_config import FitConfig
 from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
 from creaturekit.training.run import run_folder
@@ -433,6 +434,15 @@ class Trainer:
         self.caption_rng.setstate(ckpt.to_random_state(found.captions))
         return found.step, found.cursor
 
+    def _code_similarity(self, step: int) -> dict[str, float | None]:
+        """Each part's median cosine between its code vectors; a warning for parts whose
+        codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
+        names = [str(p["name"]) for p in self.run_vocab()["parts"]]
+        similarity = code_similarity(self.accelerator.unwrap_model(self.mapper), names)
+        if parts_alike := alike(similarity):
+            _warn(alike_warning(parts_alike, step))
+        return similarity
+
     def _write_outputs(self, step: int) -> None:
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
@@ -569,15 +579,16 @@ class Trainer:
                 last, new_cursor = self._optimisation_step(cursor)
                 step, cursor, snapshot = step + 1, new_cursor, None
                 if main and (step % cfg.log_every == 0 or step == cfg.steps):
-                    self.run.log(
-                        {
-                            "step": step,
-                            **last,
-                            "lr": cfg.lr,
-                            "lora_lr": cfg.lora_lr or cfg.lr,
-                            "seconds": round(time.monotonic() - t0, 4),
-                        }
-                    )
+                    row: dict[str, Any] = {
+                        "step": step,
+                        **last,
+                        "lr": cfg.lr,
+                        "lora_lr": cfg.lora_lr or cfg.lr,
+                        "seconds": round(time.monotonic() - t0, 4),
+                    }
+                    if step == cfg.steps:
+                        row["code_similarity"] = self._code_similarity(step)
+                    self.run.log(row)
                 if self._checkpoint_due(step):
                     self._check_weights()
                     self._save_checkpoint(step, cursor)
