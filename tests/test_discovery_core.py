@@ -61,7 +61,7 @@ def test_hierarchy_finds_foreground_parts_and_variants() -> None:
     params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3, position_weight=0)
     h, coding, report = hierarchy.fit(feats, GRID, params)
     bg = h.n_parts - 1
-    assert report.parts[bg]["is_background"] and h.n_parts == 4
+    assert report.parts[bg].is_background and h.n_parts == 4
     assert ((coding.masks != bg) == (layout > 0)).mean() > 0.98
     assert report.foreground["threshold"] and "rule" in report.foreground
     for part in range(1, 4):

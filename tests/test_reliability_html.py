@@ -60,7 +60,7 @@ def test_discovery_report_escapes_names_and_result_values(tampered: Path) -> Non
     result = load_result(project)
     result.backend = result.params["model"] = SCRIPT
     result.notes = [SCRIPT]
-    result.parts[0]["subconcepts"] = SCRIPT
+    result.parts[0].subconcepts = SCRIPT  # type: ignore[assignment]
     result.foreground.update(rule=SCRIPT, threshold=SCRIPT, images_without_foreground=SCRIPT)
     result.facing = {"rule": SCRIPT, "groupings": SCRIPT, "changed_per_round": [SCRIPT]}
     text = render_html(project, result)

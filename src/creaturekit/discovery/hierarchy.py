@@ -28,7 +28,7 @@ classifier and score distribution are recorded as evidence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -116,11 +116,34 @@ class Coding:
 
 
 @dataclass
+class Part:
+    """One discovered part (the background is a part too), as result.json records it."""
+
+    index: int
+    is_background: bool
+    subconcepts: int  # its number of sub-concepts (codes 0 .. subconcepts - 1)
+    coverage: float = 0.0  # share of all patches it holds
+    presence: float = 0.0  # share of images it appears in
+    unassigned_images: int = 0  # images whose part mean no sub-concept took
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Part:
+        """A part from its result.json record (ValueError/TypeError/KeyError if invalid)."""
+        known = {f.name for f in fields(cls)}
+        return cls(
+            index=int(data["index"]),
+            is_background=bool(data["is_background"]),
+            subconcepts=int(data["subconcepts"]),
+            **{k: data[k] for k in known - {"index", "is_background", "subconcepts"} if k in data},
+        )
+
+
+@dataclass
 class FitReport:
     """What fitting decided, and why (recorded in result.json)."""
 
     foreground: dict[str, Any]
-    parts: list[dict[str, Any]]
+    parts: list[Part]
     notes: list[str] = field(default_factory=list)
     facing: dict[str, Any] = field(default_factory=dict)
 
@@ -503,7 +526,7 @@ def fit(
     means, present = part_means(feats, masks, n_parts)
     codes = np.full((n, n_parts), UNASSIGNED, np.int64)
     subs: list[np.ndarray] = []
-    part_info: list[dict[str, Any]] = []
+    part_info: list[Part] = []
     identical = True
     for m in range(n_parts):
         is_background = m == n_parts - 1
@@ -521,14 +544,14 @@ def fit(
         codes[idx, m] = sub_labels
         subs.append(cents)
         part_info.append(
-            {
-                "index": m,
-                "is_background": is_background,
-                "subconcepts": len(cents),
-                "coverage": round(float(np.mean(masks == m)), 4),
-                "presence": round(float(present[:, m].mean()), 4),
-                "unassigned_images": int(np.sum(sub_labels < 0)),
-            }
+            Part(
+                index=m,
+                is_background=is_background,
+                subconcepts=len(cents),
+                coverage=round(float(np.mean(masks == m)), 4),
+                presence=round(float(present[:, m].mean()), 4),
+                unassigned_images=int(np.sum(sub_labels < 0)),
+            )
         )
     if identical:
         raise DiscoveryDataError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from creaturekit.config import config_from_dict, config_to_dict
@@ -24,27 +25,25 @@ _DEFAULT_NAME = re.compile(r"^part(\d+)$")
 def part_table(project: Project, result: DiscoveryResult) -> list[dict[str, Any]]:
     """Every part with its name, sizes and sub-concept count (what ``parts --json`` prints)."""
     return [
-        {**p, "name": project.config.part_name(p["index"], p["is_background"])}
+        {**asdict(p), "name": project.config.part_name(p.index, p.is_background)}
         for p in result.parts
     ]
 
 
 def part_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
     """Part index -> the name ``mix --NAME`` and the metrics use."""
-    return {
-        p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
-    }
+    return {p.index: project.config.part_name(p.index, p.is_background) for p in result.parts}
 
 
 def set_part_name(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
     """Name foreground part ``index`` and save the project's settings (under its lock)."""
-    part = next((p for p in result.parts if p["index"] == index), None)
+    part = next((p for p in result.parts if p.index == index), None)
     if part is None:
         raise DiscoveryResultError(
             f"There is no part {index}; parts are 0..{len(result.parts) - 1} "
             "(see `creaturekit parts`)."
         )
-    if part["is_background"]:
+    if part.is_background:
         raise ConfigError(
             f'Part {index} is the background; its name is always "{BACKGROUND_PART}".'
         )

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from creaturekit.discovery.hierarchy import Coding, FitReport, Hierarchy, part_means
+from creaturekit.discovery.hierarchy import Coding, FitReport, Hierarchy, Part, part_means
 from creaturekit.discovery.kmeans import spherical_kmeans
 from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination
@@ -58,16 +58,7 @@ def fit_image_clusters(
     )
     report = FitReport(
         foreground={"rule": "none: one part covers the whole image (image-cluster baseline)"},
-        parts=[
-            {
-                "index": 0,
-                "is_background": True,
-                "subconcepts": len(centroids),
-                "coverage": 1.0,
-                "presence": 1.0,
-                "unassigned_images": 0,
-            }
-        ],
+        parts=[Part(0, is_background=True, subconcepts=len(centroids), coverage=1.0, presence=1.0)],
         notes=[
             f"Image-cluster baseline: {len(centroids)} k-means clusters of whole-image "
             "features, one token per image."
@@ -133,12 +124,12 @@ class ClusterServing:
 
         clusters = load_result(baseline)
         cluster_of = {int(row["id"]): int(row["codes"]["0"]) for row in clusters.codes}
-        members: list[list[Combination]] = [[] for _ in range(clusters.parts[0]["subconcepts"])]
+        members: list[list[Combination]] = [[] for _ in range(clusters.parts[0].subconcepts)]
         for row in load_result(project).codes:
             codes = {int(m): int(k) for m, k in row["codes"].items()}
             members[cluster_of[int(row["id"])]].append(codes)
         part = clusters.parts[0]
-        return cls(members, baseline.config.part_name(part["index"], part["is_background"]))
+        return cls(members, baseline.config.part_name(part.index, part.is_background))
 
     def cluster(self, combo: Combination) -> int:
         """The cluster whose members share the most requested codes on average."""

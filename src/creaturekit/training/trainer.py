@@ -132,7 +132,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.mapper = TokenMapper(
             MapperConfig(
-                num_codes=tuple(int(p["subconcepts"]) for p in parts),
+                num_codes=tuple(p.subconcepts for p in parts),
                 dim=int(base.text_encoder.config.hidden_size),
                 depth=cfg.projector_depth,
             )
@@ -477,10 +477,10 @@ class Trainer:
             "category": cfg.project.category,
             "parts": [
                 {
-                    "index": p["index"],
-                    "is_background": p["is_background"],
-                    "name": cfg.part_name(p["index"], p["is_background"]),
-                    "subconcepts": int(p["subconcepts"]),
+                    "index": p.index,
+                    "is_background": p.is_background,
+                    "name": cfg.part_name(p.index, p.is_background),
+                    "subconcepts": p.subconcepts,
                     "token": part_token(i),
                     "token_id": self.token_ids[i],
                 }
