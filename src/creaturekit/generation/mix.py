@@ -158,8 +158,10 @@ class Mixer:
         self.fitted = run if isinstance(run, FittedRun) else FittedRun(project, run)
         self.run, self.vocabulary = self.fitted.folder, self.fitted.vocabulary
         vocab = self.fitted.vocab
+        info = self.run.info()
+        self.resolution = info.fit.resolution  # the default image size
         if model is None:
-            model = str(self.run.saved_config()["base_model"])
+            model = info.base_model
             project_model(model, project.root, f"base_model in {self.run.path / CONFIG_FILE}")
         else:
             trust_model_path(model)
@@ -233,7 +235,7 @@ class Mixer:
         settings = self.project.config.mix
         check_generation(seed=seed, n=n, steps=steps, guidance=guidance, size=size)
         text, requests = self.requests(parts, prompt)
-        size = size or int(self.run.saved_config()["fit"]["resolution"])
+        size = size or self.resolution
         steps = steps or settings.steps
         guidance = settings.guidance if guidance is None else guidance
         negative = settings.negative if negative is None else negative

@@ -38,6 +38,15 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """What a run's config.toml records: the base model it was fitted on and its settings."""
+
+    base_model: str
+    fit: FitConfig
+    creaturekit_version: str
+
+
+@dataclass(frozen=True)
 class RunFolder:
     """Paths and small I/O of one run."""
 
@@ -101,6 +110,19 @@ class RunFolder:
         """The run's ``[fit]`` settings; those its config.toml lacks (added in a later
         version) count as their defaults."""
         return config_dict(FitConfig()) | self.saved_config()["fit"]
+
+    def info(self) -> RunInfo:
+        """The run's base model and settings, checked (a damaged config.toml is named)."""
+        saved = self.saved_config()
+        path = self.path / CONFIG_FILE
+        try:
+            fit = config_from_dict(self.saved_fit())
+        except ConfigError as err:
+            raise fsutil.damaged(path, err) from None
+        if not isinstance(saved.get("base_model"), str) or not saved["base_model"]:
+            raise fsutil.damaged(path, "no base_model")
+        version = str(saved.get("creaturekit_version", "unknown"))
+        return RunInfo(base_model=saved["base_model"], fit=fit, creaturekit_version=version)
 
     def resume_config(self, flags: dict[str, Any]) -> FitConfig:
         """The run's own saved settings, changed only by the ``flags`` that are set."""
