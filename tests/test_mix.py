@@ -366,10 +366,31 @@ def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> 
     shutil.copytree(fitted, root)
     result_file = root / "discovery" / "result.json"
     data = json.loads(result_file.read_text())
-    data["stamp"] = "another-discovery"
+    data["stamp"] = data["fitted_stamp"] = "another-discovery"
     result_file.write_text(json.dumps(data))
     with pytest.raises(StageMissingError, match="another discovery result"):
         Mixer(open_project(root))
+
+
+def test_run_still_mixes_after_an_update(fitted: Path, tmp_path: Path) -> None:
+    """`discover --update` keeps the centroids, so runs trained before it still mix."""
+    from PIL import Image
+
+    from creaturekit.discovery.update import update
+    from creaturekit.progress import quiet
+    from creaturekit.project import init_project
+
+    root = tmp_path / "updated"
+    shutil.copytree(fitted, root)
+    (tmp_path / "new").mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8)
+    for i, picture in enumerate(pixels):
+        Image.fromarray(picture).save(tmp_path / "new" / f"new{i}.png")
+    with quiet():
+        init_project(root, images=tmp_path / "new", force=True)
+        done = update(open_project(root), report=False)
+    assert done.added == 2 and done.result.stamp != done.result.fitted_stamp
+    assert Mixer(open_project(root)).vocabulary.by_index  # not refused
 
 
 def test_blank_images_are_reported() -> None:

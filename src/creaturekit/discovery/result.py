@@ -2,7 +2,8 @@
 
 Files (names shared by writer and reader)::
 
-    result.json            backend, params, parts, fg/bg evidence, notes, timing, image-set hash
+    result.json            backend, params, parts, fg/bg evidence, notes, timing, image-set
+                           hash, scale (images learnt from, k-means engine)
     config.json            the fitted discoverer's options (see Discoverer.save)
     centroids.safetensors  every level's centroids
     codes.jsonl            per image: {"id", "file", "codes": {part: code}, "caption"}
@@ -56,6 +57,11 @@ class DiscoveryResult:
     stamp: str
     codes: list[dict[str, Any]] = field(repr=False)
     masks: np.ndarray = field(repr=False)
+    scale: dict[str, Any] = field(default_factory=dict)  # images learnt from, k-means engine
+    fitted_stamp: str = ""  # the stamp of the fit whose centroids these are (see update)
+
+    def __post_init__(self) -> None:
+        self.fitted_stamp = self.fitted_stamp or self.stamp
 
     @property
     def background_index(self) -> int:
@@ -98,6 +104,7 @@ def build_result(discoverer: Discoverer, records: list[Any], images_hash: str) -
         stamp=f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}",
         codes=rows,
         masks=coding.masks.reshape(-1, h, w),
+        scale=report.scale,
     )
 
 
@@ -186,6 +193,8 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
             stamp=str(data["stamp"]),
             codes=[],
             masks=np.zeros((0, 0, 0), np.uint8),
+            scale=dict(data.get("scale", {})),  # absent before discovery scaled
+            fitted_stamp=str(data.get("fitted_stamp", "")),  # absent before updates
         )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise fsutil.damaged(path, f"no valid {err}") from None

@@ -97,7 +97,8 @@ class FittedRun:
         if not path.is_file():
             return
         data = fsutil.read_json(path)
-        if isinstance(data, dict) and data.get("stamp") != self.vocab["discovery_stamp"]:
+        stamps = (data.get("stamp"), data.get("fitted_stamp")) if isinstance(data, dict) else ()
+        if isinstance(data, dict) and self.vocab["discovery_stamp"] not in stamps:  # centroids
             raise StageMissingError(
                 f"The run {self.folder.path.name!r} was trained on another discovery result "
                 "than the project's current one; fit a new run or mix with an older copy."

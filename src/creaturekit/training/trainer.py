@@ -472,7 +472,7 @@ class Trainer:
         """The part vocabulary the run is trained on (``vocab.json``)."""
         cfg = self.project.config
         return {
-            "discovery_stamp": self.result.stamp,
+            "discovery_stamp": self.result.fitted_stamp,  # the centroids (kept by updates)
             "images_hash": self.result.images_hash,
             "category": cfg.project.category,
             "parts": [
