@@ -188,7 +188,8 @@ def assemble_pipeline(
 ) -> Path:
     """Write a complete StableDiffusionPipeline folder (fp16 safetensors) to ``folder``.
 
-    Every part loads in float32 by default, in diffusers as in creaturekit. The folder appears only once complete (written beside it, then renamed into place).
+    Every part loads in float32 by default, in diffusers as in creaturekit. The folder
+    appears only once complete (written beside it, then renamed into place).
     """
     from diffusers import StableDiffusionPipeline
 
