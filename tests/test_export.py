@@ -20,32 +20,16 @@ from creaturekit.generation.requests import Vocabulary
 from creaturekit.generation.stage import Mixer
 from creaturekit.project import open_project
 from tests.consumers import a1111_embeddings
+from tests.tiny_sd import fitted_copy
 
-TINY = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
 FAST = {"steps": 2, "size": 16}
 
 
 @pytest.fixture(scope="module")
 def fitted(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with run ``r1`` (LoRA rank 4) and run ``r0`` (part tokens only, rank 0)."""
-    from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
-
     root = tmp_path_factory.mktemp("export") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY)
-        fit(open_project(root), preset="toy", run="r0", model=str(tiny_sd), rank=0, **TINY)
-    return root
+    return fitted_copy(discovered, root, tiny_sd, {"r1": {}, "r0": {"rank": 0}})
 
 
 def export(runner: CliRunner, project: Path, *args: str) -> tuple[int, str]:
@@ -191,6 +175,11 @@ def test_import_run_mixes_like_the_original(
     ours = Mixer(open_project(source), "r1")(request, seed=4, **FAST).images[0]
     theirs = Mixer(open_project(fitted), "r1")(request, seed=4, **FAST).images[0]
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+    if fmt == "diffusers":
+        from creaturekit.evaluation.stage import evaluate
+
+        metrics = evaluate(open_project(source), "r1", combinations=2, steps=1, image_metrics=False)
+        assert metrics["run"] == "r1" and (source / "eval" / "r1" / "metrics.json").is_file()
 
     again = runner.invoke(app, ["import-run", "-C", str(source), str(tmp_path / "shared")])
     assert (

@@ -11,7 +11,6 @@ parameters) would take minutes to build and fit here.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from tests.consumers import (
     ldm_state_dict,
     unet_to_ldm,
 )
-from tests.tiny_sd import tiny_text_stack, tiny_vae
+from tests.tiny_sd import fitted_copy, tiny_text_stack, tiny_vae
 
 #: stable-diffusion-v1-5/stable-diffusion-v1-5 unet/config.json
 SD15_UNET: dict[str, Any] = {
@@ -70,8 +69,6 @@ def exports(discovered: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
     from creaturekit.models import trust_model_path
-    from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
 
     tmp = tmp_path_factory.mktemp("consumers")
     tokenizer, text_encoder = tiny_text_stack()
@@ -87,12 +84,8 @@ def exports(discovered: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         requires_safety_checker=False,
     ).save_pretrained(base)
     trust_model_path(str(base))
-    root = tmp / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    settings = {"resolution": 32, "steps": 3, "batch_size": 2, "grad_accum": 1}
-    settings |= {"attn_resolution": 8, "checkpoint_every": 3, "sample_every": 0}
-    with quiet():
-        fit(open_project(root), preset="toy", run="sd", model=str(base), **settings)
+    settings = {"resolution": 32, "steps": 3, "checkpoint_every": 3}  # SD 1.5 downsamples 8x
+    root = fitted_copy(discovered, tmp / "proj", base, {"sd": settings})
     project = open_project(root)
     return {
         "base": base,

@@ -17,17 +17,8 @@ from creaturekit.generation.requests import PartRequestError
 from creaturekit.generation.stage import Mixer, mix, sweep
 from creaturekit.project import open_project
 from tests.conftest import GuardedRunner
+from tests.tiny_sd import TINY_FIT as TINY
 
-TINY = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
 FAST = {"steps": 2, "size": 16}
 
 

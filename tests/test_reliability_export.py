@@ -13,17 +13,7 @@ from creaturekit import fsutil
 from creaturekit.cli import app
 from creaturekit.generation.export import MARKER, export_run
 from creaturekit.project import open_project
-
-TINY = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
+from tests.tiny_sd import TINY_FIT as TINY
 
 
 @pytest.fixture(scope="module")

@@ -119,3 +119,38 @@ def discovered_toy_project(root: Any) -> Any:
             image_size=64,
         )
     return open_project(root)
+
+
+#: fit settings that train a run on the tiny pipeline in seconds
+TINY_FIT = {
+    "resolution": 16,
+    "steps": 2,
+    "batch_size": 2,
+    "grad_accum": 1,
+    "attn_resolution": 8,
+    "checkpoint_every": 2,
+    "sample_every": 0,
+    "projector_depth": 2,
+}
+
+
+def fitted_copy(discovered: Any, root: Any, model: Any, runs: dict[str, dict[str, Any]]) -> Any:
+    """A copy of the ``discovered`` project at ``root`` with ``runs`` (name -> fit settings
+    over :data:`TINY_FIT`) fitted on ``model`` with the toy preset."""
+    import shutil
+
+    from creaturekit.progress import quiet
+    from creaturekit.project import open_project
+    from creaturekit.training.stage import fit
+
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    with quiet():
+        for name, settings in runs.items():
+            fit(
+                open_project(root),
+                preset="toy",
+                run=name,
+                model=str(model),
+                **(TINY_FIT | settings),
+            )
+    return root
