@@ -87,6 +87,7 @@ def test_a1111_lora_metadata(fitted: Path, tmp_path: Path) -> None:
         assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "4.0"
         assert meta["ss_base_model_version"] == "sd_v1" and meta["ss_v2"] == "False"
         assert meta["ss_steps"] == "2" and meta["ss_resolution"] == "(16, 16)"
+        assert meta["ss_sd_model_name"] == "tiny-sd0"  # the local base's folder name only
         assert meta["modelspec.sai_model_spec"] == "1.0.1"
         assert meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
         assert meta["modelspec.implementation"] == "diffusers"
@@ -219,6 +220,30 @@ def test_import_run_refuses_other_discoveries_and_non_exports(
     )
     assert result.exit_code == 1 and "older creaturekit" in result.stderr
     assert not (fitted / "runs" / "again").exists() and not list((fitted / "runs").glob(".import*"))
+
+
+def test_import_run_names_what_is_wrong_in_an_export(
+    fitted: Path, tmp_path: Path, runner: CliRunner
+) -> None:
+    shared = export_run(open_project(fitted), "a1111", run="r1", out=tmp_path / "shared")
+
+    def import_again() -> str:
+        result = runner.invoke(app, ["import-run", "-C", str(fitted), str(shared), "--run", "x"])
+        assert result.exit_code == 1 and not (fitted / "runs" / "x").exists()
+        return result.stderr
+
+    lora = fsutil.load_safetensors(shared / "r1_lora.safetensors")
+    fsutil.save_safetensors(
+        lora | {"lora_te_x.alpha": torch.ones(())}, shared / "r1_lora.safetensors"
+    )
+    assert "r1_lora.safetensors: 'lora_te_x.alpha' is not a LoRA key creaturekit writes" in (
+        import_again()
+    )
+    (shared / RUN_DIR / "vocab.json").write_text("[]")
+    assert "vocab.json is damaged or incomplete (no discovery stamp)" in import_again()
+    marker = fsutil.read_json(shared / MARKER)
+    fsutil.write_json(shared / MARKER, marker | {"run": "../../elsewhere"})
+    assert "The run name in" in import_again() and "is not allowed" in import_again()
 
 
 def test_kohya_keys_convert_back_exactly(fitted: Path) -> None:

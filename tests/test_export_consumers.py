@@ -146,8 +146,11 @@ def test_kohya_loads_every_key(
 
     unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
     modules = kohya_modules(unet)
-    deltas, unused = kohya_deltas(lora_files(exports)["lora"], modules)
-    assert unused == [] and len(deltas) == len(diffusers_deltas) > 0
+    files = lora_files(exports)
+    deltas, unused = kohya_deltas(files["lora"], modules)
+    assert unused == [] and len(deltas) == len(diffusers_deltas)
+    in_bundle, unused = kohya_deltas(files["bundle"], modules)  # its vectors: unexpected keys
+    assert in_bundle.keys() == deltas.keys() and all(k.startswith("bundle_emb.") for k in unused)
     by_kohya = {"lora_unet_" + m.replace(".", "_"): m for m in diffusers_deltas}
     for name, delta in deltas.items():
         assert modules[name].weight.shape == delta.shape

@@ -18,10 +18,18 @@ from creaturekit.discovery.result import RESULT_FILE
 from creaturekit.errors import CreatureKitError, StageMissingError
 from creaturekit.generation.export import MARKER, RUN_DIR, RUN_FILES
 from creaturekit.generation.kohya import kohya_to_diffusers
+from creaturekit.paths import check_name
 from creaturekit.project import Project
 from creaturekit.training.mapper import TokenMapper
 from creaturekit.training.objective import lora_config, lora_targets
-from creaturekit.training.run import LOG_FILE, LORA_FILE, RunFolder, run_folder, write_lora
+from creaturekit.training.run import (
+    LOG_FILE,
+    LORA_FILE,
+    VOCAB_FILE,
+    RunFolder,
+    run_folder,
+    write_lora,
+)
 
 
 def import_run(project: Project, source: str | os.PathLike[str], run: str | None = None) -> Path:
@@ -38,16 +46,18 @@ def import_run(project: Project, source: str | os.PathLike[str], run: str | None
         )
     fit = exported.saved_fit()
     vocab = exported.vocab()
-    _check_discovery(project, source, vocab.get("discovery_stamp"))
+    if not isinstance(vocab, dict) or "discovery_stamp" not in vocab:
+        raise fsutil.damaged(exported.path / VOCAB_FILE, "no discovery stamp")
+    _check_discovery(project, source, vocab["discovery_stamp"])
     TokenMapper.load(exported.mapper)  # a damaged mapper is named now, not at mix time
     lora = _lora_file(source, marker, int(fit["rank"]))
-    if folder.path.exists():
-        raise CreatureKitError(
-            f"The run {folder.path.name!r} exists already; import under another name with "
-            "--run NAME."
-        )
     project.runs_dir.mkdir(parents=True, exist_ok=True)
     with project.lock("import-run"):
+        if folder.path.exists():
+            raise CreatureKitError(
+                f"The run {folder.path.name!r} exists already; import under another name with "
+                "--run NAME."
+            )
         staging = fsutil.staging_folder(project.runs_dir, f".import-{folder.path.name}.")
         try:
             for name in RUN_FILES:
@@ -56,7 +66,10 @@ def import_run(project: Project, source: str | os.PathLike[str], run: str | None
             if lora is not None and marker["format"] == "diffusers":
                 shutil.copyfile(lora, staging / LORA_FILE)
             elif lora is not None:
-                layers = kohya_to_diffusers(fsutil.load_safetensors(lora))
+                try:
+                    layers = kohya_to_diffusers(fsutil.load_safetensors(lora))
+                except CreatureKitError as err:
+                    raise CreatureKitError(f"{lora}: {err}") from None
                 adapter = lora_config(
                     fit["rank"], fit["lora_alpha"], lora_targets(fit["lora_layers"])
                 )
@@ -83,6 +96,7 @@ def _read_marker(source: Path) -> dict[str, object]:
             f"{source} is not a creaturekit export (no valid {MARKER}); give the folder "
             "`creaturekit export` wrote."
         )
+    check_name(str(marker.get("run", "")), f"The run name in {source / MARKER}")
     if marker.get("complete") is not True:
         raise CreatureKitError(
             f"{source} holds an unfinished export (it was interrupted); export it again."

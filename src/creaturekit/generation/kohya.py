@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -112,7 +113,8 @@ def lora_metadata(
         "ss_output_name": output_name,
         "ss_base_model_version": version,
         "ss_v2": str(version == "sd_v2"),
-        "ss_sd_model_name": base_model,
+        # a local folder by its name only, as kohya writes it (no user's path in a shared file)
+        "ss_sd_model_name": Path(base_model).name if Path(base_model).is_absolute() else base_model,
         "ss_resolution": f"({resolution}, {resolution})",
         "ss_steps": str(steps),
         "ss_seed": str(fit.get("seed", "")),
