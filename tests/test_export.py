@@ -69,10 +69,18 @@ def test_name_template_is_checked(fitted: Path, tmp_path: Path, runner: CliRunne
     ]:
         with pytest.raises(CreatureKitError, match=said):
             token_names(vocab, "r1", bad)
+    with pytest.raises(CreatureKitError, match="Unknown format code 'd'"):
+        token_names(vocab, "r1", "{part:03d}_{code}")
+    config = open_project(fitted).config
+    config.parts.names = {"0": "p1", "1": "P"}
+    parts = [{"index": 0, "is_background": False, "subconcepts": 2}]
+    parts.append({"index": 1, "is_background": False, "subconcepts": 12})
+    with pytest.raises(CreatureKitError, match="gives 'p10' and 'P10', one name to the UIs"):
+        token_names(Vocabulary({"parts": parts}, config), "r1", "{part}{code}")
     code, err = export(
         runner, fitted, "--name-template", "{part}{code}", "--out", str(tmp_path / "x")
     )
-    assert code == 0, err  # part0 + 1 and part01 + ... stay distinct here
+    assert code == 0, err  # part0_1 -> part01, part1_0 -> part10: distinct here
     code, err = export(runner, fitted, "--name-template", "{part}", "--out", str(tmp_path / "y"))
     assert code == 1 and "--name-template '{part}' must hold {part} and {code}" in err
     assert not (tmp_path / "y").exists()

@@ -100,7 +100,10 @@ def token_names(
     seen: dict[str, str] = {}
     for part, token in vocab.by_name.items():
         for code in range(int(vocab.parts[token]["subconcepts"])):
-            name = template.format(run=safe_run, part=part, code=code)
+            try:
+                name = template.format(run=safe_run, part=part, code=code)
+            except ValueError as err:  # a format spec that does not fit, e.g. {part:03d}
+                raise CreatureKitError(f"--name-template {template!r}: {err}.") from None
             if not _TOKEN_NAME.fullmatch(name):
                 raise CreatureKitError(
                     f"--name-template {template!r} gives the token {name!r}, which UIs cannot "
