@@ -101,3 +101,25 @@ def failing_objective(
         return loss, logs
 
     monkeypatch.setattr(Objective, "__call__", patched)
+
+
+def fit_runs(discovered: Path, root: Path, model: Path, runs: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the ``discovered`` project at ``root`` with ``runs`` (name -> fit settings
+    over :data:`TINY_MIX_FIT`) fitted on ``model`` with the toy preset."""
+    import shutil
+
+    from creaturekit.progress import quiet
+    from creaturekit.project import open_project
+    from creaturekit.training.fit import fit
+
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    with quiet():
+        for name, settings in runs.items():
+            fit(
+                open_project(root),
+                preset="toy",
+                run=name,
+                model=str(model),
+                **(TINY_MIX_FIT | settings),
+            )
+    return root

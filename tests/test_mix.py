@@ -147,7 +147,7 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
 
     project = open_project(fitted)
     folder = export_run(project, "diffusers")
-    assert "<part0_1>" in (folder / "README.md").read_text()
+    assert "<r1_part0_1>" in (folder / "README.md").read_text()
     mixer = Mixer(project)
     text, requests = mixer.requests({"part0": [1], "bg": [0]})
     ours = part_prompt_embeddings(
@@ -165,7 +165,7 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     files = sorted((folder / "embeddings").glob("*.safetensors"))
     assert len(files) == 2 + 2 + 2
     plain.load_textual_inversion([str(f) for f in files])
-    prompt = "a photo of a <part0_1> <bg_0> creature"
+    prompt = "a photo of a <r1_part0_1> <r1_bg_0> creature"
     with torch.no_grad():
         theirs = plain.text_encoder(tokenize(plain.tokenizer, [prompt]))[0]
     assert torch.allclose(ours, theirs, atol=1e-6)
@@ -193,7 +193,7 @@ def test_export_a1111_lora_loads_like_the_diffusers_one(fitted: Path, tiny_sd: P
 
     project = open_project(fitted)
     folder = export_run(project, "a1111", out=fitted / "a1111-export")
-    emb = load_file(str(folder / "embeddings" / "part1_0.safetensors"))
+    emb = load_file(str(folder / "embeddings" / "r1_part1_0.safetensors"))
     assert list(emb) == ["emb_params"] and emb["emb_params"].shape == (1, 32)
     kohya = load_file(str(folder / "r1_lora.safetensors"))
     assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in kohya)

@@ -165,7 +165,8 @@ def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Pa
     assert [w.split("/")[0] for w in weights] == ["text_encoder", "unet", "vae"]
     assert all(t.dtype == torch.float16 for t in load_file(out / weights[1]).values())
 
-    pipe = StableDiffusionPipeline.from_pretrained(out, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(out)  # plain diffusers: no torch_dtype
+    assert {pipe.text_encoder.dtype, pipe.unet.dtype, pipe.vae.dtype} == {torch.float32}
     pipe.set_progress_bar_config(disable=True)
     image = pipe("a creature", num_inference_steps=2, height=IMAGE_SIZE, width=IMAGE_SIZE).images[0]
     assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
@@ -227,6 +228,20 @@ def test_shipped_base_model_is_the_toy_preset_and_tokenizes_like_clip() -> None:
     reference = SimpleTokenizer()
     for text in ("a creature with a round red head", "<part_0> on a starry night!", "Wings"):
         assert base.tokenizer(text).input_ids[1:-1] == reference.encode(text)
+
+
+@pytest.mark.skipif(
+    not (BUNDLED["toy"] / "model_index.json").is_file(), reason="the toy base is not committed yet"
+)
+def test_shipped_base_model_loads_in_plain_diffusers() -> None:
+    """``from_pretrained`` without ``torch_dtype`` (issue 23: fp16 text encoder, fp32 UNet)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED["toy"])
+    assert {pipe.text_encoder.dtype, pipe.unet.dtype, pipe.vae.dtype} == {torch.float32}
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a creature with a round red head", num_inference_steps=1).images[0]
+    assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
 
 
 def test_diffusion_stage_ties_caption_nouns_to_their_parts_latents(tmp_path: Path) -> None:

@@ -28,18 +28,26 @@ def add_lora(
 
     Returns the trainable LoRA parameters.
     """
+    unet.requires_grad_(False)
+    unet.add_adapter(lora_config(rank, alpha, targets))
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def lora_targets(layers: str) -> tuple[str, ...]:
+    """peft target-module names for "all", "cross" (attn2) or "self" (attn1) attention."""
+    if layers == "all":
+        return LORA_TARGETS
+    prefix = "attn2" if layers == "cross" else "attn1"
+    return tuple(f"{prefix}.{t}" for t in LORA_TARGETS)
+
+
+def lora_config(rank: int, alpha: int | None = None, targets: Sequence[str] = LORA_TARGETS) -> Any:
+    """The peft ``LoraConfig`` of a run's LoRA (also saved as its file's adapter metadata)."""
     from peft import LoraConfig
 
-    unet.requires_grad_(False)
-    unet.add_adapter(
-        LoraConfig(
-            r=rank,
-            lora_alpha=alpha or rank,
-            init_lora_weights="gaussian",
-            target_modules=list(targets),
-        )
+    return LoraConfig(
+        r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=list(targets)
     )
-    return [p for p in unet.parameters() if p.requires_grad]
 
 
 @dataclass

@@ -173,6 +173,26 @@ class RunFolder:
         return vocab
 
 
+def write_lora(path: Path, layers: dict[str, Any], adapter: Any) -> None:
+    """Write a run's LoRA atomically in diffusers format: ``layers`` (diffusers keys without
+    the ``unet.`` prefix) and the peft ``adapter`` config as the file's adapter metadata
+    (rank and alpha, which ``load_lora_weights`` reads)."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors import SafetensorError
+
+    with fsutil.atomic_path(path) as tmp:  # umask file mode, atomic
+        try:
+            StableDiffusionPipeline.save_lora_weights(
+                tmp.parent,
+                unet_lora_layers=layers,
+                weight_name=tmp.name,
+                safe_serialization=True,
+                unet_lora_adapter_metadata=adapter.to_dict(),
+            )
+        except SafetensorError as err:  # a full disk among them
+            raise fsutil.write_error(err, path) from err
+
+
 def run_folder(project: Project, name: str) -> RunFolder:
     """The run ``name`` of ``project`` (a plain folder name under ``runs/``, else refused)."""
     return RunFolder(project.runs_dir / check_name(name, "Run name"))

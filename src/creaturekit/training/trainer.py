@@ -49,8 +49,8 @@ from creaturekit.training.data import (
 )
 from creaturekit.training.distinctness import alike, alike_warning, code_similarity
 from creaturekit.training.fit_config import FitConfig
-from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
-from creaturekit.training.run import run_folder
+from creaturekit.training.objective import Objective, add_lora, lora_targets
+from creaturekit.training.run import run_folder, write_lora
 
 
 class FitError(CreatureKitError):
@@ -444,9 +444,7 @@ class Trainer:
         return similarity
 
     def _write_outputs(self, step: int) -> None:
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
-        from safetensors import SafetensorError
 
         self._check_weights()
         meta = {
@@ -456,17 +454,11 @@ class Trainer:
         }
         self.mapper.save(self.run.mapper, extra=meta)
         if self.config.rank > 0:
-            with fsutil.atomic_path(self.run.lora) as tmp:  # umask file mode, atomic
-                try:
-                    StableDiffusionPipeline.save_lora_weights(
-                        tmp.parent,
-                        unet_lora_layers=convert_state_dict_to_diffusers(self._lora_state()),
-                        weight_name=tmp.name,
-                        safe_serialization=True,
-                        unet_lora_adapter_metadata=self.base.unet.peft_config["default"].to_dict(),
-                    )
-                except SafetensorError as err:  # a full disk among them
-                    raise fsutil.write_error(err, self.run.lora) from err
+            write_lora(
+                self.run.lora,
+                convert_state_dict_to_diffusers(self._lora_state()),
+                self.base.unet.peft_config["default"],
+            )
 
     def run_vocab(self) -> dict[str, Any]:
         """The part vocabulary the run is trained on (``vocab.json``)."""
@@ -690,11 +682,3 @@ def _say(message: str) -> None:
 def _warn(message: str) -> None:
     """A warning on stderr, shown even under ``quiet``."""
     stderr_console.print(f"Warning: {message}", highlight=False, markup=False, soft_wrap=True)
-
-
-def lora_targets(layers: str) -> tuple[str, ...]:
-    """peft target-module names for "all", "cross" (attn2) or "self" (attn1) attention."""
-    if layers == "all":
-        return LORA_TARGETS
-    prefix = "attn2" if layers == "cross" else "attn1"
-    return tuple(f"{prefix}.{t}" for t in LORA_TARGETS)
