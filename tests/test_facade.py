@@ -32,7 +32,15 @@ def test_the_stages_are_reached_lazily_from_the_package() -> None:
         evaluate,
         export_run,
     )
-    assert set(ck.__all__) >= {"discover", "name_part", "fit", "mix", "evaluate", "export_run"}
+    assert set(ck.__all__) >= {
+        "discover",
+        "name_part",
+        "fit",
+        "mix",
+        "evaluate",
+        "export_run",
+        "import_run",
+    }
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ck.nope  # noqa: B018
     light = subprocess.run(
@@ -58,5 +66,7 @@ def test_every_mutating_stage_takes_the_lock_itself(discovered: Path, tmp_path: 
         ck.name_part(project, 0, "head")
     with pytest.raises(ProjectLockedError):
         ck.fit(project, run="r", steps=1)
+    with pytest.raises(ProjectLockedError):
+        ck.export_run(project, "diffusers", "r")
     assert (root / "creaturekit.toml").read_text() == before
     assert not (root / "runs").exists()

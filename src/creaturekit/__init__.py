@@ -12,6 +12,7 @@ whole method from Python (docs/method.md)::
     mix = ck.mix(project, {"head": [[42]], "wings": [[87]]}, run="birds")  # -> mixes/
     metrics = ck.evaluate(project, "birds")           # EMR, CoSim, image metrics
     ck.export_run(project, "a1111", "birds")          # for other Stable Diffusion tools
+    ck.import_run(copy, "export-a1111/")   # a shared export back into a copy of the project
 
 Each stage takes the project lock itself and checks its inputs before loading a model.
 The stage functions are imported on first use, so ``import creaturekit`` stays light.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from creaturekit.discovery.naming import name_part
     from creaturekit.evaluation.evaluate import evaluate
     from creaturekit.generation.export import export_run
+    from creaturekit.generation.import_run import import_run
     from creaturekit.generation.mix import mix
     from creaturekit.training.fit import fit
 
@@ -42,6 +44,7 @@ _STAGES = {
     "mix": "creaturekit.generation.mix",
     "evaluate": "creaturekit.evaluation.evaluate",
     "export_run": "creaturekit.generation.export",
+    "import_run": "creaturekit.generation.import_run",
 }
 
 
@@ -59,6 +62,7 @@ __all__ = [
     "evaluate",
     "export_run",
     "fit",
+    "import_run",
     "init_project",
     "mix",
     "name_part",

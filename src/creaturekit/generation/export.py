@@ -130,12 +130,25 @@ def export_run(
     force: bool = False,
     name_template: str = DEFAULT_NAME_TEMPLATE,
 ) -> Path:
-    """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder).
+    """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder),
+    under the project lock (a fit cannot change the run meanwhile).
 
     ``force`` writes into a non-empty folder that is not an export, beside its files
     (files with the export's names are replaced). ``name_template`` names the tokens
     (see :func:`token_names`).
     """
+    with project.lock("export"):
+        return _export_run(project, fmt, run, out, force, name_template)
+
+
+def _export_run(
+    project: Project,
+    fmt: str,
+    run: str | None,
+    out: str | Path | None,
+    force: bool,
+    name_template: str,
+) -> Path:
     if fmt not in FORMATS:
         raise CreatureKitError(f"Unknown export format {fmt!r}; choose {' or '.join(FORMATS)}.")
     folder = latest_run(project) if run is None else run_folder(project, run)
