@@ -78,7 +78,7 @@ def test_ablation_trains_and_scores_every_variant(
     baseline = open_project(Path(rows["image-clusters"]["project"]))
     assert baseline.root != root and baseline.images_hash() == open_project(root).images_hash()
     vocab = runs["image-clusters"].vocab()
-    assert [(p["name"], p["subconcepts"]) for p in vocab["parts"]] == [("bg", 3)]
+    assert [(p.name, p.subconcepts) for p in vocab.parts] == [("bg", 3)]
     clusters = load_result(baseline)
     assert all(len(row["codes"]) == 1 for row in clusters.codes)
     assert {row["codes"]["0"] for row in clusters.codes} == {0, 1, 2}

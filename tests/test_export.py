@@ -19,6 +19,7 @@ from creaturekit.generation.kohya import kohya_to_diffusers
 from creaturekit.generation.mix import Mixer
 from creaturekit.generation.requests import Vocabulary
 from creaturekit.project import open_project
+from creaturekit.training.run import RunFolder, RunVocab, VocabPart
 from tests.consumers import a1111_embeddings
 from tests.helpers import fit_runs
 
@@ -54,9 +55,7 @@ def test_two_runs_share_one_embeddings_folder(fitted: Path, tmp_path: Path) -> N
 
 
 def test_name_template_is_checked(fitted: Path, tmp_path: Path, runner: CliRunner) -> None:
-    vocab = Vocabulary(
-        json.loads((fitted / "runs" / "r1" / "vocab.json").read_text()), open_project(fitted).config
-    )
+    vocab = Vocabulary(RunFolder(fitted / "runs" / "r1").vocab(), open_project(fitted).config)
     assert token_names(vocab, "my.run")["part0", 1] == "my_run_part0_1"
     assert token_names(vocab, "r", "{part}-{code:03d}")["bg", 1] == "bg-001"
     for bad, said in [
@@ -73,10 +72,13 @@ def test_name_template_is_checked(fitted: Path, tmp_path: Path, runner: CliRunne
         token_names(vocab, "r1", "{part:03d}_{code}")
     config = open_project(fitted).config
     config.parts.names = {"0": "p1", "1": "P"}
-    parts = [{"index": 0, "is_background": False, "subconcepts": 2}]
-    parts.append({"index": 1, "is_background": False, "subconcepts": 12})
+    parts = [
+        VocabPart(0, False, "p1", 2, "<part_0>", 1),
+        VocabPart(1, False, "P", 12, "<part_1>", 2),
+    ]
+    clashing = RunVocab("stamp", "hash", "creature", parts)
     with pytest.raises(CreatureKitError, match="gives 'p10' and 'P10', one name to the UIs"):
-        token_names(Vocabulary({"parts": parts}, config), "r1", "{part}{code}")
+        token_names(Vocabulary(clashing, config), "r1", "{part}{code}")
     code, err = export(
         runner, fitted, "--name-template", "{part}{code}", "--out", str(tmp_path / "x")
     )
@@ -248,7 +250,7 @@ def test_import_run_names_what_is_wrong_in_an_export(
         import_again()
     )
     (shared / RUN_DIR / "vocab.json").write_text("[]")
-    assert "vocab.json is damaged or incomplete (no discovery stamp)" in import_again()
+    assert "vocab.json is damaged or incomplete (no valid part list" in import_again()
     marker = fsutil.read_json(shared / MARKER)
     fsutil.write_json(shared / MARKER, marker | {"run": "../../elsewhere"})
     assert "The run name in" in import_again() and "is not allowed" in import_again()

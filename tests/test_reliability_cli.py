@@ -24,6 +24,7 @@ from creaturekit.errors import UnsafePathError
 from creaturekit.generation.requests import PartRequestError, Vocabulary, parse_prompt
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import open_project
+from creaturekit.training.run import RunVocab, VocabPart
 from tests.helpers import write_image
 
 
@@ -157,8 +158,9 @@ def test_generation_settings_are_checked_before_any_work(
 
 @pytest.mark.parametrize("prompt", ["a <head:> bird", "a <head:abc> bird", "a <:3> bird"])
 def test_malformed_part_requests_in_a_prompt_are_errors(prompt: str) -> None:
+    head = VocabPart(0, False, "head", 4, "<part_0>", 49408)
     vocab = Vocabulary(
-        {"parts": [{"index": 0, "is_background": False, "subconcepts": 4}]},
+        RunVocab("stamp", "hash", "bird", [head]),
         config_from_dict({"parts": {"names": {"0": "head"}}}),
     )
     with pytest.raises(PartRequestError, match="not a part request"):

@@ -65,8 +65,8 @@ class RunCreatures:
         codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
         from creaturekit.training.distinctness import alike, alike_warning, code_similarity
 
-        parts = self.mixer.fitted.vocab["parts"]
-        similarity = code_similarity(self.mixer.mapper, [self.names[p["index"]] for p in parts])
+        parts = self.mixer.fitted.vocab.parts
+        similarity = code_similarity(self.mixer.mapper, [self.names[p.index] for p in parts])
         if parts_alike := alike(similarity):
             step = fsutil.safetensors_metadata(self.mixer.run.mapper).get("step", "")
             message = alike_warning(parts_alike, int(step) if step.isdigit() else None)

@@ -70,7 +70,7 @@ def vocabulary_vectors(
     out: dict[tuple[str, int], torch.Tensor] = {}
     with torch.no_grad():
         for name, token in vocab.by_name.items():
-            k = int(vocab.parts[token]["subconcepts"])
+            k = vocab.parts[token].subconcepts
             codes = torch.arange(k)
             vectors = mapper(torch.full_like(codes, token), codes)
             for code in range(k):
@@ -100,7 +100,7 @@ def token_names(
     names: dict[tuple[str, int], str] = {}
     seen: dict[str, str] = {}
     for part, token in vocab.by_name.items():
-        for code in range(int(vocab.parts[token]["subconcepts"])):
+        for code in range(vocab.parts[token].subconcepts):
             try:
                 name = template.format(run=safe_run, part=part, code=code)
             except ValueError as err:  # a format spec that does not fit, e.g. {part:03d}
@@ -295,8 +295,7 @@ def _token_ranges(
 ) -> list[str]:
     """``head: r1_head_0 ... r1_head_255`` per part (each name written as ``token`` gives)."""
     return [
-        f"{part}: {token(names[part, 0])} ... "
-        f"{token(names[part, int(vocab.parts[i]['subconcepts']) - 1])}"
+        f"{part}: {token(names[part, 0])} ... {token(names[part, vocab.parts[i].subconcepts - 1])}"
         for part, i in vocab.by_name.items()
     ]
 

@@ -25,7 +25,6 @@ from creaturekit.training.objective import lora_config, lora_targets
 from creaturekit.training.run import (
     LOG_FILE,
     LORA_FILE,
-    VOCAB_FILE,
     RunFolder,
     run_folder,
     write_lora,
@@ -45,10 +44,8 @@ def import_run(project: Project, source: str | os.PathLike[str], run: str | None
             "export the run again with this version to import it."
         )
     fit = exported.saved_fit()
-    vocab = exported.vocab()
-    if not isinstance(vocab, dict) or "discovery_stamp" not in vocab:
-        raise fsutil.damaged(exported.path / VOCAB_FILE, "no discovery stamp")
-    _check_discovery(project, source, vocab["discovery_stamp"])
+    vocab = exported.vocab()  # a damaged vocabulary is named
+    _check_discovery(project, source, vocab.discovery_stamp)
     TokenMapper.load(exported.mapper)  # a damaged mapper is named now, not at mix time
     lora = _lora_file(source, marker, int(fit["rank"]))
     project.runs_dir.mkdir(parents=True, exist_ok=True)

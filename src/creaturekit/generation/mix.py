@@ -27,7 +27,7 @@ from creaturekit.generation.requests import (
 )
 from creaturekit.progress import track
 from creaturekit.project import Project
-from creaturekit.training.run import CONFIG_FILE, RunFolder, list_runs, run_folder
+from creaturekit.training.run import CONFIG_FILE, RunFolder, RunVocab, list_runs, run_folder
 from creaturekit.version import __version__
 
 
@@ -71,24 +71,9 @@ class FittedRun:
                 f"The run {self.folder.path.name!r} has not finished fitting (no mapper); "
                 "finish it with `creaturekit fit --resume`."
             )
-        self.vocab = self._vocab()
+        self.vocab = self.folder.vocab()
         self._check_discovery()
         self.vocabulary = Vocabulary(self.vocab, project.config)
-
-    def _vocab(self) -> dict[str, Any]:
-        """The run's ``vocab.json``, checked for what mixing reads from it."""
-        from creaturekit.training.run import VOCAB_FILE
-
-        vocab = self.folder.vocab()
-        keys = ("index", "is_background", "subconcepts", "token_id")
-        parts = vocab.get("parts") if isinstance(vocab, dict) else None
-        if (
-            not isinstance(parts, list)
-            or not all(isinstance(p, dict) and all(k in p for k in keys) for p in parts)
-            or "discovery_stamp" not in vocab
-        ):
-            raise fsutil.damaged(self.folder.path / VOCAB_FILE, "no valid part list")
-        return vocab
 
     def _check_discovery(self) -> None:
         from creaturekit.discovery.result import RESULT_FILE, read_result
@@ -98,7 +83,7 @@ class FittedRun:
             return
         data = fsutil.read_json(path)
         stamps = (data.get("stamp"), data.get("fitted_stamp")) if isinstance(data, dict) else ()
-        if isinstance(data, dict) and self.vocab["discovery_stamp"] not in stamps:  # centroids
+        if isinstance(data, dict) and self.vocab.discovery_stamp not in stamps:  # centroids
             raise StageMissingError(
                 f"The run {self.folder.path.name!r} was trained on another discovery result "
                 "than the project's current one; fit a new run or mix with an older copy."
@@ -167,8 +152,8 @@ class Mixer:
         else:
             trust_model_path(model)
         base = load_base_model(model, project.root)
-        ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab["parts"]))
-        if ids != [p["token_id"] for p in vocab["parts"]]:
+        ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab.parts))
+        if ids != [p.token_id for p in vocab.parts]:
             raise CreatureKitError("The base model's tokenizer differs from the run's.")
         self.token_ids = ids
         self.mapper = TokenMapper.load(self.run.mapper)
@@ -180,10 +165,10 @@ class Mixer:
         self.mapper.to(self.pipe.device)
         self.base_model = base.ref.ref
 
-    def _check_mapper(self, vocab: dict[str, Any], width: int) -> None:
+    def _check_mapper(self, vocab: RunVocab, width: int) -> None:
         """The mapper must fit the run's vocabulary and the base model's text encoder."""
         config = self.mapper.config
-        codes = tuple(int(p["subconcepts"]) for p in vocab["parts"])
+        codes = tuple(p.subconcepts for p in vocab.parts)
         if config.num_codes != codes or config.dim != width:
             raise fsutil.damaged(
                 self.run.mapper,
@@ -359,7 +344,7 @@ def mix(
         if fill:
             rng = random.Random(options.get("seed", 0))
             for name, token in fitted.vocabulary.by_name.items():
-                k = int(fitted.vocabulary.parts[token]["subconcepts"])
+                k = fitted.vocabulary.parts[token].subconcepts
                 parts.setdefault(name, [[rng.randrange(k)]])
         combos, step = sweep(parts), 0
     for combo in combos:  # unknown parts and codes are refused before any model loads

@@ -12,7 +12,7 @@ pytorch_lora_weights.safetensors   the LoRA, diffusers format (pipe.load_lora_we
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,54 @@ VOCAB_FILE = "vocab.json"
 LOG_FILE = "log.jsonl"
 MAPPER_FILE = "mapper.safetensors"
 LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class VocabPart:
+    """One part token of a run: the discovered part it stands for and its codes."""
+
+    index: int  # the discovered part's index
+    is_background: bool
+    name: str  # the part's name when the run was fitted
+    subconcepts: int  # codes 0 .. subconcepts - 1
+    token: str  # the pseudo-word, e.g. <part_0>
+    token_id: int  # its id in the base model's tokenizer
+
+
+@dataclass(frozen=True)
+class RunVocab:
+    """A run's part vocabulary (``vocab.json``) and the discovery result it was fitted on."""
+
+    discovery_stamp: str
+    images_hash: str
+    category: str
+    parts: list[VocabPart]
+
+    @classmethod
+    def read(cls, path: Path) -> RunVocab:
+        """The vocabulary in ``path``; a damaged or incomplete file is named."""
+        data = fsutil.read_json(path)
+        try:
+            return cls(
+                discovery_stamp=str(data["discovery_stamp"]),
+                images_hash=str(data.get("images_hash", "")),
+                category=str(data.get("category", "")),
+                parts=[
+                    VocabPart(
+                        index=int(p["index"]),
+                        is_background=bool(p["is_background"]),
+                        name=str(p.get("name", "")),
+                        subconcepts=int(p["subconcepts"]),
+                        token=str(p.get("token", "")),
+                        token_id=int(p["token_id"]),
+                    )
+                    for p in data["parts"]
+                ],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise fsutil.damaged(
+                path, f"no valid part list ({type(err).__name__}: {err})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -76,7 +124,7 @@ class RunFolder:
                 "choose another name with --run NAME."
             )
 
-    def start(self, config: FitConfig, vocab: dict[str, Any], base_model: str) -> None:
+    def start(self, config: FitConfig, vocab: RunVocab, base_model: str) -> None:
         """Begin a fresh run (refused over an existing one, see :meth:`check_new`)."""
         self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
@@ -88,7 +136,7 @@ class RunFolder:
                 "fit": config_dict(config),
             },
         )
-        fsutil.write_json(self.path / VOCAB_FILE, vocab)
+        fsutil.write_json(self.path / VOCAB_FILE, asdict(vocab))
         fsutil.write_text(self.path / LOG_FILE, "")
 
     def saved_config(self) -> dict[str, Any]:
@@ -168,9 +216,9 @@ class RunFolder:
             self.path / LOG_FILE, [r for r in self.read_log() if r.get("step", 0) <= step]
         )
 
-    def vocab(self) -> dict[str, Any]:
-        vocab: dict[str, Any] = fsutil.read_json(self.path / VOCAB_FILE)
-        return vocab
+    def vocab(self) -> RunVocab:
+        """The run's part vocabulary (a damaged vocab.json is named)."""
+        return RunVocab.read(self.path / VOCAB_FILE)
 
 
 def write_lora(path: Path, layers: dict[str, Any], adapter: Any) -> None:

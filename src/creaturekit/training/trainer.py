@@ -50,7 +50,7 @@ from creaturekit.training.data import (
 from creaturekit.training.distinctness import alike, alike_warning, code_similarity
 from creaturekit.training.fit_config import FitConfig
 from creaturekit.training.objective import Objective, add_lora, lora_targets
-from creaturekit.training.run import run_folder, write_lora
+from creaturekit.training.run import RunVocab, VocabPart, run_folder, write_lora
 
 
 class FitError(CreatureKitError):
@@ -437,7 +437,7 @@ class Trainer:
     def _code_similarity(self, step: int) -> dict[str, float | None]:
         """Each part's median cosine between its code vectors; a warning for parts whose
         codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
-        names = [str(p["name"]) for p in self.run_vocab()["parts"]]
+        names = [p.name for p in self.run_vocab().parts]
         similarity = code_similarity(self.accelerator.unwrap_model(self.mapper), names)
         if parts_alike := alike(similarity):
             _warn(alike_warning(parts_alike, step))
@@ -450,7 +450,7 @@ class Trainer:
         meta = {
             "base_model": self.base.ref.ref,
             "step": str(step),
-            "parts": json.dumps([p.get("name", "") for p in self.run_vocab()["parts"]]),
+            "parts": json.dumps([p.name for p in self.run_vocab().parts]),
         }
         self.mapper.save(self.run.mapper, extra=meta)
         if self.config.rank > 0:
@@ -460,25 +460,25 @@ class Trainer:
                 self.base.unet.peft_config["default"],
             )
 
-    def run_vocab(self) -> dict[str, Any]:
+    def run_vocab(self) -> RunVocab:
         """The part vocabulary the run is trained on (``vocab.json``)."""
         cfg = self.project.config
-        return {
-            "discovery_stamp": self.result.fitted_stamp,  # the centroids (kept by updates)
-            "images_hash": self.result.images_hash,
-            "category": cfg.project.category,
-            "parts": [
-                {
-                    "index": p.index,
-                    "is_background": p.is_background,
-                    "name": cfg.part_name(p.index, p.is_background),
-                    "subconcepts": p.subconcepts,
-                    "token": part_token(i),
-                    "token_id": self.token_ids[i],
-                }
+        return RunVocab(
+            discovery_stamp=self.result.fitted_stamp,  # the centroids (kept by updates)
+            images_hash=self.result.images_hash,
+            category=cfg.project.category,
+            parts=[
+                VocabPart(
+                    index=p.index,
+                    is_background=p.is_background,
+                    name=cfg.part_name(p.index, p.is_background),
+                    subconcepts=p.subconcepts,
+                    token=part_token(i),
+                    token_id=self.token_ids[i],
+                )
                 for i, p in enumerate(self.result.parts)
             ],
-        }
+        )
 
     def _samples(self, step: int) -> None:
         cfg = self.config
