@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from creaturekit.discovery.stage import discover
+from creaturekit.discovery.discover import discover
 from creaturekit.progress import quiet
 from creaturekit.project import Project, open_project
 from creaturekit.toy.dataset import DEFAULT_SIZE, create_toy_project, load_ground_truth
-from creaturekit.toy.metrics import discovery_scores, pool_labels
+from creaturekit.toy.discovery_scores import discovery_scores, pool_labels
 
 
 def main() -> None:

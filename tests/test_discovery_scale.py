@@ -42,7 +42,7 @@ def test_sampled_fit_codes_every_image_like_the_whole_fit() -> None:
     for part in range(1, 4):  # codes still tell every part's two variants apart
         label = coding.masks[0][layout == part][0]
         assert len(set(zip(coding.codes[:, label], variants[:, part - 1], strict=True))) == 2
-    assert report.parts[bg]["presence"] == 1.0 and coding.codes.shape == (60, h.n_parts)
+    assert report.parts[bg].presence == 1.0 and coding.codes.shape == (60, h.n_parts)
     # what is fitted whole is not sampled: the sample path equals the in-memory one
     big = hierarchy.HierarchyParams(**base, sample_images=60, subconcept_points=30)
     again_h, again, again_report = hierarchy.fit(feats, GRID, big)

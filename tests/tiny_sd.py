@@ -102,7 +102,7 @@ def save_tiny_pipeline(folder: Any) -> Any:
 
 def discovered_toy_project(root: Any) -> Any:
     """A 5-species toy project in ``root`` with an effnet-kmeans discovery (2 parts, K=2)."""
-    from creaturekit.discovery.stage import discover
+    from creaturekit.discovery.discover import discover
     from creaturekit.progress import quiet
     from creaturekit.project import open_project
     from creaturekit.toy.dataset import create_toy_project

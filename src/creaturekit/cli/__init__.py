@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from creaturekit import __version__
 from creaturekit.cli import demo, discover, eval, export, fit, info, init, mix, parts, plugins
 from creaturekit.cli.common import State
+from creaturekit.version import __version__
 
 app = typer.Typer(
     name="creaturekit",

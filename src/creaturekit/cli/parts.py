@@ -37,8 +37,8 @@ def list_parts(
     if ctx.invoked_subcommand is not None:
         State.project = project  # `parts -C DIR name ...`: the sub-command works on DIR
         return
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_table
-    from creaturekit.discovery.stage import load_result
 
     proj = open_cli_project(project)
     table = part_table(proj, load_result(proj))
@@ -68,12 +68,9 @@ def name_part(
     quiet: QuietOpt = False,
 ) -> None:
     """Name a part (stored in creaturekit.toml; `mix --NAME CODE` uses it)."""
-    from creaturekit.discovery.naming import set_part_name
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery import naming
 
-    proj = open_cli_project(project)
-    with proj.lock("parts"):
-        set_part_name(proj, load_result(proj), index, name)
+    naming.name_part(open_cli_project(project), index, name)
     if not quiet:
         console.print(f"Part {index} is now [bold]{name}[/].")
 
@@ -82,8 +79,8 @@ def name_part(
 @handle_errors
 def auto_name(project: ProjectOpt = None, quiet: QuietOpt = False) -> None:
     """Name parts after their majority keypoint (CUB's annotations or the toy world's)."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import name_parts_by_keypoints
-    from creaturekit.discovery.stage import load_result
 
     proj = open_cli_project(project)
     names = name_parts_by_keypoints(proj, load_result(proj))

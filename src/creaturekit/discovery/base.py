@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.discovery import hierarchy
 from creaturekit.discovery.checkpoint import checkpoint_key, load_learnt, save_learnt
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError, NotFittedError
@@ -43,6 +43,7 @@ from creaturekit.discovery.grouping import Grouper, KMeansGrouper
 from creaturekit.discovery.scale import Scale
 from creaturekit.errors import ConfigError
 from creaturekit.progress import track
+from creaturekit.version import __version__
 
 CONFIG_FILE = "config.json"
 CENTROIDS_FILE = "centroids.safetensors"
@@ -52,6 +53,7 @@ class Discoverer:
     """Base class of backends: subclasses set ``name`` and implement ``_load``/``_embed``."""
 
     name: ClassVar[str] = ""
+    default_model: ClassVar[str] = ""  # the backbone used when no model is given
     pixel_mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     pixel_std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
 
@@ -68,7 +70,7 @@ class Discoverer:
         position_weight: float = 1.0,
         device: str = "auto",
     ) -> None:
-        self.model = model
+        self.model = model or self.default_model
         self.parts = parts
         self.subconcepts = subconcepts
         self.bg_subconcepts = bg_subconcepts
@@ -103,10 +105,25 @@ class Discoverer:
 
     # -- options -------------------------------------------------------------------------
     @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every option with its default: the keyword parameters of this class's constructor
+        and of every class it extends, so a backend declares only the options it adds
+        (``def __init__(self, model="", *, extra=1, **options)``)."""
+        skip = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if klass is object or init is None:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind not in skip:
+                    found[p.name] = p.default
+        return found | {"model": cls.default_model}
+
+    @classmethod
     def param_names(cls) -> list[str]:
-        """The constructor's options (its config)."""
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        """The options (the discoverer's config), see :meth:`option_defaults`."""
+        return list(cls.option_defaults())
 
     def get_params(self) -> dict[str, Any]:
         """Options as passed to ``__init__``."""

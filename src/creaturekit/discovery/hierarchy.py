@@ -29,7 +29,7 @@ classifier and score distribution are recorded as evidence.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,29 @@ class ImageCodes:
 
 
 @dataclass
+class Part:
+    """One discovered part (the background is a part too), as result.json records it."""
+
+    index: int
+    is_background: bool
+    subconcepts: int  # its number of sub-concepts (codes 0 .. subconcepts - 1)
+    coverage: float = 0.0  # share of all patches it holds
+    presence: float = 0.0  # share of images it appears in
+    unassigned_images: int = 0  # images whose part mean no sub-concept took
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Part:
+        """A part from its result.json record (ValueError/TypeError/KeyError if invalid)."""
+        known = {f.name for f in fields(cls)}
+        return cls(
+            index=int(data["index"]),
+            is_background=bool(data["is_background"]),
+            subconcepts=int(data["subconcepts"]),
+            **{k: data[k] for k in known - {"index", "is_background", "subconcepts"} if k in data},
+        )
+
+
+@dataclass
 class Coding(ImageCodes):
     """Per-image output of :func:`encode`, with each part's mean feature (for scoring)."""
 
@@ -132,7 +155,7 @@ class FitReport:
     """What fitting decided, and why (recorded in result.json)."""
 
     foreground: dict[str, Any]
-    parts: list[dict[str, Any]]
+    parts: list[Part]
     notes: list[str] = field(default_factory=list)
     facing: dict[str, Any] = field(default_factory=dict)
     scale: dict[str, Any] = field(default_factory=dict)  # images in all, and learnt from
@@ -750,14 +773,14 @@ def code_all(
     foreground["foreground_share"] = round(float(np.mean(masks != bg)), 4)
     foreground["images_without_foreground"] = int((masks == bg).all(axis=1).sum())
     part_info = [
-        {
-            "index": m,
-            "is_background": m == bg,
-            "subconcepts": len(h.sub_centroids[m]),
-            "coverage": round(float(np.mean(masks == m)), 4),
-            "presence": round(float(present[:, m].mean()), 4),
-            "unassigned_images": int(np.sum(present[:, m] & (codes[:, m] < 0))),
-        }
+        Part(
+            index=m,
+            is_background=m == bg,
+            subconcepts=len(h.sub_centroids[m]),
+            coverage=round(float(np.mean(masks == m)), 4),
+            presence=round(float(present[:, m].mean()), 4),
+            unassigned_images=int(np.sum(present[:, m] & (codes[:, m] < 0))),
+        )
         for m in range(h.n_parts)
     ]
     scale = {

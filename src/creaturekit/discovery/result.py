@@ -30,6 +30,7 @@ from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.discovery.base import CENTROIDS_FILE, CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryResultError
+from creaturekit.discovery.hierarchy import Part
 from creaturekit.paths import inside
 
 RESULT_FILE = "result.json"
@@ -46,7 +47,7 @@ class DiscoveryResult:
 
     backend: str
     params: dict[str, Any]
-    parts: list[dict[str, Any]]
+    parts: list[Part]
     foreground: dict[str, Any]
     facing: dict[str, Any]
     notes: list[str]
@@ -64,7 +65,7 @@ class DiscoveryResult:
 
     @property
     def background_index(self) -> int:
-        return next(p["index"] for p in self.parts if p["is_background"])
+        return next(p.index for p in self.parts if p.is_background)
 
     def summary(self) -> dict[str, Any]:
         """``result.json``'s content (everything but codes and masks)."""
@@ -182,7 +183,7 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
         result = DiscoveryResult(
             backend=str(data["backend"]),
             params=dict(data["params"]),
-            parts=list(data["parts"]),
+            parts=[Part.from_json(p) for p in data["parts"]],
             foreground=data["foreground"],
             facing=data.get("facing", {}),  # absent before parts were placed by facing
             notes=data["notes"],
@@ -197,9 +198,6 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
         )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise fsutil.damaged(path, f"no valid {err}") from None
-    keys = {"index", "subconcepts", "is_background"}
-    if not all(isinstance(p, dict) and keys <= p.keys() for p in result.parts):
-        raise fsutil.damaged(path, "no valid part list")
     return result
 
 
@@ -221,10 +219,10 @@ def _read_masks(path: Path, stamp: str, grid: tuple[int, int]) -> np.ndarray:
     return masks
 
 
-def _check_centroids(path: Path, stamp: str, parts: list[dict[str, Any]]) -> None:
+def _check_centroids(path: Path, stamp: str, parts: list[Part]) -> None:
     """Every part of ``result.json`` has as many sub-concept centroids as it says."""
     tensors = fsutil.load_safetensors(path, framework="numpy")
-    want = [int(p["subconcepts"]) for p in parts]
+    want = [p.subconcepts for p in parts]
     found = [len(tensors[f"sub.{m}"]) for m in range(len(parts)) if f"sub.{m}" in tensors]
     if "parts.centroids" not in tensors or len(tensors["parts.centroids"]) + 1 != len(parts):
         raise fsutil.damaged(path, f"not the centroids of {len(parts)} parts")

@@ -63,7 +63,7 @@ def refit_advice(added: int, total: int, new_share: float, fitted_share: float) 
 def update(project: Project, *, report: bool = True) -> Update:
     """Code the project's images that the stored result lacks with its centroids, drop
     the images no longer in the project, and store the result (atomically)."""
-    from creaturekit.discovery.stage import load_discoverer
+    from creaturekit.discovery.discover import load_discoverer
 
     folder = project.discovery_dir
     old = read_result(folder)
@@ -99,11 +99,11 @@ def update(project: Project, *, report: bool = True) -> Update:
     fitted_share = float(old.foreground.get("foreground_share", new_share))
     advice = refit_advice(len(new), len(records), new_share, fitted_share)
     parts = [
-        {
-            **part,
-            "coverage": round(float(np.mean(masks == part["index"])), 4),
-            "presence": round(float((masks == part["index"]).any(axis=(1, 2)).mean()), 4),
-        }
+        replace(
+            part,
+            coverage=round(float(np.mean(masks == part.index)), 4),
+            presence=round(float((masks == part.index).any(axis=(1, 2)).mean()), 4),
+        )
         for part in old.parts
     ]
     note = (
