@@ -67,6 +67,8 @@ def test_toy_project_holds_complete_ground_truth(tmp_path: Path) -> None:
     config = open_project(project.root).config
     assert config.discover.backend == "effnet-kmeans" and config.discover.parts == len(PARTS)
     assert config.fit.preset == "toy" and config.fit.model == "toy"
+    # the demo's 960 training images all teach its 8 sub-concepts per part (no sample)
+    assert config.discover.subconcept_points * config.discover.subconcepts >= 24 * 40
     assert config.mix.negative == TOY_NEGATIVE != Config().mix.negative  # written to the toml
     assert not any(Path(r["mask"]).is_absolute() for r in truth.rows.values())
 

@@ -53,6 +53,9 @@ def toy_settings(config: Config, size: int) -> None:
     config.discover.parts = len(PARTS)
     config.discover.subconcepts = N_VARIANTS
     config.discover.bg_subconcepts = len(SCENES)
+    # Few sub-concepts over many images: learn them from every image (faiss's 256 points
+    # per centroid), as before sampling existed; a sample costs purity (docs/discovery.md).
+    config.discover.subconcept_points = 256
     config.fit.preset = "toy"
     config.fit.model = "toy"
     config.mix.negative = TOY_NEGATIVE
