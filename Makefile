@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 LINTED := $(wildcard src tests benchmarks plugins)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean screenshots
 
 $(BIN)/.creaturekit-installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The studio's screenshots in docs/images/, taken by its browser test (needs chromium).
+screenshots: setup
+	CREATUREKIT_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/test_studio_browser.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -12,7 +12,7 @@ import pytest
 
 from creaturekit.project import open_project
 from tests.benchmark_scripts import load_benchmark
-from tests.test_mix import TINY as MIX_TINY
+from tests.tiny_sd import TINY_FIT as MIX_TINY
 
 TINY = {k: v for k, v in MIX_TINY.items() if k != "steps"}
 

@@ -33,7 +33,7 @@ from creaturekit.evaluation.image_metrics import (
 )
 from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.project import init_project, open_project
-from tests.test_mix import TINY
+from tests.tiny_sd import TINY_FIT as TINY
 
 
 @pytest.fixture(scope="module")

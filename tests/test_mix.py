@@ -17,30 +17,14 @@ from creaturekit.generation.requests import PartRequestError
 from creaturekit.generation.stage import Mixer, mix, sweep
 from creaturekit.project import open_project
 from tests.conftest import GuardedRunner
+from tests.tiny_sd import fitted_toy_project
 
-TINY = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
 FAST = {"steps": 2, "size": 16}
 
 
 @pytest.fixture(scope="module")
 def fitted(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
-
-    root = tmp_path_factory.mktemp("mix") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY)
-    return root
+    return fitted_toy_project(tmp_path_factory.mktemp("mix") / "proj", discovered, tiny_sd)
 
 
 def test_part_options_and_sweep() -> None:

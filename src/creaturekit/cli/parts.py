@@ -67,13 +67,13 @@ def name_part(
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Name a part (stored in creaturekit.toml; `mix --NAME CODE` uses it)."""
-    from creaturekit.discovery.naming import set_part_name
+    """Name a part (stored in creaturekit.toml; `mix --NAME CODE` uses it; the discovery
+    report page is rebuilt with the new name)."""
+    from creaturekit.discovery.naming import rename_part
     from creaturekit.discovery.stage import load_result
 
     proj = open_cli_project(project)
-    with proj.lock("parts"):
-        set_part_name(proj, load_result(proj), index, name)
+    rename_part(proj, load_result(proj), index, name)
     if not quiet:
         console.print(f"Part {index} is now [bold]{name}[/].")
 

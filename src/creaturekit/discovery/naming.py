@@ -57,6 +57,16 @@ def set_part_name(project: Project, result: DiscoveryResult, index: int, name: s
     project.save_config()
 
 
+def rename_part(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
+    """``parts name``: name part ``index`` under the project lock, then rebuild the report
+    page so that ``discovery/report.html`` shows the new name."""
+    from creaturekit.discovery.report import refresh_page
+
+    with project.lock("parts"):
+        set_part_name(project, result, index, name)
+        refresh_page(project, result)
+
+
 def auto_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
     """The majority keypoint of each foreground part (CUB's or the toy world's; else empty)."""
     keypoints = project.keypoints()
@@ -81,7 +91,10 @@ def name_parts_by_keypoints(project: Project, result: DiscoveryResult) -> dict[i
     """Name the parts after :func:`auto_names` and save the settings; the names given."""
     names = auto_names(project, result)
     if names:
+        from creaturekit.discovery.report import refresh_page
+
         with project.lock("parts"):
             for index, name in names.items():
                 set_part_name(project, result, index, name)
+            refresh_page(project, result)
     return names

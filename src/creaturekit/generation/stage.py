@@ -8,6 +8,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ from typing import Any
 from PIL import Image
 
 from creaturekit import __version__, fsutil
+from creaturekit.config import Config
 from creaturekit.errors import CreatureKitError, StageMissingError
 from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, is_blank
 from creaturekit.generation.requests import (
     PartRequest,
+    PartRequestError,
     Vocabulary,
     check_generation,
     compose_prompt,
@@ -99,6 +102,11 @@ class Mixer:
         self.pipe.to(select_device(device))
         self.mapper.to(self.pipe.device)
         self.base_model = base.ref.ref
+
+    def use_names(self, config: Config) -> None:
+        """Address parts by ``config``'s names (a part renamed while this mixer is loaded)."""
+        self.project.config = config
+        self.vocabulary = Vocabulary(self._vocab(), config)
 
     def _vocab(self) -> dict[str, Any]:
         """The run's ``vocab.json``, checked for what mixing reads from it."""
@@ -199,13 +207,23 @@ class Mixer:
         guidance: float | None = None,
         negative: str | None = None,
         size: int | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> Mix:
-        """Generate ``n`` images (seeds ``seed`` .. ``seed + n - 1``); nothing is written."""
+        """Generate ``n`` images (seeds ``seed`` .. ``seed + n - 1``); nothing is written.
+
+        ``on_step`` is called after every denoising step of every image (see ``generate``).
+        """
         settings = self.project.config.mix
         check_generation(seed=seed, n=n, steps=steps, guidance=guidance, size=size)
         text, requests = self.requests(parts, prompt)
         size = size or int(self.run.saved_config()["fit"]["resolution"])
         steps = steps or settings.steps
+        limit = int(self.pipe.scheduler.config.num_train_timesteps)
+        if steps >= limit:  # the sampler would index past its noise schedule
+            raise PartRequestError(
+                f"--steps must be below {limit}, the number of noise levels of this run's "
+                f"base model; got {steps}."
+            )
         guidance = settings.guidance if guidance is None else guidance
         negative = settings.negative if negative is None else negative
         seeds = list(range(seed, seed + n))
@@ -221,6 +239,7 @@ class Mixer:
             steps=steps,
             guidance=guidance,
             negative=negative,
+            on_step=on_step,
         )
         records = [
             {
@@ -299,6 +318,7 @@ def mix(
     fill: bool = False,
     write: bool = True,
     model: str | None = None,
+    mixer: Mixer | None = None,
     **options: Any,
 ) -> Mix:
     """Compose creatures with a fitted run; write them to ``mixes/`` unless ``write`` is off.
@@ -308,9 +328,12 @@ def mix(
     starts from all codes of a training image (given parts override them); ``fill``
     gives every part not requested a random code (seeded by ``seed``). ``model`` loads
     the run on another base model than the one it records (see :class:`Mixer`).
+    A ``mixer`` already loaded (by a long-lived process such as the studio) is used
+    instead of loading ``run``; ``on_step`` in ``options`` reports every denoising step.
     """
-    check_generation(**{k: v for k, v in options.items() if k != "negative"})
-    mixer = Mixer(project, run, scheduler, model=model)
+    check_generation(**{k: v for k, v in options.items() if k not in ("negative", "on_step")})
+    if mixer is None:
+        mixer = Mixer(project, run, scheduler, model=model)
     parts = dict(parts or {})
     if like is not None:
         parts = {**{name: [[code]] for name, code in mixer.image_codes(like).items()}, **parts}
