@@ -16,6 +16,7 @@ from creaturekit import __version__
 from creaturekit.cli import app
 
 COMMANDS = ["init", "discover", "fit", "mix", "eval", "export", "parts", "info", "plugins", "demo"]
+COMMANDS += ["studio"]
 
 
 def test_version(runner: CliRunner) -> None:

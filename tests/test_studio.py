@@ -204,12 +204,18 @@ def test_rename_updates_settings_report_and_page(client: TestClient, fitted: Pat
     client.post("/api/parts/0/name", json={"name": "part0"}, headers=AUTH)
 
 
-def test_cli_rename_rebuilds_the_report(fitted: Path, tmp_path: Path) -> None:
+def test_cli_rename_rebuilds_the_report_and_shows_in_the_studio(
+    fitted: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "p"
     shutil.copytree(fitted, root)
-    result = GuardedRunner().invoke(cli, ["parts", "-C", str(root), "name", "1", "tail"])
-    assert result.exit_code == 0, result.output
-    assert "tail" in (root / "discovery" / REPORT_HTML).read_text()
+    with studio(root, preload=False) as c:
+        opened(c)
+        assert '<span class="name">tail</span>' not in c.get("/parts").text
+        result = GuardedRunner().invoke(cli, ["parts", "-C", str(root), "name", "1", "tail"])
+        assert result.exit_code == 0, result.output
+        assert "tail" in (root / "discovery" / REPORT_HTML).read_text()
+        assert '<span class="name">tail</span>' in c.get("/parts").text  # the open studio
 
 
 # -- compose ----------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ def test_rename_pick_generate_and_find_it_in_history(live: tuple[str, Path], pag
     section.locator("button").click()
     playwright.expect(section.locator(".result")).to_have_text(re.compile("^Renamed"))
     assert section.locator(".name").inner_text() == "head"
+    assert page.locator("#legend0 .pname").inner_text() == "head"
     assert 'name="head"' not in (root / "creaturekit.toml").read_text()  # TOML, not HTML
     assert "head" in (root / "creaturekit.toml").read_text()
     assert page.locator("#p0c1 .crops img").count() >= 1

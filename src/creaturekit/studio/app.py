@@ -84,12 +84,14 @@ class Studio:
         )
 
     def overview(self, request: Request) -> HTMLResponse:
+        self.catalog.reload_config()  # names may have changed from the CLI
         result = self.catalog.result()
         runs = [r["name"] for r in self.runs() if r["state"] == "fitted"]
         mixes = len(list_mixes(self.project))
         return self.page(request, "Overview", pages.overview(self.project, result, runs, mixes))
 
     def parts(self, request: Request) -> HTMLResponse:
+        self.catalog.reload_config()  # names may have changed from the CLI
         result = self.catalog.result()
         if result is None:
             return self.page(request, "Images", pages.images_page(self.project.manifest()))
@@ -97,6 +99,7 @@ class Studio:
         return self.page(request, "Parts", body)
 
     def compose(self, request: Request) -> HTMLResponse:
+        self.catalog.reload_config()  # names may have changed from the CLI
         result = self.catalog.result()
         if result is None:
             body = pages.message(
@@ -119,6 +122,7 @@ class Studio:
         return self.page(request, "Compose", body)
 
     def history(self, request: Request) -> HTMLResponse:
+        self.catalog.reload_config()  # names may have changed from the CLI
         part = request.query_params.get("part") or None
         code_text = request.query_params.get("code") or ""
         code = int(code_text) if code_text.strip().isdigit() else None

@@ -165,7 +165,11 @@ def parts_page(parts: list[PartView], samples: list[int]) -> Html:
     """Every part, every sub-concept, and the part overlay on sample images."""
     legend = join(
         markup(
-            "<li>{}{}{}</li>", _swatch(p.colour), p.name, " (background)" if p.is_background else ""
+            '<li id="legend{}">{}<span class="pname">{}</span>{}</li>',
+            p.index,
+            _swatch(p.colour),
+            p.name,
+            " (background)" if p.is_background else "",
         )
         for p in parts
     )

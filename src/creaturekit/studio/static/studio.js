@@ -42,6 +42,8 @@ for (const form of document.querySelectorAll("form.rename")) {
     try {
       const done = await api("POST", `/api/parts/${form.dataset.index}/name`, {name});
       form.closest("section").querySelector(".name").textContent = done.name;
+      const legend = document.querySelector(`#legend${Number(form.dataset.index)} .pname`);
+      if (legend) legend.textContent = done.name;
       say(out, "Renamed; discovery/report.html is updated.", false);
     } catch (err) {
       say(out, err.message, true);
