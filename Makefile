@@ -32,9 +32,11 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
-# The studio's screenshots in docs/images/, taken by its browser test (needs chromium).
-screenshots: setup
-	CREATUREKIT_SCREENSHOTS=docs/images $(BIN)/python -m pytest -q tests/test_studio_browser.py
+# The studio's screenshots in docs/images/, taken by its browser test on (a copy of) the
+# demo project (needs chromium; runs the demo first if it is not there).
+screenshots: demo
+	CREATUREKIT_SCREENSHOTS=docs/images CREATUREKIT_STUDIO_PROJECT=$(DEMO_DIR) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_studio_browser.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)
