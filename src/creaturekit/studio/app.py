@@ -118,7 +118,8 @@ class Studio:
             )
         elif status["load_error"]:
             why_not = status["load_error"]
-        body = pages.compose_page(self.project, self.catalog.parts(result), fitted, run, why_not)
+        parts = self.catalog.parts(result)
+        body = pages.compose_page(self.project, parts, fitted, run, why_not, bool(fitted))
         return self.page(request, "Compose", body)
 
     def history(self, request: Request) -> HTMLResponse:

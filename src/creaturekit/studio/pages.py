@@ -259,15 +259,21 @@ def _picker(part: PartView) -> Html:
 
 
 def compose_page(
-    project: Project, parts: list[PartView], runs: list[str], run: str | None, why_not: str | None
+    project: Project,
+    parts: list[PartView],
+    runs: list[str],
+    run: str | None,
+    why_not: str | None,
+    can_compose: bool,
 ) -> Html:
-    """The compose form (or why nothing can be composed yet, with the parts still shown)."""
+    """The compose form, with why nothing can be composed (yet) when it says so; the
+    parts are shown either way."""
     settings = project.config.mix
     run_options = join(
         markup('<option value="{0}"{1}>{0}</option>', r, Html(" selected" if r == run else ""))
         for r in runs
     )
-    disabled = Html(" disabled") if why_not else Html("")
+    disabled = Html("") if can_compose else Html(" disabled")
     notice = markup('<p class="note" id="why-not">{}</p>', why_not) if why_not else Html("")
     return markup(
         '<h1>Compose</h1>{notice}<form id="compose">'
