@@ -7,11 +7,11 @@ Works on a copy of the project (in a temp folder), so its ``mixes/`` is left alo
 Serves the studio with uvicorn on loopback, as ``creaturekit studio`` does, and times,
 after the run is loaded (the studio loads it at start-up):
 
-* **first creature**: from the POST a click sends to the moment the page's poll
-  (every ``POLL_S``, as ``studio.js``) sees the written image: one image;
+* **first creature**: from the POST a click sends to the answer of the job query the
+  page then waits on (``?wait=0.5``, as ``studio.js``) that says it is written: one image;
 * **studio vs mix**: ``n`` images through the studio against
   ``generation.stage.mix(..., mixer=loaded)`` writing the same images, interleaved, in
-  one process; the ratio is the studio's overhead (HTTP, queue, polling).
+  one process; the ratio is the studio's overhead (HTTP, queue, job queries).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: How often the page asks for a job's state (studio.js), in seconds.
-POLL_S = 0.1
+#: How long the page's job query waits for the job to finish (studio.js), in seconds.
+WAIT_S = 0.5
 
 
 def tiny_project(folder: Path) -> Path:
@@ -63,12 +63,11 @@ def serve(project: Any, run: str | None) -> tuple[str, str, Any, Any]:
 
 
 def click(client: Any, body: dict[str, Any]) -> float:
-    """Seconds from the POST to the poll that sees the job done."""
+    """Seconds from the POST to the answer that says the job is done (as the page asks)."""
     started = time.perf_counter()
     job = client.post("/api/generate", json=body).json()
     while job["state"] not in ("done", "failed", "cancelled"):
-        time.sleep(POLL_S)
-        job = client.get(f"/api/jobs/{job['id']}").json()
+        job = client.get(f"/api/jobs/{job['id']}", params={"wait": WAIT_S}).json()
     if job["state"] != "done":
         raise SystemExit(f"The studio's job {job['state']}: {job['message']}")
     return time.perf_counter() - started

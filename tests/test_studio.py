@@ -52,8 +52,7 @@ def finish(client: TestClient, job: dict[str, Any], timeout: float = 120) -> dic
     deadline = time.monotonic() + timeout
     while job["state"] not in ("done", "failed", "cancelled"):
         assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/api/jobs/{job['id']}").json()
+        job = client.get(f"/api/jobs/{job['id']}?wait=1").json()  # as the page asks
     return job
 
 
@@ -231,6 +230,7 @@ def test_generate_writes_what_mix_writes_and_the_command_repeats_it(
     ]
     assert job["records"][1]["codes"] == [{"part": "part0", "code": 1}, {"part": "bg", "code": 0}]
     assert json.loads((folder / "mix-001.json").read_text())["seed"] == 4
+    assert client.get(f"/api/jobs/{job['id']}?wait=x").status_code == 400
     shown = client.get(f"/files/mixes/{job['folder']}/mix-000.png")
     assert shown.status_code == 200
     words = shlex.split(job["command"])

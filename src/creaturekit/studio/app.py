@@ -56,6 +56,7 @@ PAGE_POLICY = (
     "frame-ancestors 'none'"
 )
 FILE_POLICY = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"
+MAX_WAIT_S = 5.0  # longest a job query waits for the job to finish
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 _STATUS = {
     ComposeRequestError: 400,
@@ -245,7 +246,16 @@ class Studio:
         return JSONResponse(job.to_dict(), status_code=202)
 
     def job(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.worker.job(request.path_params["id"]).to_dict())
+        """The job; with ``?wait=S`` (at most 5 s) the answer waits until the job finishes
+        or S seconds pass, so a page learns of its images at once without polling fast."""
+        job = self.worker.job(request.path_params["id"])
+        try:
+            wait = min(max(float(request.query_params.get("wait", 0)), 0.0), MAX_WAIT_S)
+        except ValueError:
+            raise ComposeRequestError("wait must be a number of seconds.") from None
+        if wait:
+            job.finished.wait(wait)
+        return JSONResponse(job.to_dict())
 
     def cancel(self, request: Request) -> JSONResponse:
         return JSONResponse(self.worker.cancel(request.path_params["id"]).to_dict())

@@ -60,6 +60,7 @@ class Job:
     command: str = ""
     seconds: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The job as ``GET /api/jobs/<id>`` returns it."""
@@ -131,6 +132,7 @@ class GenerationWorker:
             job.cancel.set()
             if job.state == QUEUED:
                 job.state, job.message = CANCELLED, "Cancelled before it started."
+                job.finished.set()
         return job
 
     def job(self, job_id: str) -> Job:
@@ -185,6 +187,7 @@ class GenerationWorker:
             job.message = f"Unexpected {type(err).__name__}: {err}. This is a bug in creaturekit."
             log.exception("Job %s failed", job.id)
         job.seconds = time.perf_counter() - started
+        job.finished.set()
 
     def _mixer_for(self, run: str | None) -> Any:
         """The loaded mixer of ``run`` (default: the loaded one, else the latest run)."""

@@ -172,8 +172,8 @@ if (compose) {
     cancel.disabled = false;
     say(status, "Queued…", false);
     while (!["done", "failed", "cancelled"].includes(job.state)) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      try { job = await api("GET", `/api/jobs/${job.id}`); }
+      // answers as soon as the job finishes, else after half a second (for the progress)
+      try { job = await api("GET", `/api/jobs/${job.id}?wait=0.5`); }
       catch (err) { job = {state: "failed", message: `Lost the studio: ${err.message}`}; }
       progress.value = job.progress || 0;
       if (job.state === "loading") say(status, "Loading the run…", false);
