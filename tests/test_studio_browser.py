@@ -133,6 +133,7 @@ def test_rename_pick_generate_and_find_it_in_history(live: tuple[str, Path], pag
     while not images.evaluate_all("all => all.every(i => i.complete && i.naturalWidth > 0)"):
         assert time.monotonic() < deadline, "the generated images did not load"
         time.sleep(0.1)
+    page.locator("h1").scroll_into_view_if_needed()
     shoot(page, "compose")
 
     folders = [p.name for p in (root / "mixes").iterdir()]

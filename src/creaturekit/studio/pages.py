@@ -276,7 +276,7 @@ def compose_page(
     disabled = Html("") if can_compose else Html(" disabled")
     notice = markup('<p class="note" id="why-not">{}</p>', why_not) if why_not else Html("")
     return markup(
-        '<h1>Compose</h1>{notice}<form id="compose">'
+        '<h1>Compose</h1>{notice}<div class="compose"><form id="compose">'
         '<div class="pickers">{pickers}</div>'
         "<fieldset><legend>Start from a training image</legend><label>image id "
         '<input name="like" type="number" min="0"></label> <span class="muted">its codes '
@@ -296,7 +296,7 @@ def compose_page(
         '<button type="button" id="cancel" disabled>Cancel</button> '
         '<progress id="progress" max="1" value="0"></progress> '
         '<span id="status" role="status"></span></p></form>'
-        '<div id="results" class="results"></div>',
+        '<div id="results" class="results" aria-live="polite"></div></div>',
         notice=notice,
         pickers=join(_picker(p) for p in parts),
         negative=settings.negative,

@@ -122,8 +122,7 @@ function keep(record) {
 }
 
 function showResults(job) {
-  const results = document.getElementById("results");
-  job.images.forEach((image, i) => {
+  const figures = job.images.map((image, i) => {
     const record = job.records[i];
     const codes = (record.codes || []).map((c) => `${c.part}:${c.code}`).join(" ");
     const command = el("code", {className: "command", text: job.command});
@@ -135,7 +134,7 @@ function showResults(job) {
     const keepButton = el("button", {type: "button", text: "Keep these parts"});
     keepButton.addEventListener("click", () => keep(record));
     const src = `/files/mixes/${encodeURIComponent(job.folder)}/${encodeURIComponent(image)}`;
-    results.prepend(el("figure", {className: "creature"}, [
+    return el("figure", {className: "creature"}, [
       el("img", {src, alt: codes}),
       el("figcaption", {}, [
         el("span", {className: "codes", text: codes}),
@@ -143,8 +142,9 @@ function showResults(job) {
         el("span", {className: "muted", text: `seed ${record.seed} · mixes/${job.folder}/${image}${record.blank ? " · blank" : ""}`}),
         command, copy, " ", keepButton,
       ]),
-    ]));
+    ]);
   });
+  document.getElementById("results").prepend(...figures);  // newest click first, in order
 }
 
 if (compose) {
