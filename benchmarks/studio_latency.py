@@ -73,14 +73,14 @@ def click(client: Any, body: dict[str, Any]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--project", type=Path, help="A fitted project (default: a tiny one).")
     parser.add_argument("--run", default=None)
     parser.add_argument("--n", type=int, default=4, help="Images per request (studio vs mix).")
     parser.add_argument("--steps", type=int, default=None, help="Default: the project's.")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import httpx
     import torch

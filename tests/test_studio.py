@@ -513,3 +513,14 @@ def test_the_command_serves_until_interrupted(fitted: Path) -> None:
         out, _ = server.communicate(timeout=60)
     assert server.returncode == 0, out
     assert "Traceback" not in out
+
+
+def test_latency_benchmark_runs_on_a_copy(fitted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.benchmark_scripts import load_benchmark
+
+    before = listing(fitted)
+    bench = load_benchmark("studio_latency")
+    bench.main(["--project", str(fitted), "--repeats", "1", "--n", "2", "--steps", "2"])
+    out = capsys.readouterr().out
+    assert "first creature (1 image):" in out and "studio / mix:               x" in out
+    assert listing(fitted) == before  # the project's own mixes/ is left alone
