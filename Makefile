@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
-LINTED := $(wildcard src tests benchmarks plugins)
+LINTED := $(wildcard src tests tools benchmarks plugins)
 
 .PHONY: setup demo test lint clean screenshots
 
@@ -22,7 +22,7 @@ $(BIN)/.creaturekit-installed: pyproject.toml $(wildcard plugins/*/pyproject.tom
 setup: $(BIN)/.creaturekit-installed
 
 demo: setup
-	$(BIN)/python -m creaturekit.demo $(DEMO_DIR)
+	$(BIN)/creaturekit demo $(DEMO_DIR)
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)

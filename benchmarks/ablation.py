@@ -7,7 +7,7 @@
 Uses the toy project in --project (created there, 24 species x 40 images, and
 discovered with effnet-kmeans when it has no discovery result yet). Every variant is
 fitted with the ``toy`` preset and the same steps and seed, then scored by
-``creaturekit.evaluation.stage.evaluate`` on the same seen and novel combinations (drawn
+``creaturekit.evaluation.evaluate.evaluate`` on the same seen and novel combinations (drawn
 with the project's eval seed, so they are identical for every variant and seed):
 
   full            token mapper (projector) + LoRA + attention loss: the ``toy`` preset
@@ -58,7 +58,7 @@ FIGURES = ("novel_oracle", "novel_emr", "seen_oracle", "seen_emr", "fit_s", "ste
 
 def toy_project(folder: Path) -> Project:
     """The toy project in ``folder``: created, and discovered with effnet-kmeans, when missing."""
-    from creaturekit.discovery.stage import discover
+    from creaturekit.discovery.discover import discover
     from creaturekit.toy.dataset import create_toy_project
 
     if not (folder / CONFIG_NAME).is_file():
@@ -106,10 +106,10 @@ def run_variant(
     baseline: Project | None = None,
 ) -> dict[str, Any]:
     """Fit one variant with ``seed``, evaluate it in ``project``; its figures and budget."""
-    from creaturekit.evaluation.baseline import ClusterServing
-    from creaturekit.evaluation.stage import evaluate
-    from creaturekit.generation.stage import Mixer
-    from creaturekit.training.stage import fit
+    from creaturekit.evaluation.baseline import ClusterServing, ServedCreatures
+    from creaturekit.evaluation.evaluate import evaluate
+    from creaturekit.generation.mix import Mixer
+    from creaturekit.training.fit import fit
 
     name = f"ablation-{variant}-seed{seed}"
     home = project
@@ -129,8 +129,11 @@ def run_variant(
         per_combination=per_combination,
         steps=sample_steps,
         guidance=guidance,
-        mixer=Mixer(home, name) if home is not project else None,
-        serve=ClusterServing.from_projects(project, home) if home is not project else None,
+        creatures=(
+            ServedCreatures(Mixer(home, name), ClusterServing.from_projects(project, home))
+            if home is not project
+            else None
+        ),
     )
     step_times = [row["seconds"] for row in run.read_log() if "seconds" in row]
     return {
@@ -306,7 +309,7 @@ def write_report(
     rows: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Write ablation.json and ablation.md for the runs so far (a stopped run keeps them)."""
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     summary = summarise(rows)
     report = {

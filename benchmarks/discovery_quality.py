@@ -2,6 +2,7 @@
 
     python benchmarks/discovery_quality.py --backend effnet-kmeans [--per-species 10]
         [--size 224] [--option image_size=128 ...] [--project DIR] [--seeds 42 43 44 45 46]
+        [--sample-images 120 --subconcept-points 15] [--kmeans faiss]   # [discover] scale
 
 Creates (or reuses) a toy project, runs ``discover`` with the given backend and options
 once per seed, and prints the figures of docs/discovery.md as JSON: per seed, and their
@@ -18,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from creaturekit.discovery.stage import discover
+from creaturekit.discovery.discover import discover
 from creaturekit.progress import quiet
 from creaturekit.project import Project, open_project
 from creaturekit.toy.dataset import DEFAULT_SIZE, create_toy_project, load_ground_truth
-from creaturekit.toy.metrics import discovery_scores, pool_labels
+from creaturekit.toy.discovery_scores import discovery_scores, pool_labels
 
 
 def main() -> None:
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="Toy image side (new).")
     parser.add_argument("--option", action="append", default=[], help="key=value (JSON value)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--sample-images", type=int, help="[discover] sample_images")
+    parser.add_argument("--subconcept-points", type=int, help="[discover] subconcept_points")
+    parser.add_argument("--kmeans", help="[discover] kmeans (engine)")
     args = parser.parse_args()
     folder = Path(args.project)
     if (folder / "creaturekit.toml").is_file():
@@ -40,6 +44,9 @@ def main() -> None:
     else:
         project = create_toy_project(folder, per_species=args.per_species, size=args.size)
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+    for key in ("sample_images", "subconcept_points", "kmeans"):  # this run only, not saved
+        if getattr(args, key) is not None:
+            setattr(project.config.discover, key, getattr(args, key))
     runs = [measure(project, args.backend, {**options, "seed": seed}) for seed in args.seeds]
     figures = ("fg_iou", "part_nmi", "part_ari", "fg_part_nmi", "fg_part_ari", "subconcept_purity")
     summary = {
@@ -91,6 +98,7 @@ def measure(project: Project, backend: str, options: dict[str, Any]) -> dict[str
             for p in scores["parts"]
         ],
         "timing": result.timing,
+        "scale": result.scale,
         "wall_s": round(time.perf_counter() - start, 1),
     }
 

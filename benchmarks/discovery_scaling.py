@@ -1,53 +1,112 @@
-"""Clustering cost of the shared hierarchy vs number of images, on synthetic feature sets.
+"""Discovery at scale: peak memory, time and disk use vs number of images.
 
-    python benchmarks/discovery_scaling.py 200 1000 6000   # images per run
+    python benchmarks/discovery_scaling.py 1000 10000 100000       # images per run
+    python benchmarks/discovery_scaling.py --workdir /big/disk 100000
     python benchmarks/discovery_scaling.py --features effnet-kmeans 64   # features/s
 
-Each size runs in a fresh process so its peak memory (max RSS) is its own. Synthetic
-sets mimic CUB: 16x16 patches x 768 dims, fp16; border patches from background
-centres, inner patches from 8 part centres with per-image variants.
+Each size runs in a fresh process, so its peak memory (max RSS) is its own. The images
+are real files (tiny PNGs, one colour each, which encodes the image's number) and go
+through the same code path as a real discovery: ``Discoverer.fit`` with a feature cache,
+where a fake backbone (:class:`SyntheticBackbone`, plugged where the network goes) gives
+DINOv2-base-sized features (16x16 patches x 768 dims) that mimic a creature data set:
+border patches from background centres, inner patches from 8 part centres with 4
+variants each, plus noise. Default settings: M = 8, K = 256, background K = 256.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from creaturekit.discovery.base import Discoverer
 
 PATCHES, DIMS, SIDE = 256, 768, 16
 
 
-def synthetic(n: int, seed: int = 0) -> np.ndarray:
-    """``(n, 256, 768)`` fp16 features, generated chunk by chunk."""
-    rng = np.random.default_rng(seed)
-    bg = rng.normal(size=(4, DIMS)).astype(np.float32)
-    parts = rng.normal(size=(8, 4, DIMS)).astype(np.float32)  # 4 variants per part
-    y, x = np.divmod(np.arange(PATCHES), SIDE)
-    inner = (y >= 4) & (y < 12) & (x >= 4) & (x < 12)
-    part_of = ((y - 4) // 4) * 4 + (x - 4) // 2
-    out = np.empty((n, PATCHES, DIMS), np.float16)
+class SyntheticBackbone(Discoverer):
+    """A "backbone" whose features are synthetic: image ``i`` (its colour encodes ``i``)
+    always gives the same ``(16, 16, 768)`` grid."""
+
+    name = "synthetic"
+
+    def _load(self) -> None:
+        rng = np.random.default_rng(0)
+        self._bg = rng.normal(size=(4, DIMS)).astype(np.float32)
+        self._parts = rng.normal(size=(8, 4, DIMS)).astype(np.float32)  # 4 variants per part
+        y, x = np.divmod(np.arange(PATCHES), SIDE)
+        self._inner = ((y >= 4) & (y < 12) & (x >= 4) & (x < 12))[:, None]
+        self._part_of = (((y - 4) // 4) * 4 + (x - 4) // 2).clip(0, 7)
+        self._y = y
+
+    def _embed(self, pixels: Any) -> Any:
+        import torch
+
+        mean = torch.tensor(self.pixel_mean)[:, None, None]
+        std = torch.tensor(self.pixel_std)[:, None, None]
+        rgb = torch.round((pixels * std + mean) * 255)[:, :, 0, 0].long().numpy()
+        out = np.empty((len(rgb), PATCHES, DIMS), np.float32)
+        for j, (r, g, b) in enumerate(rgb):
+            i = int(r) * 65536 + int(g) * 256 + int(b)
+            rng = np.random.default_rng(i)
+            variant = rng.integers(0, 4, 8)[self._part_of]
+            rows = np.where(self._inner, self._parts[self._part_of, variant],
+                            self._bg[(i + self._y // 8) % 4])  # fmt: skip
+            out[j] = rows + 0.5 * rng.standard_normal((PATCHES, DIMS), np.float32)
+        return torch.from_numpy(out).reshape(len(out), SIDE, SIDE, DIMS)
+
+
+def write_images(folder: Path, n: int) -> list[Path]:
+    """``n`` 8x8 one-colour PNGs; image ``i``'s colour is ``i`` in base 256."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
     for i in range(n):
-        variant = rng.integers(0, 4, 8)
-        rows = np.where(inner[:, None], parts[part_of.clip(0, 7), variant[part_of.clip(0, 7)]],
-                        bg[(i + y // 8) % 4])  # fmt: skip
-        out[i] = rows + 0.5 * rng.normal(size=(PATCHES, DIMS)).astype(np.float32)
-    return out
+        path = folder / f"{i:07d}.png"
+        if not path.is_file():
+            Image.new("RGB", (8, 8), (i >> 16, (i >> 8) & 255, i & 255)).save(path)
+        paths.append(path)
+    return paths
 
 
-def run_one(n: int) -> dict[str, float]:
-    from creaturekit.discovery import hierarchy
+def disk_use(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
-    feats = synthetic(n)
+
+def run_one(n: int, workdir: Path) -> dict[str, Any]:
+    from creaturekit.progress import quiet
+
+    paths = write_images(workdir / "images", n)
+    cache = workdir / "features"
+    shutil.rmtree(cache, ignore_errors=True)
+    disc = SyntheticBackbone(image_size=8, batch_size=64)
     start = time.perf_counter()
-    hierarchy.fit(feats, (SIDE, SIDE), hierarchy.HierarchyParams())
+    with quiet():
+        disc.fit(paths, cache_dir=cache)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {"images": n, "clustering_s": round(seconds, 1), "peak_rss_gib": round(peak, 2),
-            "features_gib": round(feats.nbytes / 2**30, 2)}  # fmt: skip
+    used = disk_use(cache)
+    shutil.rmtree(cache, ignore_errors=True)
+    return {
+        "images": n,
+        "features_s": disc.timing_["features_s"],
+        "clustering_s": disc.timing_["clustering_s"],
+        "total_s": round(seconds, 1),
+        "peak_rss_gib": round(peak, 2),
+        "cache_gib": round(used / 2**30, 2),
+        "scale": disc.report_.scale,
+    }
 
 
 def features_per_second(backend: str, n: int) -> dict[str, float]:
@@ -68,15 +127,22 @@ def features_per_second(backend: str, n: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["--one"]:
-        print(json.dumps(run_one(int(argv[1]))))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", type=int, nargs="*", default=[1000, 10000])
+    parser.add_argument("--workdir", type=Path, help="Images and feature cache (default: temp).")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--features", metavar="BACKEND", help="Feature throughput instead.")
+    args = parser.parse_args(argv)
+    if args.features:
+        print(json.dumps(features_per_second(args.features, args.sizes[0])))
         return
-    if argv[:1] == ["--features"]:
-        print(json.dumps(features_per_second(argv[1], int(argv[2]))))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="discovery-scaling-"))
+    if args.one:
+        print(json.dumps(run_one(args.sizes[0], workdir)))
         return
-    for n in argv or ["200", "1000"]:
-        out = subprocess.run([sys.executable, __file__, "--one", n], capture_output=True,
-                             text=True, check=True)  # fmt: skip
+    for n in args.sizes:
+        cmd = [sys.executable, __file__, "--one", "--workdir", str(workdir), str(n)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         print(out.stdout.strip(), flush=True)
 
 

@@ -77,11 +77,11 @@ def run(model: str, variant: str) -> dict[str, float]:
     """Mean seconds per optimisation step of one variant, in this process."""
     from diffusers import DDPMScheduler
 
-    from creaturekit.generation.pipeline import tokenize
+    from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
+    from creaturekit.conditioning.pipeline import tokenize
+    from creaturekit.conditioning.tokens import add_part_tokens, part_token
     from creaturekit.training.attention import install_attention_recorder
-    from creaturekit.training.mapper import MapperConfig, TokenMapper
     from creaturekit.training.objective import Objective, add_lora
-    from creaturekit.training.text import add_part_tokens, part_token
 
     torch.manual_seed(0)
     unet = sd15_unet() if model == "sd15" else tiny_unet()

@@ -38,15 +38,15 @@ def score_settings(
     steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Novel-combination oracle figures of ``run`` under each (guidance, negative)."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_names
-    from creaturekit.discovery.stage import load_result
     from creaturekit.evaluation.combinations import code_rows, evaluation_draw
-    from creaturekit.evaluation.toy import oracle_scores, toy_reference
-    from creaturekit.generation.stage import Mixer
+    from creaturekit.evaluation.reference import find_reference
+    from creaturekit.generation.mix import Mixer
     from creaturekit.progress import track
 
     result = load_result(project)
-    reference = toy_reference(project, result)
+    reference = find_reference(project, result)
     if reference is None:
         raise CreatureKitError(
             "The oracle needs a toy project (`creaturekit init DIR --example toy`)."
@@ -68,7 +68,7 @@ def score_settings(
                 negative=negative,
             ).images
         ]
-        scores = oracle_scores(reference, combos, images, names)
+        scores = reference.score(combos, images, names)
         rows.append(
             {
                 "run": run,

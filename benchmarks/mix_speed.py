@@ -30,9 +30,9 @@ def main() -> None:
 
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from creaturekit.generation.stage import Mixer
+    from creaturekit.generation.mix import Mixer
     from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
+    from creaturekit.training.fit import fit
     from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
     with tempfile.TemporaryDirectory() as tmp, quiet():

@@ -10,7 +10,7 @@ after the run is loaded (the studio loads it at start-up):
 * **first creature**: from the POST a click sends to the answer of the job query the
   page then waits on (``?wait=0.5``, as ``studio.js``) that says it is written: one image;
 * **studio vs mix**: ``n`` images through the studio against
-  ``generation.stage.mix(..., mixer=loaded)`` writing the same images, interleaved, in
+  ``generation.mix.mix(..., mixer=loaded)`` writing the same images, interleaved, in
   one process; the ratio is the studio's overhead (HTTP, queue, job queries).
 """
 
@@ -34,11 +34,12 @@ WAIT_S = 0.5
 
 def tiny_project(folder: Path) -> Path:
     """A toy project with a tiny random run (as the tests build it)."""
-    from tests.tiny_sd import discovered_toy_project, fitted_toy_project, save_tiny_pipeline
+    from tests.helpers import fit_runs
+    from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
     model = save_tiny_pipeline(folder / "sd")
     discovered_toy_project(folder / "discovered")
-    return Path(fitted_toy_project(folder / "toy", folder / "discovered", model))
+    return Path(fit_runs(folder / "discovered", folder / "toy", model, {"r1": {}}))
 
 
 def serve(project: Any, run: str | None) -> tuple[str, str, Any, Any]:
@@ -85,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     import httpx
     import torch
 
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_names
-    from creaturekit.discovery.stage import load_result
-    from creaturekit.generation.stage import mix
+    from creaturekit.generation.mix import mix
     from creaturekit.progress import quiet
     from creaturekit.project import open_project
 

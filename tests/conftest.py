@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 # Tiny models gain nothing from threads, and oversubscribed OpenMP threads on a busy
 # 2-core machine make each matmul orders of magnitude slower.
@@ -10,14 +11,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-from click.testing import Result
-from PIL import Image
 from typer.testing import CliRunner
 
+from creaturekit.project import open_project
+from tests.helpers import TINY_MIX_FIT, GuardedRunner, write_image
 from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
 
 
@@ -39,42 +38,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.delenv("CREATUREKIT_DEBUG", raising=False)
 
 
-class GuardedRunner(CliRunner):
-    """A CliRunner that fails the test when a command reports a bug: every condition a test
-    causes on purpose is a user's, and must end in a clear message (issue 22)."""
-
-    def __init__(self, allow_bugs: bool = False) -> None:
-        super().__init__()
-        self.allow_bugs = allow_bugs
-
-    def invoke(self, *args: Any, **kwargs: Any) -> Result:
-        result = super().invoke(*args, **kwargs)
-        if not self.allow_bugs and "This is a bug in creaturekit" in result.output:
-            pytest.fail(f"A command reported a bug:\n{result.output}")
-        return result
-
-
 @pytest.fixture
 def runner(request: pytest.FixtureRequest) -> CliRunner:
     return GuardedRunner(allow_bugs=request.node.get_closest_marker("reports_bug") is not None)
-
-
-def write_image(
-    path: Path,
-    size: tuple[int, int] = (96, 80),
-    seed: int = 0,
-    mode: str = "RGB",
-    fmt: str | None = None,
-) -> Path:
-    """Write a random image of ``size`` (w, h) in ``mode`` to ``path``."""
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    im = Image.fromarray(arr, "RGB")
-    if mode != "RGB":
-        im = im.convert(mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path, format=fmt)
-    return path
 
 
 @pytest.fixture
@@ -97,3 +63,32 @@ def discovered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fit") / "toy"
     discovered_toy_project(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def fitted_project(
+    discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The toy project with run ``r1`` fitted (TINY_MIX_FIT: 2 steps), fitted once for the
+    session and never changed: tests use a copy (``fitted`` per module, ``fitted_copy``
+    per test)."""
+    from creaturekit.progress import quiet
+    from creaturekit.training.fit import fit
+
+    root = tmp_path_factory.mktemp("fitted") / "proj"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    with quiet():
+        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY_MIX_FIT)
+    return root
+
+
+@pytest.fixture
+def fitted_copy(fitted_project: Path, tmp_path: Path) -> Path:
+    """A fresh copy of ``fitted_project`` for one test."""
+    return Path(shutil.copytree(fitted_project, tmp_path / "fitted"))
+
+
+@pytest.fixture(scope="module")
+def fitted(fitted_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``fitted_project`` shared by one test module."""
+    return Path(shutil.copytree(fitted_project, tmp_path_factory.mktemp("mix") / "proj"))

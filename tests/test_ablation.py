@@ -12,9 +12,9 @@ import pytest
 
 from creaturekit.project import open_project
 from tests.benchmark_scripts import load_benchmark
-from tests.tiny_sd import TINY_FIT as MIX_TINY
+from tests.helpers import TINY_MIX_FIT
 
-TINY = {k: v for k, v in MIX_TINY.items() if k != "steps"}
+TINY = {k: v for k, v in TINY_MIX_FIT.items() if k != "steps"}
 
 
 def test_cluster_serving_picks_the_best_matching_cluster() -> None:
@@ -39,7 +39,7 @@ def test_cluster_serving_picks_the_best_matching_cluster() -> None:
 def test_ablation_trains_and_scores_every_variant(
     discovered: Path, tiny_sd: Path, tmp_path: Path
 ) -> None:
-    from creaturekit.discovery.stage import load_discoverer, load_result
+    from creaturekit.discovery.discover import load_discoverer, load_result
     from creaturekit.progress import quiet
     from creaturekit.training.captions import training_caption
     from creaturekit.training.run import RunFolder
@@ -78,7 +78,7 @@ def test_ablation_trains_and_scores_every_variant(
     baseline = open_project(Path(rows["image-clusters"]["project"]))
     assert baseline.root != root and baseline.images_hash() == open_project(root).images_hash()
     vocab = runs["image-clusters"].vocab()
-    assert [(p["name"], p["subconcepts"]) for p in vocab["parts"]] == [("bg", 3)]
+    assert [(p.name, p.subconcepts) for p in vocab.parts] == [("bg", 3)]
     clusters = load_result(baseline)
     assert all(len(row["codes"]) == 1 for row in clusters.codes)
     assert {row["codes"]["0"] for row in clusters.codes} == {0, 1, 2}

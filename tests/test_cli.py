@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 from creaturekit import __version__
 from creaturekit.cli import app
 
-COMMANDS = ["init", "discover", "fit", "mix", "eval", "export", "parts", "info", "plugins", "demo"]
-COMMANDS += ["studio"]
+COMMANDS = [
+    "init", "discover", "fit", "mix", "eval", "export", "import-run", "parts", "info", "plugins",
+    "demo", "studio",
+]  # fmt: skip
 
 
 def test_version(runner: CliRunner) -> None:

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from creaturekit import models
 from creaturekit.cli import app
 from creaturekit.demo import DONE, RESUMED, REUSED, SKIPPED, run_demo
+from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.naming import part_table
-from creaturekit.discovery.stage import load_result
 from creaturekit.errors import ModelNotFoundError
-from creaturekit.generation.stage import Mixer
+from creaturekit.generation.mix import Mixer
 from creaturekit.progress import quiet
 from creaturekit.toy.world import PARTS
 from creaturekit.training.trainer import FitInterrupted, Trainer
@@ -158,7 +158,7 @@ def test_without_the_toy_base_model(
     }
     message = demo.missing_model
     assert message is not None and message.count(". ") == 0
-    assert "python -m creaturekit.toy.train_base" in message and "--model PATH" in message
+    assert "python -m tools.toy.train_base" in message and "--model PATH" in message
     assert demo.page.is_file() and "toy base model is not" in demo.page.read_text()
     assert not (folder / "runs").exists()
 

@@ -12,8 +12,8 @@ from creaturekit.discovery import hierarchy
 from creaturekit.discovery.errors import DiscoveryDataError
 from creaturekit.discovery.features import FeatureCache
 from creaturekit.discovery.grouping import default_starts
+from creaturekit.discovery.keypoint_scores import keypoint_nmi_ari
 from creaturekit.discovery.kmeans import assign, spherical_kmeans
-from creaturekit.discovery.metrics import keypoint_nmi_ari
 
 GRID = (6, 6)
 
@@ -61,7 +61,7 @@ def test_hierarchy_finds_foreground_parts_and_variants() -> None:
     params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3, position_weight=0)
     h, coding, report = hierarchy.fit(feats, GRID, params)
     bg = h.n_parts - 1
-    assert report.parts[bg]["is_background"] and h.n_parts == 4
+    assert report.parts[bg].is_background and h.n_parts == 4
     assert ((coding.masks != bg) == (layout > 0)).mean() > 0.98
     assert report.foreground["threshold"] and "rule" in report.foreground
     for part in range(1, 4):

@@ -33,7 +33,6 @@ from creaturekit.evaluation.image_metrics import (
 )
 from creaturekit.evaluation.keypoints import keypoint_scores
 from creaturekit.project import init_project, open_project
-from tests.tiny_sd import TINY_FIT as TINY
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +71,11 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def evaluated(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fitted copy of the discovered toy project, with synthetic CUB-style keypoints."""
-    from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
-
-    root = tmp_path_factory.mktemp("eval-metrics") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs", "eval"))
+def evaluated(fitted_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fitted toy project, with synthetic CUB-style keypoints."""
+    root = Path(shutil.copytree(fitted_project, tmp_path_factory.mktemp("eval-metrics") / "proj"))
+    shutil.rmtree(root / "eval", ignore_errors=True)
     write_perfect_keypoints(root)
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY)
     return root
 
 
@@ -89,7 +83,7 @@ def write_perfect_keypoints(root: Path) -> None:
     """One keypoint per discovered part label, placed on that label in every image."""
     from creaturekit import fsutil
     from creaturekit.constants import KEYPOINTS_NAME
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     project = open_project(root)
     result = load_result(project)
@@ -198,7 +192,7 @@ def test_clip_score_matches_the_cosine_of_its_embeddings(tiny_clip: Path) -> Non
 
 def test_scorer_on_training_images_scores_best(discovered: Path, tiny_dino: Path) -> None:
     """The training images themselves: FID ~0; noise images: FID larger, similarity lower."""
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     project = open_project(discovered)
     result = load_result(project)
@@ -240,7 +234,7 @@ def test_missing_weights_fail_before_generation(discovered: Path, runner: CliRun
 
 
 def test_keypoint_scores_on_synthetic_keypoints(evaluated: Path, tmp_path: Path) -> None:
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
 
     project = open_project(evaluated)
     scores = keypoint_scores(project, load_result(project))

@@ -7,58 +7,30 @@ from pathlib import Path
 import pytest
 import torch
 
-from creaturekit.errors import ModelNotFoundError, StageMissingError
+from creaturekit.errors import CreatureKitError, ModelNotFoundError, StageMissingError
 from creaturekit.project import Project, open_project
-from creaturekit.training.config import PRESETS, resolve_fit_config
-from creaturekit.training.trainer import FitError, Trainer
-
-TINY = {
-    "resolution": 16,
-    "steps": 4,
-    "batch_size": 2,
-    "grad_accum": 2,
-    "lr": 1e-3,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "log_every": 1,
-    "projector_depth": 2,
-}
+from creaturekit.training.fit_config import PRESETS, resolve_fit_config
+from creaturekit.training.trainer import FitError
+from tests.helpers import failing_objective, tiny_trainer
 
 
-def _trainer(
-    project: Project, tiny_sd: Path, run: str, resume: bool = False, **changes: object
-) -> Trainer:
-    config = resolve_fit_config("toy", flags={**TINY, "model": str(tiny_sd), **changes})
-    return Trainer(project, config, run, resume=resume)
-
-
-def test_presets_resolve() -> None:
-    sd15 = resolve_fit_config("sd15")
-    assert (
-        sd15.resolution,
-        sd15.batch_size,
-        sd15.grad_accum,
-        sd15.lr,
-        sd15.rank,
-        sd15.attn_loss,
-        sd15.attn_resolution,
-        sd15.projector_depth,
-        sd15.snr_gamma,
-    ) == (512, 2, 4, 1e-4, 4, 0.01, 16, 3, 5.0)
-    toy = resolve_fit_config("toy", overrides={"steps": 10}, flags={"lr": 2e-3, "rank": None})
-    assert toy.steps == 10 and toy.lr == 2e-3 and toy.rank == PRESETS["toy"].rank
+def test_settings_resolve_preset_then_toml_then_flags() -> None:
+    """A flag beats creaturekit.toml, which beats the preset; an unset flag changes nothing."""
+    toy = resolve_fit_config("toy", overrides={"steps": 10, "lr": 5e-3}, flags={"lr": 2e-3})
+    assert (toy.steps, toy.lr) == (10, 2e-3)
+    unset = resolve_fit_config("toy", flags={"rank": None})
+    assert unset == PRESETS["toy"] != PRESETS["sd15"] == resolve_fit_config("sd15")
 
 
 def test_fit_writes_loadable_outputs(discovered: Path, tiny_sd: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
+    from creaturekit.conditioning.mapper import TokenMapper
     from creaturekit.progress import quiet
-    from creaturekit.training.mapper import TokenMapper
 
     project = open_project(discovered)
     with quiet():
-        result = _trainer(project, tiny_sd, "full").fit()
+        result = tiny_trainer(project, tiny_sd, "full").fit()
     run = result.run_dir
     assert result.step == 4 and (run / "config.toml").is_file() and (run / "vocab.json").is_file()
     log = [line for line in (run / "log.jsonl").read_text().splitlines() if line]
@@ -78,9 +50,9 @@ def test_resume_equals_uninterrupted(discovered: Path, tiny_sd: Path) -> None:
 
     project = open_project(discovered)
     with quiet():
-        _trainer(project, tiny_sd, "straight").fit()
-        _trainer(project, tiny_sd, "halves", steps=2).fit()
-        _trainer(project, tiny_sd, "halves", resume=True).fit()
+        tiny_trainer(project, tiny_sd, "straight").fit()
+        tiny_trainer(project, tiny_sd, "halves", steps=2).fit()
+        tiny_trainer(project, tiny_sd, "halves", resume=True).fit()
     for name in ("mapper.safetensors", "pytorch_lora_weights.safetensors"):
         a = load_file(str(project.runs_dir / "straight" / name))
         b = load_file(str(project.runs_dir / "halves" / name))
@@ -99,7 +71,7 @@ def test_lora_gets_its_own_learning_rate_when_asked(discovered: Path, tiny_sd: P
     moved = {}
     for name, lora_lr in (("same-lr", 0.0), ("frozen-lora", 1e-12)):
         with quiet():
-            result = _trainer(project, tiny_sd, name, steps=2, lora_lr=lora_lr).fit()
+            result = tiny_trainer(project, tiny_sd, name, steps=2, lora_lr=lora_lr).fit()
         weights = load_file(result.run_dir / "pytorch_lora_weights.safetensors")
         moved[name] = max(float(w.abs().max()) for k, w in weights.items() if "lora.up" in k)
     assert moved["same-lr"] > 1e-4 > 1e-9 > moved["frozen-lora"]  # up (B) starts at zero
@@ -113,14 +85,37 @@ def test_fit_bad_input(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     project = open_project(discovered)
     with quiet():
         with pytest.raises(FitError, match="attn_resolution 5"):
-            _trainer(project, tiny_sd, "bad-res", attn_resolution=5).fit()
+            tiny_trainer(project, tiny_sd, "bad-res", attn_resolution=5).fit()
         with pytest.raises(ModelNotFoundError, match="does not exist"):
-            _trainer(project, tmp_path / "no-model", "nomodel").fit()
+            tiny_trainer(project, tmp_path / "no-model", "nomodel").fit()
         with pytest.raises(FitError, match="No checkpoint"):
-            _trainer(project, tiny_sd, "never-ran", resume=True).fit()
+            tiny_trainer(project, tiny_sd, "never-ran", resume=True).fit()
     bare = Project(root=tmp_path / "bare")
     with pytest.raises(StageMissingError, match="discover"):
-        _trainer(bare, tiny_sd, "x").fit()
+        tiny_trainer(bare, tiny_sd, "x").fit()
+
+
+def test_inputs_are_checked_before_any_model_is_loaded(
+    discovered: Path, tiny_sd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taken run name and a resume without checkpoint are refused at once (diffusers'
+    check_inputs habit), not after minutes of model loading and latent caching."""
+    import shutil
+
+    root = tmp_path / "proj"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    project = open_project(root)
+    (project.runs_dir / "taken").mkdir(parents=True)
+    (project.runs_dir / "taken" / "mapper.safetensors").write_bytes(b"")
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the inputs were checked")
+
+    monkeypatch.setattr("creaturekit.training.trainer.load_base_model", no_loading)
+    with pytest.raises(CreatureKitError, match="exists already"):
+        tiny_trainer(project, tiny_sd, "taken").fit()
+    with pytest.raises(FitError, match="No checkpoint"):
+        tiny_trainer(project, tiny_sd, "never-ran", resume=True).fit()
 
 
 def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
@@ -128,7 +123,7 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     import shutil
 
     from creaturekit.cli import app
-    from tests.conftest import GuardedRunner
+    from tests.helpers import GuardedRunner
 
     project = tmp_path / "moved"
     shutil.copytree(discovered, project, ignore=shutil.ignore_patterns("runs"))
@@ -156,6 +151,12 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["step"] == 2 and data["run"] == "cli"
+    last = json.loads((project / "runs" / "cli" / "log.jsonl").read_text().splitlines()[-1])
+    similarity = last["code_similarity"]  # how distinct each part's codes are (distinctness.py)
+    assert set(similarity) == {"part0", "part1", "bg"}
+    assert all(v is None or -1 <= v <= 1 for v in similarity.values())
+    alike = [name for name, v in similarity.items() if v is not None and v >= 0.99]
+    assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.stderr
     resumed = runner.invoke(app, [*args[:-1], "--steps", "3", "--resume", "--json"])
@@ -166,33 +167,12 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
 def test_fit_before_discover_cli(tmp_path: Path) -> None:
     from creaturekit.cli import app
     from creaturekit.toy.dataset import create_toy_project
-    from tests.conftest import GuardedRunner
+    from tests.helpers import GuardedRunner
 
     create_toy_project(tmp_path / "p", species=5, per_species=1)
     result = GuardedRunner().invoke(app, ["fit", "-C", str(tmp_path / "p")])
     assert result.exit_code == 1
     assert "run `creaturekit discover` first" in result.stderr
-
-
-def _failing_objective(
-    monkeypatch: pytest.MonkeyPatch, at_call: int, failure: type[BaseException] | None
-) -> None:
-    """Make the objective's ``at_call``-th evaluation raise ``failure`` (or give NaN)."""
-    from creaturekit.training.objective import Objective
-
-    real = Objective.__call__
-    calls = {"n": 0}
-
-    def patched(self: Objective, *args: object, **kwargs: object) -> object:
-        calls["n"] += 1
-        loss, logs = real(self, *args, **kwargs)  # type: ignore[arg-type]
-        if calls["n"] == at_call:
-            if failure is not None:
-                raise failure
-            logs["loss"] = float("nan")
-        return loss, logs
-
-    monkeypatch.setattr(Objective, "__call__", patched)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches(
@@ -205,14 +185,14 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(
 
     project = open_project(discovered)
     with quiet():
-        _trainer(project, tiny_sd, "reference", checkpoint_every=100).fit()
+        tiny_trainer(project, tiny_sd, "reference", checkpoint_every=100).fit()
         with monkeypatch.context() as m:
-            _failing_objective(m, at_call=6, failure=KeyboardInterrupt)  # mid step 3
+            failing_objective(m, at_call=6, failure=KeyboardInterrupt)  # mid step 3
             with pytest.raises(FitInterrupted, match="step 2"):
-                _trainer(project, tiny_sd, "ctrl-c", checkpoint_every=100).fit()
+                tiny_trainer(project, tiny_sd, "ctrl-c", checkpoint_every=100).fit()
         run = project.runs_dir / "ctrl-c"
         assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
-        _trainer(project, tiny_sd, "ctrl-c", resume=True, checkpoint_every=100).fit()
+        tiny_trainer(project, tiny_sd, "ctrl-c", resume=True, checkpoint_every=100).fit()
     a = load_file(str(run / "mapper.safetensors"))
     b = load_file(str(project.runs_dir / "reference" / "mapper.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -224,9 +204,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     from creaturekit.progress import quiet
 
     project = open_project(discovered)
-    _failing_objective(monkeypatch, at_call=5, failure=None)
+    failing_objective(monkeypatch, at_call=5, failure=None)
     with quiet(), pytest.raises(FitError, match="NaN"):
-        _trainer(project, tiny_sd, "nan").fit()
+        tiny_trainer(project, tiny_sd, "nan").fit()
     checkpoints = project.runs_dir / "nan" / "checkpoints"
     assert [p.name for p in checkpoints.iterdir()] == ["step-000002"]
     assert not (project.runs_dir / "nan" / "mapper.safetensors").exists()
@@ -252,7 +232,7 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     monkeypatch.setattr(checkpoint, "optimizer_to_files", full)
     project = open_project(discovered)
     with quiet(), pytest.raises(FitError, match=r"No space left.*intact"):
-        _trainer(project, tiny_sd, "full-disk").fit()
+        tiny_trainer(project, tiny_sd, "full-disk").fit()
     checkpoints = project.runs_dir / "full-disk" / "checkpoints"
     assert [p.name for p in checkpoints.iterdir()] == ["step-000002"]
 
@@ -260,13 +240,13 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
 def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny_sd: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
-    from creaturekit.generation.pipeline import part_prompt_embeddings
+    from creaturekit.conditioning.mapper import TokenMapper
+    from creaturekit.conditioning.pipeline import part_prompt_embeddings
+    from creaturekit.conditioning.tokens import add_part_tokens
     from creaturekit.progress import quiet
-    from creaturekit.training.mapper import TokenMapper
-    from creaturekit.training.text import add_part_tokens
 
     project = open_project(discovered)
-    trainer = _trainer(
+    trainer = tiny_trainer(
         project, tiny_sd, "samples", steps=2, sample_every=2, sample_steps=2, cache_latents=False
     )
     with quiet():

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from creaturekit import init_project, open_project
 from creaturekit.cli import app
 from creaturekit.errors import ImageSourceError, ProjectExistsError
-from tests.conftest import write_image
+from tests.helpers import write_image
 
 
 def test_folder_import_copies_and_records(tmp_path: Path, image_folder: Path) -> None:
@@ -233,7 +233,7 @@ def test_interrupted_import_keeps_manifest_consistent(
 ) -> None:
     import creaturekit.images as images_mod
 
-    real = images_mod.load_rgb
+    real = images_mod.open_for_import
     calls = {"n": 0}
 
     def flaky(path: Path, min_side: int):  # type: ignore[no-untyped-def]
@@ -242,7 +242,7 @@ def test_interrupted_import_keeps_manifest_consistent(
             raise KeyboardInterrupt
         return real(path, min_side)
 
-    monkeypatch.setattr(images_mod, "load_rgb", flaky)
+    monkeypatch.setattr(images_mod, "open_for_import", flaky)
     result = runner.invoke(app, ["init", str(tmp_path / "proj"), "--images", str(image_folder)])
     assert result.exit_code == 130
     assert "Interrupted" in result.stderr
@@ -256,7 +256,7 @@ def test_interrupted_import_keeps_manifest_consistent(
     assert (
         not list(project.root.rglob("*.tmp")) and not (project.root / ".creaturekit.lock").exists()
     )
-    monkeypatch.setattr(images_mod, "load_rgb", real)
+    monkeypatch.setattr(images_mod, "open_for_import", real)
     resumed = runner.invoke(
         app, ["init", str(tmp_path / "proj"), "--images", str(image_folder), "--force"]
     )

@@ -12,19 +12,13 @@ import pytest
 
 from creaturekit.cli import app
 from creaturekit.cli.mix import parse_part_options
-from creaturekit.errors import StageMissingError
+from creaturekit.errors import CreatureKitError, StageMissingError
+from creaturekit.generation.mix import Mixer, mix, sweep
 from creaturekit.generation.requests import PartRequestError
-from creaturekit.generation.stage import Mixer, mix, sweep
 from creaturekit.project import open_project
-from tests.conftest import GuardedRunner
-from tests.tiny_sd import fitted_toy_project
+from tests.helpers import GuardedRunner
 
 FAST = {"steps": 2, "size": 16}
-
-
-@pytest.fixture(scope="module")
-def fitted(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fitted_toy_project(tmp_path_factory.mktemp("mix") / "proj", discovered, tiny_sd)
 
 
 def test_part_options_and_sweep() -> None:
@@ -77,6 +71,40 @@ def test_prompt_form_blend_and_errors(fitted: Path) -> None:
         mixer.requests({})
 
 
+def test_requests_are_checked_before_any_model_is_loaded(
+    fitted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown part names, out-of-range codes (also deep in a sweep) and malformed prompts
+    are refused by ``mix`` at once, not after loading the base model."""
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the requests were checked")
+
+    monkeypatch.setattr("creaturekit.conditioning.base_model.load_base_model", no_loading)
+    project = open_project(fitted)
+    with pytest.raises(PartRequestError, match="Unknown part 'wing'"):
+        mix(project, {"wing": [[1]]}, write=False)
+    with pytest.raises(PartRequestError, match="use 0 to 1"):
+        mix(project, {"part0": [[0, 1, 5]]}, write=False)  # the sweep's third image
+    with pytest.raises(PartRequestError, match="is not a part request"):
+        mix(project, prompt="a <part0:abc> creature", write=False)
+
+
+def test_mix_combinations_are_different_creatures(fitted: Path) -> None:
+    """``combinations``: each listed creature gets its own seeds (seed + j * n), the same
+    images as asking for each one alone; one mixes/ folder holds them all."""
+    project = open_project(fitted)
+    wanted = [{"part0": [1], "part1": [0]}, {"part0": [0], "part1": [1]}]
+    both = mix(project, combinations=wanted, n=2, seed=5, **FAST)
+    assert both.folder is not None and len(list(both.folder.glob("mix-*.png"))) == 4
+    assert [r["seed"] for r in both.records] == [5, 6, 7, 8]
+    alone = mix(project, {"part0": [[0]], "part1": [[1]]}, n=2, seed=7, write=False, **FAST)
+    for a, b in zip(alone.images, both.images[2:], strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(CreatureKitError, match="either combinations or parts"):
+        mix(project, {"part0": [[0]]}, combinations=wanted, write=False)
+
+
 def test_mix_writes_pngs_sidecars_and_sheet(fitted: Path) -> None:
     project = open_project(fitted)
     result = mix(project, {"part0": [[0, 1]]}, n=2, **FAST)
@@ -114,12 +142,12 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from creaturekit.conditioning.pipeline import part_prompt_embeddings, tokenize
     from creaturekit.generation.export import export_run
-    from creaturekit.generation.pipeline import part_prompt_embeddings, tokenize
 
     project = open_project(fitted)
     folder = export_run(project, "diffusers")
-    assert "<part0_1>" in (folder / "README.md").read_text()
+    assert "<r1_part0_1>" in (folder / "README.md").read_text()
     mixer = Mixer(project)
     text, requests = mixer.requests({"part0": [1], "bg": [0]})
     ours = part_prompt_embeddings(
@@ -137,7 +165,7 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     files = sorted((folder / "embeddings").glob("*.safetensors"))
     assert len(files) == 2 + 2 + 2
     plain.load_textual_inversion([str(f) for f in files])
-    prompt = "a photo of a <part0_1> <bg_0> creature"
+    prompt = "a photo of a <r1_part0_1> <r1_bg_0> creature"
     with torch.no_grad():
         theirs = plain.text_encoder(tokenize(plain.tokenizer, [prompt]))[0]
     assert torch.allclose(ours, theirs, atol=1e-6)
@@ -165,7 +193,7 @@ def test_export_a1111_lora_loads_like_the_diffusers_one(fitted: Path, tiny_sd: P
 
     project = open_project(fitted)
     folder = export_run(project, "a1111", out=fitted / "a1111-export")
-    emb = load_file(str(folder / "embeddings" / "part1_0.safetensors"))
+    emb = load_file(str(folder / "embeddings" / "r1_part1_0.safetensors"))
     assert list(emb) == ["emb_params"] and emb["emb_params"].shape == (1, 32)
     kohya = load_file(str(folder / "r1_lora.safetensors"))
     assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in kohya)
@@ -197,7 +225,7 @@ def test_combinations_seen_and_novel() -> None:
 
 
 def test_recoding_scores_known_answer() -> None:
-    from creaturekit.evaluation.metrics import recoding_scores
+    from creaturekit.evaluation.recoding import recoding_scores
 
     centroids = [np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32)]
     codes = np.array([[0, 1], [1, -1]])
@@ -228,6 +256,9 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert 0.0 <= saved["seen"]["oracle"]["accuracy"] <= 1.0
     assert set(saved["seen"]["oracle"]["per_part"]) <= {"part0", "part1", "bg"}
     assert "nmi" in saved["discovery"] and "seen_oracle_accuracy" in saved["overall"]
+    assert set(saved["code_similarity"]) == {"part0", "part1", "bg"}  # the run's own names
+    alike = [n for n, v in saved["code_similarity"].items() if v is not None and v >= 0.99]
+    assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
@@ -246,7 +277,7 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
 
 
 def test_like_and_fill(fitted: Path) -> None:
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
     from creaturekit.errors import CreatureKitError
 
     project = open_project(fitted)
@@ -262,7 +293,7 @@ def test_like_and_fill(fitted: Path) -> None:
 
 
 def test_unwritable_output_is_a_clear_error(fitted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import creaturekit.generation.stage as stage
+    import creaturekit.generation.mix as stage
     from creaturekit.errors import CreatureKitError
 
     def denied(*args: object, **kwargs: object) -> None:
@@ -288,7 +319,7 @@ def test_mix_help_lists_the_projects_parts(fitted: Path, tmp_path: Path) -> None
 def test_eval_compare(fitted: Path) -> None:
     import shutil as sh
 
-    from creaturekit.evaluation.stage import compare
+    from creaturekit.evaluation.evaluate import compare
 
     runner = GuardedRunner()
     first = runner.invoke(
@@ -309,8 +340,8 @@ def test_eval_compare(fitted: Path) -> None:
 def test_oracle_scores_known_answer() -> None:
     from PIL import Image
 
-    from creaturekit.evaluation.toy import ToyReference, oracle_scores
     from creaturekit.toy.draw import render
+    from creaturekit.toy.reference import ToyReference
 
     rng = np.random.default_rng(7)
     drawings = []
@@ -322,12 +353,12 @@ def test_oracle_scores_known_answer() -> None:
     right = ToyReference(
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 3}, 1: {0: 2}}, discovery={}
     )
-    scores = oracle_scores(right, [{0: 5, 1: 0}] * 6, drawings, names)
+    scores = right.score([{0: 5, 1: 0}] * 6, drawings, names)
     assert scores["accuracy"] >= 5 / 6 and scores["per_part"]["bg"] == 1.0
     wrong = ToyReference(
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 4}, 1: {0: 1}}, discovery={}
     )
-    assert oracle_scores(wrong, [{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6
+    assert wrong.score([{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6
 
 
 def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> None:
@@ -335,16 +366,37 @@ def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> 
     shutil.copytree(fitted, root)
     result_file = root / "discovery" / "result.json"
     data = json.loads(result_file.read_text())
-    data["stamp"] = "another-discovery"
+    data["stamp"] = data["fitted_stamp"] = "another-discovery"
     result_file.write_text(json.dumps(data))
     with pytest.raises(StageMissingError, match="another discovery result"):
         Mixer(open_project(root))
 
 
+def test_run_still_mixes_after_an_update(fitted: Path, tmp_path: Path) -> None:
+    """`discover --update` keeps the centroids, so runs trained before it still mix."""
+    from PIL import Image
+
+    from creaturekit.discovery.update import update
+    from creaturekit.progress import quiet
+    from creaturekit.project import init_project
+
+    root = tmp_path / "updated"
+    shutil.copytree(fitted, root)
+    (tmp_path / "new").mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8)
+    for i, picture in enumerate(pixels):
+        Image.fromarray(picture).save(tmp_path / "new" / f"new{i}.png")
+    with quiet():
+        init_project(root, images=tmp_path / "new", force=True)
+        done = update(open_project(root), report=False)
+    assert done.added == 2 and done.result.stamp != done.result.fitted_stamp
+    assert Mixer(open_project(root)).vocabulary.by_index  # not refused
+
+
 def test_blank_images_are_reported() -> None:
     from PIL import Image
 
-    from creaturekit.generation.pipeline import is_blank
+    from creaturekit.conditioning.pipeline import is_blank
 
     assert is_blank(Image.new("RGB", (8, 8)))  # what a NaN latent decodes to
     noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), np.uint8))

@@ -11,15 +11,14 @@ import pytest
 
 from creaturekit.project import open_project
 from tests.benchmark_scripts import load_benchmark
-from tests.test_mix import fitted  # noqa: F401  (the fixture)
 
 
 def test_mix_settings_reproduce_eval_and_cover_every_setting(
-    fitted: Path,  # noqa: F811
+    fitted: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from creaturekit.evaluation.stage import evaluate
+    from creaturekit.evaluation.evaluate import evaluate
     from creaturekit.progress import quiet
 
     bench = load_benchmark("mix_settings")
@@ -50,7 +49,7 @@ def test_mix_settings_reproduce_eval_and_cover_every_setting(
 
 
 def test_mix_settings_refuse_an_unfitted_run(
-    fitted: Path,  # noqa: F811
+    fitted: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     bench = load_benchmark("mix_settings")

@@ -87,7 +87,7 @@ def test_base_model_saved_in_fp16_loads_in_fp32(tmp_path: Path) -> None:
     """Like the bundled toy base: fp16 files, fp32 networks (CPU training and mixing)."""
     from diffusers import StableDiffusionPipeline
 
-    from creaturekit.training.components import load_base_model
+    from creaturekit.conditioning.base_model import load_base_model
     from tests.tiny_sd import save_tiny_pipeline
 
     save_tiny_pipeline(tmp_path / "fp32")

@@ -24,7 +24,8 @@ from creaturekit.errors import UnsafePathError
 from creaturekit.generation.requests import PartRequestError, Vocabulary, parse_prompt
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import open_project
-from tests.conftest import write_image
+from creaturekit.training.run import RunVocab, VocabPart
+from tests.helpers import write_image
 
 
 def _copy(discovered: Path, tmp_path: Path, name: str = "proj") -> Path:
@@ -157,8 +158,9 @@ def test_generation_settings_are_checked_before_any_work(
 
 @pytest.mark.parametrize("prompt", ["a <head:> bird", "a <head:abc> bird", "a <:3> bird"])
 def test_malformed_part_requests_in_a_prompt_are_errors(prompt: str) -> None:
+    head = VocabPart(0, False, "head", 4, "<part_0>", 49408)
     vocab = Vocabulary(
-        {"parts": [{"index": 0, "is_background": False, "subconcepts": 4}]},
+        RunVocab("stamp", "hash", "bird", [head]),
         config_from_dict({"parts": {"names": {"0": "head"}}}),
     )
     with pytest.raises(PartRequestError, match="not a part request"):
@@ -275,7 +277,7 @@ def test_a_path_the_user_named_is_trusted_on_this_machine(tmp_path: Path) -> Non
 def test_the_discovery_backbone_recorded_in_discovery_is_confined(
     discovered: Path, tmp_path: Path
 ) -> None:
-    from creaturekit.discovery.stage import load_discoverer
+    from creaturekit.discovery.discover import load_discoverer
 
     project = _copy(discovered, tmp_path)
     path = project / C.DISCOVERY_DIR / "config.json"

@@ -14,36 +14,6 @@ from creaturekit.cli import app
 from creaturekit.generation.export import MARKER, export_run
 from creaturekit.project import open_project
 
-TINY = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
-
-
-@pytest.fixture(scope="module")
-def fitted_once(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from creaturekit.progress import quiet
-    from creaturekit.training.stage import fit
-
-    root = tmp_path_factory.mktemp("export") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY)
-    return root
-
-
-@pytest.fixture
-def fitted(fitted_once: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    shutil.copytree(fitted_once, root)
-    return root
-
 
 def export(runner: CliRunner, project: Path, *args: str) -> tuple[int, str]:
     result = runner.invoke(app, ["export", "-C", str(project), *args])
@@ -62,19 +32,19 @@ def marker(folder: Path) -> dict[str, object]:
 
 
 def test_a_folder_of_the_user_is_refused_and_force_keeps_its_files(
-    fitted: Path, tmp_path: Path, runner: CliRunner
+    fitted_copy: Path, tmp_path: Path, runner: CliRunner
 ) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("my notes")
     (out / "embeddings").mkdir()
     (out / "embeddings" / "mine.safetensors").write_bytes(b"my embedding")
-    code, err = export(runner, fitted, "--out", str(out))
+    code, err = export(runner, fitted_copy, "--out", str(out))
     assert code == 1 and "not a creaturekit export (embeddings, notes.txt)" in err
     assert "--force" in err and "This is a bug" not in err
     assert sorted(listing(out)) == ["embeddings/mine.safetensors", "notes.txt"]
 
-    code, err = export(runner, fitted, "--out", str(out), "--force")
+    code, err = export(runner, fitted_copy, "--out", str(out), "--force")
     assert code == 0, err
     assert (out / "notes.txt").read_text() == "my notes"
     assert (out / "embeddings" / "mine.safetensors").read_bytes() == b"my embedding"
@@ -87,35 +57,35 @@ def test_a_folder_of_the_user_is_refused_and_force_keeps_its_files(
 
 
 def test_project_and_its_stage_folders_are_refused(
-    fitted: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    fitted_copy: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = listing(fitted)
-    monkeypatch.chdir(fitted)
+    before = listing(fitted_copy)
+    monkeypatch.chdir(fitted_copy)
     for out in (".", "images", "images/new", "discovery", "runs", "runs/r1", "runs/r1/samples"):
         for force in ([], ["--force"]):
-            code, err = export(runner, fitted, "--out", out, *force)
+            code, err = export(runner, fitted_copy, "--out", out, *force)
             assert code == 1, (out, err)
             assert "which creaturekit manages" in err and "leave out --out" in err
-    code, err = export(runner, fitted, "--out", "creaturekit.toml", "--force")
+    code, err = export(runner, fitted_copy, "--out", "creaturekit.toml", "--force")
     assert code == 1 and "is a file" in err
-    assert listing(fitted) == before
-    assert not (fitted / "images" / "new").exists()
+    assert listing(fitted_copy) == before
+    assert not (fitted_copy / "images" / "new").exists()
     # Another project's folders are refused alike.
-    other = fitted.parent / "other"
-    shutil.copytree(fitted / "images", other / "images")
-    shutil.copy(fitted / "creaturekit.toml", other)
-    code, err = export(runner, fitted, "--out", str(other / "images"), "--force")
+    other = fitted_copy.parent / "other"
+    shutil.copytree(fitted_copy / "images", other / "images")
+    shutil.copy(fitted_copy / "creaturekit.toml", other)
+    code, err = export(runner, fitted_copy, "--out", str(other / "images"), "--force")
     assert code == 1 and f"inside images/ of the project {other.resolve()}" in err
 
 
 def test_reexport_replaces_only_its_own_files(
-    fitted: Path, tmp_path: Path, runner: CliRunner
+    fitted_copy: Path, tmp_path: Path, runner: CliRunner
 ) -> None:
     out = tmp_path / "for-webui"
-    assert export(runner, fitted, "--out", str(out))[0] == 0
+    assert export(runner, fitted_copy, "--out", str(out))[0] == 0
     first = marker(out)["files"]
     (out / "notes.txt").write_text("added by the user")
-    code, err = export(runner, fitted, "--out", str(out), "--format", "a1111")
+    code, err = export(runner, fitted_copy, "--out", str(out), "--format", "a1111")
     assert code == 0, err
     assert (out / "notes.txt").read_text() == "added by the user"
     assert not (out / "pytorch_lora_weights.safetensors").exists()  # the previous export's
@@ -125,12 +95,12 @@ def test_reexport_replaces_only_its_own_files(
 
 
 def test_default_location_and_an_interrupted_export(
-    fitted: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+    fitted_copy: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    default = fitted / "runs" / "r1" / "export-diffusers"
-    assert export(runner, fitted)[0] == 0
+    default = fitted_copy / "runs" / "r1" / "export-diffusers"
+    assert export(runner, fitted_copy)[0] == 0
     (default / MARKER).unlink()  # an export made before markers existed
-    code, err = export(runner, fitted, "--run", "r1")
+    code, err = export(runner, fitted_copy, "--run", "r1")
     assert code == 0, err
     assert marker(default)["complete"] is True
 
@@ -143,22 +113,24 @@ def test_default_location_and_an_interrupted_export(
         written.append(path)
         save(tensors, path)
 
-    out = fitted.parent / "export"
+    out = fitted_copy.parent / "export"
     with monkeypatch.context() as patch:
         patch.setattr(fsutil, "save_safetensors", fail_third)
         with pytest.raises(OSError, match="No space"):
-            export_run(open_project(fitted), out=out)
+            export_run(open_project(fitted_copy), out=out)
     saved = marker(out)
     assert saved["complete"] is False  # the marker never claims a half export
     assert set(listing(out)) - {MARKER} <= set(saved["files"])  # type: ignore[arg-type]
-    code, err = export(runner, fitted, "--out", str(out))  # finishes without --force
+    code, err = export(runner, fitted_copy, "--out", str(out))  # finishes without --force
     assert code == 0, err
     assert marker(out)["complete"] is True
 
 
-def test_run_name_must_be_a_plain_name(fitted: Path, runner: CliRunner) -> None:
-    outside = fitted.parent / "elsewhere"
-    shutil.copytree(fitted / "runs" / "r1", outside)
-    code, err = export(runner, fitted, "--run", "../../elsewhere", "--out", str(fitted / "x"))
+def test_run_name_must_be_a_plain_name(fitted_copy: Path, runner: CliRunner) -> None:
+    outside = fitted_copy.parent / "elsewhere"
+    shutil.copytree(fitted_copy / "runs" / "r1", outside)
+    code, err = export(
+        runner, fitted_copy, "--run", "../../elsewhere", "--out", str(fitted_copy / "x")
+    )
     assert code == 1 and "Run name '../../elsewhere' is not allowed" in err
-    assert not (fitted / "x").exists()
+    assert not (fitted_copy / "x").exists()

@@ -18,18 +18,8 @@ import pytest
 
 from creaturekit import fsutil
 from creaturekit.cli import app
-from tests.conftest import GuardedRunner, write_image
+from tests.helpers import TINY_MIX_FIT, GuardedRunner, write_image
 
-TINY_FIT = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
 DISCOVER = ["--backend", "effnet-kmeans", "--parts", "2", "--subconcepts", "2"]
 DISCOVER += ["--bg-subconcepts", "2", "--image-size", "64", "--no-report"]
 MIX = ["--part0", "1", "--steps", "1", "--size", "16"]
@@ -57,7 +47,7 @@ def fewer_subconcepts(path: Path) -> None:
 
 def other_mapper(path: Path) -> None:
     """A valid token mapper for another vocabulary and text encoder (wrong shape here)."""
-    from creaturekit.training.mapper import MapperConfig, TokenMapper
+    from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 
     TokenMapper(MapperConfig(num_codes=(5, 5, 5, 5), dim=48, depth=2)).save(path)
 
@@ -91,28 +81,6 @@ def not_an_image(path: Path) -> None:
 def project(discovered: Path, tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def fitted_project(
-    discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    from creaturekit.progress import quiet
-    from creaturekit.project import open_project
-    from creaturekit.training.stage import fit
-
-    root = tmp_path_factory.mktemp("damaged") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY_FIT)
-    return root
-
-
-@pytest.fixture
-def fitted(fitted_project: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "fitted"
-    shutil.copytree(fitted_project, root)
     return root
 
 
@@ -224,54 +192,56 @@ RUN_DAMAGE = [
     ("name", "damage"), RUN_DAMAGE, ids=[f"{n}-{d.__name__}" for n, d in RUN_DAMAGE]
 )
 def test_mix_names_the_damaged_file(
-    fitted: Path, name: str, damage: Callable[[Path], None]
+    fitted_copy: Path, name: str, damage: Callable[[Path], None]
 ) -> None:
-    damage(fitted / name)
-    fails_naming(invoke("mix", "-C", str(fitted), *MIX), Path(name).name)
+    damage(fitted_copy / name)
+    fails_naming(invoke("mix", "-C", str(fitted_copy), *MIX), Path(name).name)
 
 
-def test_mix_like_names_damaged_codes(fitted: Path) -> None:
-    path = fitted / "discovery" / "codes.jsonl"
+def test_mix_like_names_damaged_codes(fitted_copy: Path) -> None:
+    path = fitted_copy / "discovery" / "codes.jsonl"
     fsutil.write_jsonl(path, [{"id": r["id"], "file": r["file"]} for r in fsutil.read_jsonl(path)])
-    fails_naming(invoke("mix", "-C", str(fitted), "--like", "0", *MIX), "codes.jsonl")
+    fails_naming(invoke("mix", "-C", str(fitted_copy), "--like", "0", *MIX), "codes.jsonl")
 
 
-def test_eval_names_a_damaged_discoverer_config(fitted: Path) -> None:
-    (fitted / "discovery" / "config.json").write_text(json.dumps({"params": {}}), "utf-8")
-    fails_naming(invoke("eval", "-C", str(fitted), *EVAL, "--no-image-metrics"), "config.json")
+def test_eval_names_a_damaged_discoverer_config(fitted_copy: Path) -> None:
+    (fitted_copy / "discovery" / "config.json").write_text(json.dumps({"params": {}}), "utf-8")
+    fails_naming(invoke("eval", "-C", str(fitted_copy), *EVAL, "--no-image-metrics"), "config.json")
 
 
 @pytest.mark.parametrize("damage", [delete, not_an_image])
-def test_eval_names_a_missing_training_image(fitted: Path, damage: Callable[[Path], None]) -> None:
-    image = first_image(fitted)
+def test_eval_names_a_missing_training_image(
+    fitted_copy: Path, damage: Callable[[Path], None]
+) -> None:
+    image = first_image(fitted_copy)
     damage(image)
-    fails_naming(invoke("eval", "-C", str(fitted), *EVAL, *EVAL_IMAGES), image.name)
+    fails_naming(invoke("eval", "-C", str(fitted_copy), *EVAL, *EVAL_IMAGES), image.name)
 
 
 @pytest.mark.parametrize("damage", [delete, not_an_image])
 def test_fit_names_a_missing_training_image(
-    fitted: Path, tiny_sd: Path, damage: Callable[[Path], None]
+    fitted_copy: Path, tiny_sd: Path, damage: Callable[[Path], None]
 ) -> None:
-    image = first_image(fitted)
+    image = first_image(fitted_copy)
     damage(image)
     flags = ["--preset", "toy", "--model", str(tiny_sd), "--run", "r2", "--steps", "1"]
     flags += ["--resolution", "32", "--batch-size", "2"]  # attn_resolution 16 exists at 32 px
-    fails_naming(invoke("fit", "-C", str(fitted), *flags), image.name)
+    fails_naming(invoke("fit", "-C", str(fitted_copy), *flags), image.name)
 
 
 @pytest.mark.parametrize("damage", [truncate, garbage])
 def test_damaged_latent_cache_is_encoded_again(
-    fitted: Path, tiny_sd: Path, damage: Callable[[Path], None]
+    fitted_copy: Path, tiny_sd: Path, damage: Callable[[Path], None]
 ) -> None:
     from creaturekit.progress import quiet
     from creaturekit.project import open_project
-    from creaturekit.training.stage import fit
+    from creaturekit.training.fit import fit
 
-    entries = sorted((fitted / "runs" / ".cache").glob("latents-*.safetensors"))
+    entries = sorted((fitted_copy / "runs" / ".cache").glob("latents-*.safetensors"))
     assert entries
     damage(entries[0])
     with quiet():
-        fit(open_project(fitted), preset="toy", run="r2", model=str(tiny_sd), **TINY_FIT)
+        fit(open_project(fitted_copy), preset="toy", run="r2", model=str(tiny_sd), **TINY_MIX_FIT)
     assert fsutil.load_safetensors(entries[0])["latents"].ndim == 4
 
 

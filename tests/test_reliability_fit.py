@@ -24,8 +24,7 @@ from creaturekit.errors import CreatureKitError, DamagedFileError, UnsafePathErr
 from creaturekit.progress import quiet
 from creaturekit.project import open_project
 from creaturekit.training.trainer import FitInterrupted
-from tests.conftest import GuardedRunner
-from tests.test_fit import _failing_objective, _trainer
+from tests.helpers import GuardedRunner, failing_objective, tiny_trainer
 
 #: creaturekit.toml [fit] overrides that make a CLI fit tiny (the sd15 preset otherwise).
 TINY_TOML = {
@@ -84,7 +83,7 @@ def _plant(folder: Path) -> Path:
 def test_worker_command_ignores_the_current_folder(
     tmp_path: Path, version: tuple[int, int]
 ) -> None:
-    from creaturekit.training.stage import worker_args
+    from creaturekit.training.fit import worker_args
 
     markers = _plant(tmp_path)
     done = subprocess.run(
@@ -166,9 +165,9 @@ def test_run_names_outside_runs_are_refused(project: Path, tmp_path: Path, name:
 
 def test_run_listings_skip_folders_that_are_not_runs(project: Path) -> None:
     from creaturekit.errors import StageMissingError
-    from creaturekit.generation.stage import latest_run
+    from creaturekit.generation.mix import latest_run
     from creaturekit.summary import project_summary
-    from creaturekit.training.config import FitConfig
+    from creaturekit.training.fit_config import FitConfig
     from creaturekit.training.run import RunFolder
 
     proj = open_project(project)
@@ -186,7 +185,7 @@ def test_run_listings_skip_folders_that_are_not_runs(project: Path) -> None:
 
 
 def test_ctrl_c_hint_names_the_run(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _failing_objective(monkeypatch, at_call=2, failure=KeyboardInterrupt)  # mid step 2
+    failing_objective(monkeypatch, at_call=2, failure=KeyboardInterrupt)  # mid step 2
     result = _fit(project, "--run", "my-run", "--steps", "3")
     assert result.exit_code == 130, result.output
     message = " ".join(result.stderr.split())
@@ -273,14 +272,14 @@ def test_sigterm_checkpoints_like_ctrl_c_and_resumes_exactly(
     previous = signal.signal(signal.SIGTERM, killed)
     try:
         with quiet():
-            _trainer(project, tiny_sd, "sigterm-reference", checkpoint_every=100).fit()
+            tiny_trainer(project, tiny_sd, "sigterm-reference", checkpoint_every=100).fit()
             with monkeypatch.context() as m:
                 m.setattr(Objective, "__call__", terminated)
                 with pytest.raises(FitInterrupted, match=r"step 2.*--run sigterm --resume"):
-                    _trainer(project, tiny_sd, "sigterm", checkpoint_every=100).fit()
+                    tiny_trainer(project, tiny_sd, "sigterm", checkpoint_every=100).fit()
             assert signal.getsignal(signal.SIGTERM) is killed  # restored after the fit
             assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
-            _trainer(project, tiny_sd, "sigterm", resume=True, checkpoint_every=100).fit()
+            tiny_trainer(project, tiny_sd, "sigterm", resume=True, checkpoint_every=100).fit()
     finally:
         signal.signal(signal.SIGTERM, previous)
     a = load_file(str(run / "mapper.safetensors"))
@@ -294,7 +293,7 @@ def test_checkpoints_also_come_after_minutes(discovered: Path, tiny_sd: Path) ->
 
     project = open_project(discovered)
     with quiet():
-        result = _trainer(
+        result = tiny_trainer(
             project, tiny_sd, "minutes", steps=3, checkpoint_every=100, checkpoint_minutes=1e-9
         ).fit()
     names = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
@@ -304,7 +303,7 @@ def test_checkpoints_also_come_after_minutes(discovered: Path, tiny_sd: Path) ->
     del older["fit"]["checkpoint_minutes"]
     fsutil.write_toml(run.path / CONFIG_FILE, older)
     with quiet():
-        _trainer(project, tiny_sd, "minutes", resume=True, steps=4, checkpoint_every=100).fit()
+        tiny_trainer(project, tiny_sd, "minutes", resume=True, steps=4, checkpoint_every=100).fit()
     assert _log_steps(result.run_dir)[-1] == 4
 
 
@@ -388,7 +387,7 @@ def test_written_files_follow_the_umask(discovered: Path, tiny_sd: Path) -> None
     mask = os.umask(0o022)
     try:
         with quiet():
-            result = _trainer(project, tiny_sd, "modes", steps=2).fit()
+            result = tiny_trainer(project, tiny_sd, "modes", steps=2).fit()
     finally:
         os.umask(mask)
     run = result.run_dir
@@ -417,7 +416,7 @@ def test_a_read_only_run_folder_is_a_clear_error(
 
     monkeypatch.setattr(fsutil, "atomic_path", read_only)
     with pytest.raises(CreatureKitError, match=f"{run}.*Permission denied"):
-        from creaturekit.training.stage import fit
+        from creaturekit.training.fit import fit
 
         with quiet():
             fit(open_project(project), run="locked", steps=2)

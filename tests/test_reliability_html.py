@@ -11,9 +11,9 @@ from PIL import Image
 
 from creaturekit import fsutil
 from creaturekit.demo import DemoResult, render_page
+from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.report import render_html
-from creaturekit.discovery.stage import load_result
-from creaturekit.evaluation.stage import write_evaluation
+from creaturekit.evaluation.evaluate import write_evaluation
 from creaturekit.htmlpage import Html, href, markup, page
 from creaturekit.project import open_project
 
@@ -60,7 +60,7 @@ def test_discovery_report_escapes_names_and_result_values(tampered: Path) -> Non
     result = load_result(project)
     result.backend = result.params["model"] = SCRIPT
     result.notes = [SCRIPT]
-    result.parts[0]["subconcepts"] = SCRIPT
+    result.parts[0].subconcepts = SCRIPT  # type: ignore[assignment]
     result.foreground.update(rule=SCRIPT, threshold=SCRIPT, images_without_foreground=SCRIPT)
     result.facing = {"rule": SCRIPT, "groupings": SCRIPT, "changed_per_round": [SCRIPT]}
     text = render_html(project, result)

@@ -8,49 +8,17 @@ command line. The user's ``--model PATH`` always works.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import click
-import pytest
 
 from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.cli import app
 from creaturekit.training.run import CONFIG_FILE, RunFolder
-from tests.conftest import GuardedRunner
+from tests.helpers import GuardedRunner
 
-TINY_FIT = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
 STRANGER = "/etc"  # a folder no test has named on a command line
-
-
-@pytest.fixture(scope="module")
-def fitted_project(
-    discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    from creaturekit.progress import quiet
-    from creaturekit.project import open_project
-    from creaturekit.training.stage import fit
-
-    root = tmp_path_factory.mktemp("paths") / "proj"
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    with quiet():
-        fit(open_project(root), preset="toy", run="r1", model=str(tiny_sd), **TINY_FIT)
-    return root
-
-
-@pytest.fixture
-def fitted(fitted_project: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(fitted_project, tmp_path / "proj"))
 
 
 def _refused(result: click.testing.Result, *words: str) -> None:
@@ -69,35 +37,35 @@ def _tamper_run(root: Path, **fit_values: str) -> None:
     fsutil.write_toml(folder.path / CONFIG_FILE, config)
 
 
-def test_a_runs_base_model_outside_the_project_is_refused(fitted: Path, tiny_sd: Path) -> None:
-    _tamper_run(fitted)
+def test_a_runs_base_model_outside_the_project_is_refused(fitted_copy: Path, tiny_sd: Path) -> None:
+    _tamper_run(fitted_copy)
     runner = GuardedRunner()
-    mix = runner.invoke(app, ["mix", "-C", str(fitted), "--part0", "1", "--steps", "2"])
+    mix = runner.invoke(app, ["mix", "-C", str(fitted_copy), "--part0", "1", "--steps", "2"])
     _refused(mix, "base_model", STRANGER, "--model")
-    evaluation = runner.invoke(app, ["eval", "-C", str(fitted), "--no-image-metrics"])
+    evaluation = runner.invoke(app, ["eval", "-C", str(fitted_copy), "--no-image-metrics"])
     _refused(evaluation, "base_model", "--model")
-    own = ["mix", "-C", str(fitted), "--part0", "1", "--steps", "2", "--size", "16"]
+    own = ["mix", "-C", str(fitted_copy), "--part0", "1", "--steps", "2", "--size", "16"]
     result = runner.invoke(app, [*own, "--model", str(tiny_sd)])
     assert result.exit_code == 0, result.output
 
 
-def test_a_resumed_runs_model_outside_the_project_is_refused(fitted: Path) -> None:
-    _tamper_run(fitted, model=STRANGER)
+def test_a_resumed_runs_model_outside_the_project_is_refused(fitted_copy: Path) -> None:
+    _tamper_run(fitted_copy, model=STRANGER)
     result = GuardedRunner().invoke(
-        app, ["fit", "-C", str(fitted), "--run", "r1", "--resume", "--steps", "4"]
+        app, ["fit", "-C", str(fitted_copy), "--run", "r1", "--resume", "--steps", "4"]
     )
     _refused(result, "config.toml", STRANGER)
 
 
-def test_settings_models_outside_the_project_are_refused(fitted: Path) -> None:
-    text = (fitted / C.CONFIG_NAME).read_text(encoding="utf-8")
+def test_settings_models_outside_the_project_are_refused(fitted_copy: Path) -> None:
+    text = (fitted_copy / C.CONFIG_NAME).read_text(encoding="utf-8")
     for old in ('model = "toy"', 'fid_model = "discovery"'):
         assert old in text
     text = text.replace('model = "toy"', f'model = "{STRANGER}"')
     text = text.replace('fid_model = "discovery"', f'fid_model = "{STRANGER}/x.pth"')
-    (fitted / C.CONFIG_NAME).write_text(text, encoding="utf-8")
+    (fitted_copy / C.CONFIG_NAME).write_text(text, encoding="utf-8")
     runner = GuardedRunner()
-    fit = runner.invoke(app, ["fit", "-C", str(fitted), "--run", "r2", "--steps", "1"])
+    fit = runner.invoke(app, ["fit", "-C", str(fitted_copy), "--run", "r2", "--steps", "1"])
     _refused(fit, "fit.model", STRANGER)
-    evaluation = runner.invoke(app, ["eval", "-C", str(fitted)])
+    evaluation = runner.invoke(app, ["eval", "-C", str(fitted_copy)])
     _refused(evaluation, "eval.fid_model", "--fid-model")

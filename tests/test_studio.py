@@ -22,13 +22,12 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from creaturekit.cli import app as cli
+from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.report import REPORT_HTML, part_crop, write_report
-from creaturekit.discovery.stage import load_result
 from creaturekit.project import init_project, open_project
 from creaturekit.studio.app import TOKEN_HEADER, create_app
 from creaturekit.studio.server import bind, is_loopback
-from tests.conftest import GuardedRunner, write_image
-from tests.tiny_sd import fitted_toy_project
+from tests.helpers import GuardedRunner, fit_runs, write_image
 
 TOKEN = "test-token-123"
 AUTH = {TOKEN_HEADER: TOKEN}
@@ -69,7 +68,7 @@ def listing(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fitted(discovered: Path, tiny_sd: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = fitted_toy_project(tmp_path_factory.mktemp("studio") / "proj", discovered, tiny_sd)
+    root = fit_runs(discovered, tmp_path_factory.mktemp("studio") / "proj", tiny_sd, {"r1": {}})
     project = open_project(root)
     write_report(project.discovery_dir, project, load_result(project))
     return root
@@ -162,9 +161,9 @@ def test_parts_page_shows_every_part_and_sub_concept(client: TestClient, fitted:
     result = load_result(open_project(fitted))
     page = client.get("/parts").text
     for p in result.parts:
-        assert f'id="part{p["index"]}"' in page
-        for k in range(p["subconcepts"]):
-            assert f'id="p{p["index"]}c{k}"' in page
+        assert f'id="part{p.index}"' in page
+        for k in range(p.subconcepts):
+            assert f'id="p{p.index}c{k}"' in page
     assert "background" in page and page.count('src="/overlay/') == len(result.codes[:8])
     members = [i for i, r in enumerate(result.codes) if "0" in r["codes"]]
     crop = client.get(f"/crop/0/{members[0]}.png")

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from playwright import sync_api as playwright
 
+from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.report import write_report
-from creaturekit.discovery.stage import load_result
 from creaturekit.project import open_project
 from creaturekit.studio.app import LOOPBACK_HOSTS, create_app, url_with_token
 from creaturekit.studio.server import bind
-from tests.tiny_sd import fitted_toy_project
+from tests.helpers import fit_runs
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -53,7 +53,7 @@ def live(
         shutil.copytree(given, root, ignore=shutil.ignore_patterns("mixes", ".creaturekit.lock"))
         project = open_project(root)
     else:
-        root = fitted_toy_project(folder / "toy", discovered, tiny_sd)
+        root = fit_runs(discovered, folder / "toy", tiny_sd, {"r1": {}})
         project = open_project(root)
         write_report(project.discovery_dir, project, load_result(project))
     sock = bind("127.0.0.1", 0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from creaturekit.toy.dataset import create_toy_project, load_ground_truth
-from creaturekit.toy.metrics import (
+from creaturekit.toy.discovery_scores import (
     discovery_scores,
     majority,
     part_scores,

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
+from creaturekit.conditioning.tokens import add_part_tokens, encode_with_parts, part_token
 from creaturekit.errors import CreatureKitError
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.losses import (
@@ -15,8 +17,6 @@ from creaturekit.training.losses import (
     min_snr_weights,
     part_attention,
 )
-from creaturekit.training.mapper import MapperConfig, TokenMapper
-from creaturekit.training.text import add_part_tokens, encode_with_parts, part_token
 from tests.tiny_sd import tiny_text_stack, tiny_unet
 
 
@@ -259,7 +259,7 @@ def test_attention_loss_off_skips_recording() -> None:
 
 def test_resume_check_reads_settings_an_older_run_lacks_as_defaults(tmp_path: Path) -> None:
     from creaturekit import fsutil
-    from creaturekit.training.config import FitConfig, config_dict
+    from creaturekit.training.fit_config import FitConfig, config_dict
     from creaturekit.training.run import CONFIG_FILE, RunFolder
 
     run = RunFolder(tmp_path / "old")
@@ -271,3 +271,24 @@ def test_resume_check_reads_settings_an_older_run_lacks_as_defaults(tmp_path: Pa
     with pytest.raises(CreatureKitError, match="these differ: lora_lr"):
         run.check_config(FitConfig(lora_lr=1e-4))
     assert "lora_lr" not in run.saved_config()["fit"] and config_dict(FitConfig())["lora_lr"] == 0
+
+
+def test_code_similarity_tells_alike_codes_from_distinct_ones() -> None:
+    """A part whose code vectors coincide is reported (with a one-line warning); a part
+    whose codes point different ways is not."""
+    from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+
+    mapper = TokenMapper(MapperConfig(num_codes=(4, 3, 1), dim=8, depth=1))
+    with torch.no_grad():
+        mapper.projector[0].weight.copy_(torch.eye(8))
+        mapper.projector[0].bias.zero_()
+        mapper.part_embedding.weight.zero_()
+        table = mapper.code_embedding.weight
+        table[0:4] = torch.eye(8)[:4]  # part "a": four orthogonal codes
+        table[5:8] = torch.ones(3, 8)  # part "b": three identical codes
+    similarity = code_similarity(mapper, ["a", "b", "bg"])
+    assert similarity == {"a": 0.0, "b": 1.0, "bg": None}  # one code: nothing to compare
+    assert alike(similarity) == {"b": 1.0}
+    message = alike_warning(alike(similarity), 200)
+    assert message.startswith("After 200 steps the codes of b (1.000) are not yet distinct")
+    assert "fit longer" in message and message.count(". ") == 0

@@ -102,7 +102,7 @@ def save_tiny_pipeline(folder: Any) -> Any:
 
 def discovered_toy_project(root: Any) -> Any:
     """A 5-species toy project in ``root`` with an effnet-kmeans discovery (2 parts, K=2)."""
-    from creaturekit.discovery.stage import discover
+    from creaturekit.discovery.discover import discover
     from creaturekit.progress import quiet
     from creaturekit.project import open_project
     from creaturekit.toy.dataset import create_toy_project
@@ -119,30 +119,3 @@ def discovered_toy_project(root: Any) -> Any:
             image_size=64,
         )
     return open_project(root)
-
-
-#: Fit settings that make a real run in seconds on the CPU (with :func:`save_tiny_pipeline`).
-TINY_FIT = {
-    "resolution": 16,
-    "steps": 2,
-    "batch_size": 2,
-    "grad_accum": 1,
-    "attn_resolution": 8,
-    "checkpoint_every": 2,
-    "sample_every": 0,
-    "projector_depth": 2,
-}
-
-
-def fitted_toy_project(root: Any, discovered: Any, model: Any, run: str = "r1") -> Any:
-    """A copy of the ``discovered`` toy project in ``root`` with a tiny run fitted on ``model``."""
-    import shutil
-
-    from creaturekit.progress import quiet
-    from creaturekit.project import open_project
-    from creaturekit.training.stage import fit
-
-    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
-    with quiet():
-        fit(open_project(root), preset="toy", run=run, model=str(model), **TINY_FIT)
-    return root

@@ -74,6 +74,13 @@ class DiscoverSettings:
     bg_subconcepts: int = _opt(256, "Sub-concepts of the background part.")
     batch_size: int = _opt(32, "Images per feature-extraction batch.")
     seed: int = _opt(42, "Random seed of the clusterings.")
+    kmeans: str = _opt("torch", 'k-means engine: "torch" (built in) or "faiss" (extra `faiss`).')
+    sample_images: int = _opt(
+        1000, "Images (a seeded sample) the foreground and part levels learn from at most."
+    )
+    subconcept_points: int = _opt(
+        64, "Images per sub-concept centroid (a seeded sample) the sub-concepts learn from."
+    )
 
 
 @dataclass

@@ -9,13 +9,12 @@ its output exists and an interrupted fit resumes, so running the demo again fini
 what is missing and rebuilds the page. Without the toy base model, the stages that need
 it are skipped (:attr:`DemoResult.missing_model` says why) unless ``full`` is set.
 
-``python -m creaturekit.demo DIR`` is ``creaturekit demo DIR`` (see ``cli/demo.py``).
+The command is ``creaturekit demo DIR`` (``cli/demo.py``).
 """
 
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +51,8 @@ def missing_toy_base_message() -> str:
     """The one sentence shown when the bundled toy base model is not there."""
     return (
         f"The toy base model is not in this copy of creaturekit ({BUNDLED['toy']}), so the "
-        "demo stopped after discovery: train it with `python -m creaturekit.toy.train_base "
-        "--stage vae` then `--stage diffusion` (docs/toy-world.md), or give the demo any "
+        "demo stopped after discovery: reinstall creaturekit, train it in a source checkout "
+        "with `python -m tools.toy.train_base` (docs/toy-world.md), or give the demo any "
         "Stable-Diffusion-style pipeline folder with `--model PATH`."
     )
 
@@ -129,16 +128,15 @@ def _toy_project(
 
 
 def _discover(project: Project, options: Mapping[str, Any], say: Callable[[str], None]) -> str:
+    from creaturekit.discovery.discover import discover
     from creaturekit.discovery.naming import name_parts_by_keypoints
     from creaturekit.discovery.result import RESULT_FILE
-    from creaturekit.discovery.stage import discover
 
     if (project.discovery_dir / RESULT_FILE).is_file():
         say("Discovery: reusing discovery/")
         return REUSED
     say(f"Discovering parts with {project.config.discover.backend}")
-    with project.lock("discover"):
-        result = discover(project, **options)
+    result = discover(project, **options)
     names = name_parts_by_keypoints(project, result)
     if names:
         say("Parts named after the toy world's keypoints: " + ", ".join(names.values()))
@@ -162,8 +160,8 @@ def _fit(
     project: Project, model: str, options: Mapping[str, Any], say: Callable[[str], None]
 ) -> tuple[Path, str]:
     from creaturekit.training.checkpoint import list_checkpoints
+    from creaturekit.training.fit import fit
     from creaturekit.training.run import run_folder
-    from creaturekit.training.stage import fit
     from creaturekit.training.trainer import FitInterrupted
 
     run = run_folder(project, RUN)
@@ -191,11 +189,10 @@ def _mix(
     size: int | None,
     say: Callable[[str], None],
 ) -> tuple[Path, str]:
-    from creaturekit.discovery.stage import load_result
+    from creaturekit.discovery.discover import load_result
     from creaturekit.evaluation.combinations import code_rows, novel_combinations
+    from creaturekit.generation.mix import mix
     from creaturekit.generation.requests import Vocabulary
-    from creaturekit.generation.stage import Mix, Mixer, write_mix
-    from creaturekit.progress import track
     from creaturekit.training.run import run_folder
 
     names = Vocabulary(run_folder(project, RUN).vocab(), project.config).by_index
@@ -217,13 +214,10 @@ def _mix(
         say(f"Mixes: reusing {existing.relative_to(project.root).as_posix()}/")
         return existing, REUSED
     say(f"Mixing {len(combos)} novel creatures by part name")
-    mixer = Mixer(project, RUN)
-    mix = Mix(images=[], records=[])
-    for j, combo in enumerate(track(named, "Mixing novel creatures", total=len(named))):
-        parts = {name: [code] for name, code in combo.items()}
-        mix.extend(mixer(parts, n=1, seed=seed + j, steps=steps, size=size))
-    with project.lock("mix"):
-        return write_mix(project, mix), DONE
+    requests = [{name: [code] for name, code in combo.items()} for combo in named]
+    mixed = mix(project, combinations=requests, run=RUN, n=1, seed=seed, steps=steps, size=size)
+    assert mixed.folder is not None  # written by mix
+    return mixed.folder, DONE
 
 
 def _find_mixes(project: Project, combos: Sequence[dict[str, int]]) -> Path | None:
@@ -249,7 +243,7 @@ def _evaluate(
     size: int | None,
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], str]:
-    from creaturekit.evaluation.stage import METRICS_FILE, evaluate, load_metrics
+    from creaturekit.evaluation.evaluate import METRICS_FILE, evaluate, load_metrics
 
     if (project.eval_dir / RUN / METRICS_FILE).is_file():
         say(f"Evaluation: reusing eval/{RUN}/")
@@ -279,8 +273,8 @@ class _Links:
 
 def render_page(demo: DemoResult) -> str:
     """The demo page: stages, discovered parts, the run, mixes and metrics."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_table
-    from creaturekit.discovery.stage import load_result
 
     links = _Links(demo.project.root)
     parts = part_table(demo.project, load_result(demo.project))
@@ -396,7 +390,7 @@ def _mixes_section(mixes: Path, parts: list[dict[str, Any]], links: _Links) -> H
 
 
 def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -> Html:
-    from creaturekit.evaluation.stage import REPORT_FILE
+    from creaturekit.evaluation.evaluate import REPORT_FILE
 
     values = {
         **metrics["overall"],
@@ -415,14 +409,3 @@ def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -
         links.link(project.eval_dir / RUN / REPORT_FILE, "evaluation report"),
         rows,
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m creaturekit.demo [DIR] [OPTIONS]``: the ``creaturekit demo`` command."""
-    from creaturekit.cli import app
-
-    app(["demo", *(sys.argv[1:] if argv is None else argv)], prog_name="creaturekit")
-
-
-if __name__ == "__main__":
-    main()

@@ -74,7 +74,7 @@ class ImageProblem(Exception):
     """An image that cannot be imported; the message is the reason."""
 
 
-def load_rgb(path: Path, min_side: int) -> tuple[Image.Image, str | None]:
+def open_for_import(path: Path, min_side: int) -> tuple[Image.Image, str | None]:
     """Open ``path`` as 8-bit RGB; return the image and why it must be re-encoded.
 
     The reason is None when the file can be used byte for byte (an RGB JPEG or PNG).
@@ -207,7 +207,7 @@ def _import_one(
             report.skipped.append((item.rel, f"duplicate of {twin.file}"))
         return None
     try:
-        im, change = load_rgb(item.path, min_side)
+        im, change = open_for_import(item.path, min_side)
     except ImageProblem as err:
         report.skipped.append((item.rel, str(err)))
         return None

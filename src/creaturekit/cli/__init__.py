@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from creaturekit import __version__
 from creaturekit.cli import (
     demo,
     discover,
@@ -23,6 +22,7 @@ from creaturekit.cli import (
     studio,
 )
 from creaturekit.cli.common import State
+from creaturekit.version import __version__
 
 app = typer.Typer(
     name="creaturekit",

@@ -1,4 +1,4 @@
-"""``creaturekit demo``: the README's first command (also ``python -m creaturekit.demo``)."""
+"""``creaturekit demo``: the README's first command (``make demo``)."""
 
 from __future__ import annotations
 

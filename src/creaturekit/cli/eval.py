@@ -72,8 +72,8 @@ def evaluate(
     json_output: JsonOpt = False,
 ) -> None:
     """Generate requested combinations, re-code them with the discovery centroids, score."""
+    from creaturekit.evaluation.evaluate import evaluate as run_eval
     from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES
-    from creaturekit.evaluation.stage import evaluate as run_eval
 
     proj = open_cli_project(project)
     if compare:
@@ -124,7 +124,7 @@ def _figure(value: float | None) -> str:
 
 
 def _compare(project: Project, runs: list[str], quiet: bool, json_output: bool) -> None:
-    from creaturekit.evaluation.stage import compare
+    from creaturekit.evaluation.evaluate import compare
 
     table_data = compare(project, runs)
     if json_output:

@@ -1,4 +1,4 @@
-"""``creaturekit export``: a run's LoRA and part vocabulary for other Stable Diffusion tools."""
+"""``creaturekit export`` / ``import-run``: a run for other Stable Diffusion tools, and back."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from creaturekit.cli.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("export")(handle_errors(export))
+    app.command("import-run")(handle_errors(import_run))
 
 
 def export(
@@ -34,6 +35,13 @@ def export(
             "runs/<run>/export-<format>)."
         ),
     ] = None,
+    name_template: Annotated[
+        str,
+        typer.Option(
+            help="Token names: {run}, {part} and {code} (e.g. {part}-{code:03d}); letters, "
+            "digits, '_' and '-' only, as the UIs type them.",
+        ),
+    ] = "{run}_{part}_{code}",
     force: Annotated[
         bool,
         typer.Option(
@@ -49,8 +57,29 @@ def export(
     """Write the LoRA and one textual-inversion embedding per (part, code)."""
     from creaturekit.generation.export import export_run
 
-    folder = export_run(open_cli_project(project), fmt, run, out, force=force)
+    folder = export_run(
+        open_cli_project(project), fmt, run, out, force=force, name_template=name_template
+    )
     if json_output:
         print_json({"folder": str(folder), "format": fmt})
     elif not quiet:
         console.print(f"[bold green]Exported[/] ({fmt}) -> {folder}; see its README.md")
+
+
+def import_run(
+    source: Annotated[Path, typer.Argument(help="The folder `creaturekit export` wrote.")],
+    run: Annotated[
+        str | None, typer.Option(help="Name of the new run (default: the exported run's).")
+    ] = None,
+    project: ProjectOpt = None,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Make an export (diffusers or a1111) a run of this project again, for mix and eval."""
+    from creaturekit.generation.import_run import import_run as import_export
+
+    folder = import_export(open_cli_project(project), source, run)
+    if json_output:
+        print_json({"run": folder.name, "folder": str(folder)})
+    elif not quiet:
+        console.print(f"[bold green]Imported[/] {source} -> {folder}; mix with --run {folder.name}")

@@ -88,8 +88,8 @@ def fit(
 ) -> None:
     """Train the part tokens' mapper and the UNet LoRA on the discovered parts."""
     from creaturekit.paths import check_name
-    from creaturekit.training.stage import fit as run_fit
-    from creaturekit.training.stage import launch
+    from creaturekit.training.fit import fit as run_fit
+    from creaturekit.training.fit import launch
 
     check_name(run, "Run name")
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:

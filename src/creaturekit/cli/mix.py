@@ -16,8 +16,8 @@ from creaturekit.cli.common import (
     open_cli_project,
     print_json,
 )
+from creaturekit.conditioning import SCHEDULERS
 from creaturekit.errors import CreatureKitError
-from creaturekit.generation import SCHEDULERS
 
 
 def register(app: typer.Typer) -> None:
@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
 
 def _help(ctx: typer.Context, project: Path | None) -> None:
     """Print the command's help, then the parts of the project (if inside one)."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_table
-    from creaturekit.discovery.stage import load_result
 
     console.print(ctx.get_help(), highlight=False)
     try:
@@ -106,7 +106,7 @@ def mix(
     A part given twice blends two sub-concepts; CODE may be a list (--wing 10,20,30) to
     sweep. Parts and their code ranges: `creaturekit parts`.
     """
-    from creaturekit.generation.stage import mix as run_mix
+    from creaturekit.generation.mix import mix as run_mix
 
     if show_help:
         _help(ctx, project)

@@ -37,8 +37,8 @@ def list_parts(
     if ctx.invoked_subcommand is not None:
         State.project = project  # `parts -C DIR name ...`: the sub-command works on DIR
         return
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_table
-    from creaturekit.discovery.stage import load_result
 
     proj = open_cli_project(project)
     table = part_table(proj, load_result(proj))
@@ -67,13 +67,10 @@ def name_part(
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Name a part (stored in creaturekit.toml; `mix --NAME CODE` uses it; the discovery
-    report page is rebuilt with the new name)."""
-    from creaturekit.discovery.naming import rename_part
-    from creaturekit.discovery.stage import load_result
+    """Name a part (stored in creaturekit.toml; `mix --NAME CODE` uses it)."""
+    from creaturekit.discovery import naming
 
-    proj = open_cli_project(project)
-    rename_part(proj, load_result(proj), index, name)
+    naming.name_part(open_cli_project(project), index, name)
     if not quiet:
         console.print(f"Part {index} is now [bold]{name}[/].")
 
@@ -82,8 +79,8 @@ def name_part(
 @handle_errors
 def auto_name(project: ProjectOpt = None, quiet: QuietOpt = False) -> None:
     """Name parts after their majority keypoint (CUB's annotations or the toy world's)."""
+    from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import name_parts_by_keypoints
-    from creaturekit.discovery.stage import load_result
 
     proj = open_cli_project(project)
     names = name_parts_by_keypoints(proj, load_result(proj))

@@ -16,26 +16,31 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.discovery import hierarchy
+from creaturekit.discovery.checkpoint import checkpoint_key, load_learnt, save_learnt
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError, NotFittedError
 from creaturekit.discovery.features import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     FeatureCache,
+    FeatureSet,
     ImageInput,
     image_digest,
     to_pixels,
 )
 from creaturekit.discovery.grouping import Grouper, KMeansGrouper
+from creaturekit.discovery.scale import Scale
 from creaturekit.errors import ConfigError
 from creaturekit.progress import track
+from creaturekit.version import __version__
 
 CONFIG_FILE = "config.json"
 CENTROIDS_FILE = "centroids.safetensors"
@@ -90,8 +95,9 @@ class Discoverer:
         return 0
 
     def _grouper(self) -> Grouper:
-        """How the part and sub-concept levels group vectors (k-means by default)."""
-        return KMeansGrouper()
+        """How the part and sub-concept levels group vectors (k-means by default, on the
+        engine ``fit``'s ``scale`` names)."""
+        return KMeansGrouper(engine=getattr(self, "scale_", Scale()).kmeans)
 
     # -- options -------------------------------------------------------------------------
     @classmethod
@@ -123,30 +129,77 @@ class Discoverer:
 
     def extract(self, images: Sequence[ImageInput], cache_dir: Path | None = None) -> np.ndarray:
         """Patch features of ``images`` as one fp16 array ``(N, h*w, D)``; sets ``grid_``."""
-        cache = FeatureCache(cache_dir, self.feature_key()) if cache_dir is not None else None
-        digests = [image_digest(im) if cache else None for im in images]
-        grids: list[np.ndarray | None] = [cache.get(d) if cache and d else None for d in digests]
-        cached = [i for i, g in enumerate(grids) if g is not None]
-        self._compute(images, grids, [i for i, g in enumerate(grids) if g is None], cache, digests)
-        if cached and len({g.shape for g in grids if g is not None}) > 1:
-            # a cache entry of another shape is stale or damaged: recompute what came from it
-            self._compute(images, grids, cached, cache, digests)
-        shapes = {g.shape for g in grids if g is not None}
-        if len(shapes) != 1:
+        feats = self.features(images, cache_dir)
+        return feats if isinstance(feats, np.ndarray) else feats[np.arange(len(feats))]
+
+    def features(
+        self, images: Sequence[ImageInput], cache_dir: Path | None = None
+    ) -> np.ndarray | FeatureSet:
+        """Patch features of ``images``; sets ``grid_``.
+
+        With a ``cache_dir`` and image files, what is not cached yet is extracted and
+        cached, and a :class:`FeatureSet` reads the features back a few images at a time
+        (memory does not grow with the number of images); otherwise one fp16 array
+        ``(N, h*w, D)`` in memory.
+        """
+        if not images:
             raise DiscoveryDataError("No images to extract features from.")
-        h, w, d = shapes.pop()
-        self.grid_ = (h, w)
-        return np.stack([g.reshape(h * w, d) for g in grids if g is not None])
+        digests = [image_digest(im) for im in images] if cache_dir is not None else []
+        if cache_dir is None or None in digests:
+            grids: list[np.ndarray] = [np.zeros(0)] * len(images)
+            self._compute(images, list(range(len(images))), grids.__setitem__)
+            h, w, d = grids[0].shape
+            self.grid_ = (h, w)
+            return np.stack([g.reshape(h * w, d) for g in grids])
+        cache = FeatureCache(cache_dir, self.feature_key())
+        files = [str(d) for d in digests]
+        self._cache_missing(images, cache, files)
+
+        def recompute(rows: list[int]) -> list[np.ndarray]:
+            fresh: dict[int, np.ndarray] = {}
+
+            def keep(i: int, grid: np.ndarray) -> None:
+                cache.put(files[i], grid)
+                fresh[i] = grid
+
+            self._compute(images, rows, keep)
+            return [fresh[i] for i in rows]
+
+        feats = FeatureSet(cache, files, recompute)
+        self.grid_ = feats.grid
+        return feats
+
+    def cache_features(
+        self, images: Sequence[Path], cache_dir: Path, *, rank: int = 0, processes: int = 1
+    ) -> int:
+        """Extract and cache the features of the image files not cached yet, or with
+        ``processes`` > 1 of every ``processes``-th of them from ``rank`` (this process's
+        share); returns how many were extracted."""
+        cache = FeatureCache(cache_dir, self.feature_key())
+        files = [image_digest(path) or "" for path in images]
+        return self._cache_missing(images, cache, files, rank, processes)
+
+    def _cache_missing(
+        self,
+        images: Sequence[ImageInput],
+        cache: FeatureCache,
+        files: list[str],
+        rank: int = 0,
+        processes: int = 1,
+    ) -> int:
+        """Extract and cache what the cache lacks (this process's share of it)."""
+        todo = [i for i, d in enumerate(files) if not cache.has(d)][rank::processes]
+        self._compute(images, todo, lambda i, grid: cache.put(files[i], grid))
+        return len(todo)
 
     def _compute(
         self,
         images: Sequence[ImageInput],
-        grids: list[np.ndarray | None],
         todo: list[int],
-        cache: FeatureCache | None,
-        digests: list[str | None],
+        keep: Callable[[int, np.ndarray], object],
     ) -> None:
-        """Fill ``grids[i]`` for every ``i`` in ``todo`` with the backbone (and cache them)."""
+        """Run the backbone on ``images[i]`` for every ``i`` in ``todo``, a batch at a time,
+        and hand each image's fp16 grid ``(h, w, D)`` to ``keep(i, grid)``."""
         import torch
 
         batches = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
@@ -160,22 +213,35 @@ class Discoverer:
                 out = self._embed(torch.from_numpy(pixels).to(self._device))
             out = out.float().cpu().numpy().astype(np.float16)
             for i, grid in zip(batch, out, strict=True):
-                grids[i] = grid
-                digest = digests[i]
-                if cache is not None and digest is not None:
-                    cache.put(digest, grid)
+                keep(i, grid)
 
     # -- the estimator -------------------------------------------------------------------
-    def fit(self, images: Sequence[ImageInput], cache_dir: Path | None = None) -> Discoverer:
-        """Discover parts and sub-concepts in ``images``; returns ``self``."""
+    def fit(
+        self,
+        images: Sequence[ImageInput],
+        cache_dir: Path | None = None,
+        *,
+        scale: Scale | None = None,
+        checkpoint: Path | None = None,
+        resume: bool = False,
+    ) -> Discoverer:
+        """Discover parts and sub-concepts in ``images``; returns ``self``.
+
+        With a ``cache_dir`` features go to disk (an interrupted extraction continues
+        where it stopped) and memory stays bounded by ``scale`` (sample sizes; also the
+        k-means engine), not by the number of images. With a ``checkpoint`` file the
+        learnt centroids are kept there before every image is coded, and ``resume``
+        starts from it when it was learnt from the same images and settings.
+        """
         self._check_params()
+        self.scale_ = (scale or Scale()).check()
         if len(images) < 2:
             raise DiscoveryDataError(
                 f"Discovery needs at least 2 images; got {len(images)}. Add images with "
                 "`creaturekit init DIR --images SRC --force`."
             )
         start = time.perf_counter()
-        feats = self.extract(images, cache_dir)
+        feats = self.features(images, cache_dir)
         extracted = time.perf_counter()
         params = hierarchy.HierarchyParams(
             parts=self.parts,
@@ -184,14 +250,31 @@ class Discoverer:
             seed=self.seed,
             position_weight=self.position_weight,
             appearance_dims=self.appearance_dims(),
+            sample_images=self.scale_.sample_images,
+            subconcept_points=self.scale_.subconcept_points,
         )
-        self.hierarchy_, self.coding_, self.report_ = hierarchy.fit(
-            feats, self.grid_, params, self._grouper()
+        grouper = self._grouper()
+        key = None
+        if checkpoint is not None and isinstance(feats, FeatureSet):
+            settings = {"features": self.feature_key(), "params": self.get_params()}
+            settings["scale"] = asdict(self.scale_)
+            key = checkpoint_key(settings, feats.digests)
+        learnt = load_learnt(checkpoint, key) if resume and checkpoint and key else None
+        resumed = learnt is not None
+        if learnt is None:
+            learnt = hierarchy.learn(feats, self.grid_, params, grouper)
+            if checkpoint is not None and key is not None:
+                save_learnt(checkpoint, key, learnt)
+        self.hierarchy_ = learnt.hierarchy
+        self.coding_, self.report_ = hierarchy.code_all(
+            feats, self.grid_, learnt, params.chunk_images
         )
+        self.report_.scale["grouping"] = getattr(grouper, "engine", type(grouper).__name__)
         self.timing_ = {
             "features_s": round(extracted - start, 3),
             "clustering_s": round(time.perf_counter() - extracted, 3),
             "images": len(images),
+            "resumed": resumed,
         }
         return self
 
@@ -204,13 +287,29 @@ class Discoverer:
 
     def encode(self, images: Sequence[ImageInput]) -> hierarchy.Coding:
         """Code new images with the fitted centroids: masks, sub-concept codes, part features."""
+        feats = self._fitted_features(images, None)
+        assert isinstance(feats, np.ndarray)  # no cache: in memory
+        return hierarchy.encode(self.hierarchy_, feats, self.grid_)
+
+    def code(
+        self, images: Sequence[ImageInput], cache_dir: Path | None = None
+    ) -> hierarchy.ImageCodes:
+        """Code many new images with the fitted centroids in one streaming pass: masks and
+        sub-concept codes (no part features); with a ``cache_dir``, in bounded memory."""
+        feats = self._fitted_features(images, cache_dir)
+        return hierarchy.code_images(feats, self.grid_, self.hierarchy_)
+
+    def _fitted_features(
+        self, images: Sequence[ImageInput], cache_dir: Path | None
+    ) -> np.ndarray | FeatureSet:
+        """Features of new images for the fitted discoverer (same patch grid)."""
         self._check_fitted()
         grid = self.grid_
-        feats = self.extract(images)
+        feats = self.features(images, cache_dir)
         if self.grid_ != grid:
             self.grid_ = grid
             raise DiscoveryDataError("The backbone gave a different patch grid than when fitted.")
-        return hierarchy.encode(self.hierarchy_, feats, grid)
+        return feats
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, folder: str | Path, metadata: dict[str, str] | None = None) -> None:

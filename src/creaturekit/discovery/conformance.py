@@ -43,8 +43,8 @@ def check_discoverer(
     assert coding.masks.shape == (len(images), h * w)
     assert coding.codes.shape == (len(images), n_parts)
     assert len(fitted.hierarchy_.sub_centroids) == n_parts
-    assert [p["index"] for p in fitted.report_.parts] == list(range(n_parts))
-    assert fitted.report_.parts[-1]["is_background"]
+    assert [p.index for p in fitted.report_.parts] == list(range(n_parts))
+    assert fitted.report_.parts[-1].is_background
 
     again = factory(0).fit(images)
     before, after = fitted.hierarchy_.tensors(), again.hierarchy_.tensors()

@@ -2,15 +2,18 @@
 
 Images are squashed to a square ``image_size`` (no crop, so patch masks cover the
 whole picture) and normalised. Features are cached as one fp16 safetensors file per
-image content hash, under a folder named by a hash of the backbone and preprocessing,
-so a rerun (or a rerun after adding images) only computes what is missing.
+image content hash (a one-image shard, written atomically), under a folder named by a
+hash of the backbone and preprocessing, so a rerun (after an interruption, or after
+adding images) only computes what is missing, and processes extracting different images
+never write the same file. A :class:`FeatureSet` reads cached features a few images
+at a time, so nothing holds every image's features in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from creaturekit import fsutil
+from creaturekit.discovery.errors import DiscoveryDataError
 from creaturekit.errors import DamagedFileError, ImageSourceError
 
 ImageInput = str | Path | Image.Image
@@ -75,6 +79,10 @@ class FeatureCache:
     def _path(self, digest: str) -> Path:
         return self.folder / digest[:2] / f"{digest}.safetensors"
 
+    def has(self, digest: str) -> bool:
+        """Whether an entry for ``digest`` exists (it is checked when read)."""
+        return self._path(digest).is_file()
+
     def get(self, digest: str) -> np.ndarray | None:
         """The cached ``(h, w, D)`` fp16 grid of the image with content hash ``digest``;
         None when absent or damaged (a damaged entry is recomputed, never trusted)."""
@@ -106,3 +114,52 @@ def image_digest(image: ImageInput) -> str | None:
         return fsutil.sha256_file(image)
     except OSError as err:
         raise unreadable_image(image, err) from None
+
+
+class FeatureSet:
+    """The cached patch features ``(N, h*w, D)`` of ``N`` images, read when indexed.
+
+    ``features[rows]`` (an integer array) loads those images' fp16 features; an entry
+    that is damaged or of another shape is recomputed with ``recompute(rows) -> grids``
+    (and stored again by it).
+    """
+
+    def __init__(
+        self,
+        cache: FeatureCache,
+        digests: Sequence[str],
+        recompute: Callable[[list[int]], list[np.ndarray]],
+    ) -> None:
+        self.cache, self.digests, self._recompute = cache, list(digests), recompute
+        self._shape: tuple[int, ...] | None = None  # (h, w, D) of every entry
+        if not self.digests:
+            raise DiscoveryDataError("No images to extract features from.")
+        self._shape = self._grids([0])[0].shape
+        h, w, d = self._shape
+        self.grid = (h, w)
+        self.shape = (len(self.digests), h * w, d)
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def _grids(self, rows: Sequence[int]) -> list[np.ndarray]:
+        found = [self.cache.get(self.digests[i]) for i in rows]
+        grids = [g for g in found if g is not None and self._shape in (None, g.shape)]
+        if len(grids) == len(found):
+            return grids
+        bad = [j for j, g in enumerate(found) if g is None or self._shape not in (None, g.shape)]
+        for j, grid in zip(bad, self._recompute([rows[j] for j in bad]), strict=True):
+            if self._shape not in (None, grid.shape):
+                raise DiscoveryDataError(
+                    f"The feature cache in {self.cache.folder} holds features of another "
+                    "shape than the backbone gives now; delete that folder and run again."
+                )
+            found[j] = grid
+        return [g for g in found if g is not None]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), *self.shape[1:]), np.float16)
+        for j, grid in enumerate(self._grids([int(i) for i in rows])):
+            out[j] = grid.reshape(self.shape[1:])
+        return out

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from creaturekit.discovery.kmeans import spherical_kmeans
+from creaturekit.discovery.kmeans import faiss_kmeans, spherical_kmeans
 
 UNASSIGNED = -1
 
@@ -39,13 +39,16 @@ def default_starts(n_rows: int, k: int) -> int:
 
 class KMeansGrouper:
     """Spherical k-means with exactly ``k`` clusters (the reference method), the tightest
-    of ``n_init`` seeded starts (default: :func:`default_starts`)."""
+    of ``n_init`` seeded starts (default: :func:`default_starts`), on ``engine``:
+    ``"torch"`` (:func:`spherical_kmeans`) or ``"faiss"`` (:func:`faiss_kmeans`)."""
 
-    def __init__(self, n_init: int | None = None) -> None:
+    def __init__(self, n_init: int | None = None, engine: str = "torch") -> None:
         self.n_init = n_init
+        self.engine = engine
 
     def fit(
         self, x: np.ndarray, k: int, seed: int, rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         starts = self.n_init or default_starts(len(x) if rows is None else len(rows), k)
-        return spherical_kmeans(x, k, seed, rows=rows, n_init=starts)
+        kmeans = faiss_kmeans if self.engine == "faiss" else spherical_kmeans
+        return kmeans(x, k, seed, rows=rows, n_init=starts)

@@ -28,14 +28,17 @@ classifier and score distribution are recorded as evidence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from creaturekit.discovery.errors import DiscoveryDataError
+from creaturekit.discovery.features import FeatureSet
 from creaturekit.discovery.grouping import UNASSIGNED, Grouper, KMeansGrouper
 from creaturekit.discovery.kmeans import assign, normalize
+from creaturekit.progress import track
 
 #: Mask value of a patch no part claims (density-based groupers' noise).
 MASK_UNASSIGNED = 255
@@ -52,6 +55,9 @@ class HierarchyParams:
     min_presence: float = 0.02  # parts present in fewer images than this share are dropped
     position_weight: float = 1.0  # weight of the object-centred position cue at the part level
     appearance_dims: int = 0  # trailing feature channels the part level leaves out
+    sample_images: int = 1000  # images (seeded sample) the fg/bg and part levels learn from
+    subconcept_points: int = 64  # images per sub-concept centroid (seeded sample) at most
+    chunk_images: int = 256  # images coded per step of the streaming pass
 
 
 @dataclass
@@ -106,13 +112,42 @@ class Hierarchy:
 
 
 @dataclass
-class Coding:
-    """Per-image output of the hierarchy."""
+class ImageCodes:
+    """Per-image output of the hierarchy for a whole image set (what fitting codes)."""
 
     masks: np.ndarray  # (N, P) uint8 part labels; background = M; 255 unassigned
     codes: np.ndarray  # (N, M + 1) int64 sub-concept code, -1 where absent or unassigned
-    part_features: np.ndarray  # (N, M + 1, D) float32 mean feature per part (0 if absent)
     present: np.ndarray  # (N, M + 1) bool
+
+
+@dataclass
+class Part:
+    """One discovered part (the background is a part too), as result.json records it."""
+
+    index: int
+    is_background: bool
+    subconcepts: int  # its number of sub-concepts (codes 0 .. subconcepts - 1)
+    coverage: float = 0.0  # share of all patches it holds
+    presence: float = 0.0  # share of images it appears in
+    unassigned_images: int = 0  # images whose part mean no sub-concept took
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Part:
+        """A part from its result.json record (ValueError/TypeError/KeyError if invalid)."""
+        known = {f.name for f in fields(cls)}
+        return cls(
+            index=int(data["index"]),
+            is_background=bool(data["is_background"]),
+            subconcepts=int(data["subconcepts"]),
+            **{k: data[k] for k in known - {"index", "is_background", "subconcepts"} if k in data},
+        )
+
+
+@dataclass
+class Coding(ImageCodes):
+    """Per-image output of :func:`encode`, with each part's mean feature (for scoring)."""
+
+    part_features: np.ndarray  # (N, M + 1, D) float32 mean feature per part (0 if absent)
 
 
 @dataclass
@@ -120,9 +155,10 @@ class FitReport:
     """What fitting decided, and why (recorded in result.json)."""
 
     foreground: dict[str, Any]
-    parts: list[dict[str, Any]]
+    parts: list[Part]
     notes: list[str] = field(default_factory=list)
     facing: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, Any] = field(default_factory=dict)  # images in all, and learnt from
 
 
 def border_mask(grid: tuple[int, int]) -> np.ndarray:
@@ -412,8 +448,8 @@ def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.n
     return means, present
 
 
-def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
-    """Code new images with fitted centroids: every patch and part mean to its nearest."""
+def encode_masks(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Part masks ``(N, P)`` of new images by fitted centroids (every patch to its nearest)."""
     n, p, _ = feats.shape
     fg = refine_boundary(feats, smooth_foreground(h.foreground(feats, grid), grid), grid)
     facing = np.ones(n, np.float32) if h.facing else None
@@ -423,12 +459,23 @@ def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     masks = np.full(n * p, len(h.part_centroids), np.uint8)
     rows = np.flatnonzero(fg.reshape(-1))
     masks[rows] = assign(placed, h.part_centroids, rows)
-    masks = masks.reshape(n, p)
-    means, present = part_means(feats, masks, h.n_parts)
-    codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
+    return masks.reshape(n, p)
+
+
+def sub_codes(h: Hierarchy, means: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``(N, M + 1)`` sub-concept codes of part means: the nearest centroid, -1 where absent."""
+    codes = np.full(present.shape, UNASSIGNED, np.int64)
     for m, cents in enumerate(h.sub_centroids):
         idx = np.flatnonzero(present[:, m])
         codes[idx, m] = assign(means[idx, m], cents)
+    return codes
+
+
+def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
+    """Code new images with fitted centroids: every patch and part mean to its nearest."""
+    masks = encode_masks(h, feats, grid)
+    means, present = part_means(feats, masks, h.n_parts)
+    codes = sub_codes(h, means, present)
     return Coding(masks=masks, codes=codes, part_features=means, present=present)
 
 
@@ -444,18 +491,33 @@ def _presence(labels: np.ndarray, image: np.ndarray, n: int, k: int) -> np.ndarr
     return has[:, :k].mean(axis=0)
 
 
-def fit(
+def sample_rows(n: int, cap: int, seed: int, stream: int) -> np.ndarray:
+    """All rows ``0..n-1`` when ``n <= cap``, else a sorted seeded sample of ``cap`` of them
+    (``stream`` tells the samples of one seed apart)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, stream]).choice(n, size=cap, replace=False))
+
+
+@dataclass
+class _Regions:
+    """Levels 1 and 2 fitted on a sample of images (no sub-concepts yet)."""
+
+    hierarchy: Hierarchy
+    masks: np.ndarray  # (S, P) part masks of the sampled images
+    foreground: dict[str, Any]
+    facing: dict[str, Any]
+
+
+def fit_regions(
     feats: np.ndarray,
     grid: tuple[int, int],
     params: HierarchyParams,
-    grouper: Grouper | None = None,
-) -> tuple[Hierarchy, Coding, FitReport]:
-    """Fit all three levels on ALL images' patch features ``(N, P, D)``."""
-    grouper = grouper or KMeansGrouper()
+    grouper: Grouper,
+    notes: list[str],
+) -> _Regions:
+    """Levels 1 (fg/bg) and 2 (parts) on the patch features ``(S, P, D)`` of ``S`` images."""
     n, p, _ = feats.shape
-    if n < 2:
-        raise DiscoveryDataError("Discovery needs at least 2 images; the project has 1.")
-    notes: list[str] = []
 
     # Level 1: foreground / background.
     scores = border_similarity(feats, grid)
@@ -465,8 +527,7 @@ def fit(
     )
     fg2d = refine_boundary(feats, smooth_foreground(decision, grid), grid)
     evidence = _evidence(scores, threshold, fg2d, learnt)
-    fg = fg2d.reshape(-1)
-    rows = np.flatnonzero(fg)
+    rows = np.flatnonzero(fg2d.reshape(-1))
     if len(rows) < params.parts:
         raise DiscoveryDataError(
             f"Only {len(rows)} foreground patches were found, too few for {params.parts} parts; "
@@ -494,16 +555,33 @@ def fit(
         moved[moved] = ~keep[part_labels[moved]]
         part_labels = np.where(part_labels >= 0, remap[part_labels], UNASSIGNED)
         part_labels[moved] = assign(placed, part_centroids, rows[moved])
+    del placed
     masks = np.full(n * p, len(part_centroids), np.uint8)
     masks[rows] = np.where(part_labels < 0, MASK_UNASSIGNED, part_labels)
-    n_parts = len(part_centroids) + 1
-    masks = masks.reshape(n, p)
+    hierarchy = Hierarchy(
+        threshold,
+        part_centroids,
+        [],
+        params.position_weight,
+        params.appearance_dims,
+        classifier,
+        facing=True,
+    )
+    return _Regions(hierarchy, masks.reshape(n, p), evidence, facing)
 
-    # Level 3: sub-concepts per part (the background last) over per-image part means.
-    means, present = part_means(feats, masks, n_parts)
-    codes = np.full((n, n_parts), UNASSIGNED, np.int64)
+
+def fit_subconcepts(
+    means: np.ndarray,
+    present: np.ndarray,
+    params: HierarchyParams,
+    grouper: Grouper,
+    notes: list[str],
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Level 3: per part (the background last), sub-concept centroids over the per-image
+    part means ``(S, M + 1, D)`` where ``present``; returns them and the codes ``(S, M + 1)``."""
+    n_images, n_parts = present.shape
+    codes = np.full((n_images, n_parts), UNASSIGNED, np.int64)
     subs: list[np.ndarray] = []
-    part_info: list[dict[str, Any]] = []
     identical = True
     for m in range(n_parts):
         is_background = m == n_parts - 1
@@ -517,34 +595,251 @@ def fit(
                 f"{'Background' if is_background else f'Part {m}'}: {k} sub-concepts instead of "
                 f"{want} (present in {len(idx)} images)."
             )
-        cents, sub_labels = grouper.fit(means[idx, m], k, params.seed + 2 + m)
-        codes[idx, m] = sub_labels
+        cents, codes[idx, m] = grouper.fit(means[idx, m], k, params.seed + 2 + m)
         subs.append(cents)
-        part_info.append(
-            {
-                "index": m,
-                "is_background": is_background,
-                "subconcepts": len(cents),
-                "coverage": round(float(np.mean(masks == m)), 4),
-                "presence": round(float(present[:, m].mean()), 4),
-                "unassigned_images": int(np.sum(sub_labels < 0)),
-            }
-        )
     if identical:
         raise DiscoveryDataError(
-            f"All {n} images give identical features, so there is nothing to tell apart; "
-            "discovery needs images that differ."
+            f"All {n_images} images give identical features, so there is nothing to tell "
+            "apart; discovery needs images that differ."
         )
-    del placed
-    hierarchy = Hierarchy(
-        threshold,
-        part_centroids,
-        subs,
-        params.position_weight,
-        params.appearance_dims,
-        classifier,
-        facing=True,
+    return subs, codes
+
+
+@dataclass
+class Learnt:
+    """What fitting learnt before the streaming pass: the centroids, the masks and codes of
+    the images it learnt from, and its evidence (a checkpoint a resumed run starts from)."""
+
+    hierarchy: Hierarchy
+    known_rows: np.ndarray  # (S,) images whose masks were decided while learning, sorted
+    known_masks: np.ndarray  # (S, P)
+    subset: np.ndarray  # images the sub-concepts learnt from, sorted
+    subset_codes: np.ndarray  # (len(subset), M + 1)
+    foreground: dict[str, Any]
+    facing: dict[str, Any]
+    notes: list[str]
+    regions_from: int
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Flat name -> array form (for safetensors); the rest is :meth:`evidence`."""
+        out = {f"hierarchy.{k}": v for k, v in self.hierarchy.tensors().items()}
+        out.update(
+            known_rows=self.known_rows,
+            known_masks=self.known_masks,
+            subset=self.subset,
+            subset_codes=self.subset_codes,
+        )
+        return out
+
+    def evidence(self) -> dict[str, Any]:
+        """The JSON part."""
+        return {
+            "foreground": self.foreground,
+            "facing": self.facing,
+            "notes": self.notes,
+            "regions_from": self.regions_from,
+        }
+
+    @classmethod
+    def from_parts(cls, t: dict[str, np.ndarray], evidence: dict[str, Any]) -> Learnt:
+        prefix = "hierarchy."
+        inner = {k[len(prefix) :]: v for k, v in t.items() if k.startswith(prefix)}
+        return cls(
+            Hierarchy.from_tensors(inner),
+            t["known_rows"],
+            t["known_masks"],
+            t["subset"],
+            t["subset_codes"],
+            dict(evidence["foreground"]),
+            dict(evidence["facing"]),
+            list(evidence["notes"]),
+            int(evidence["regions_from"]),
+        )
+
+
+def learn(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    params: HierarchyParams,
+    grouper: Grouper | None = None,
+) -> Learnt:
+    """Learn all three levels' centroids from the patch features ``(N, P, D)`` of ``N``
+    images, in memory bounded by ``params`` rather than by ``N``.
+
+    ``feats`` is an array or a :class:`~creaturekit.discovery.features.FeatureSet` (read
+    a few images at a time). Levels 1 and 2 learn from a seeded sample of at most
+    ``params.sample_images`` images, level 3 from the part means of at most
+    ``params.subconcept_points`` images per centroid. Smaller sets are learnt from whole.
+    """
+    grouper = grouper or KMeansGrouper()
+    n, _, d = feats.shape
+    if n < 2:
+        raise DiscoveryDataError("Discovery needs at least 2 images; the project has 1.")
+    notes: list[str] = []
+    fitted = sample_rows(n, params.sample_images, params.seed, 1)
+    regions = fit_regions(feats[fitted], grid, params, grouper, notes)
+    h = regions.hierarchy
+    # Level 3 learns from a sample's part means, kept in memory.
+    most = max(params.subconcepts, params.bg_subconcepts)
+    subset = sample_rows(n, params.subconcept_points * most, params.seed, 2)
+    known = _Known(fitted, regions.masks)
+    sub_means = np.zeros((len(subset), h.n_parts, d), np.float32)
+    present = np.zeros((len(subset), h.n_parts), bool)
+    for chunk, chunk_feats, masks in _stream_masks(
+        feats, subset, grid, h, known, params.chunk_images
+    ):
+        at = np.searchsorted(subset, chunk)
+        sub_means[at], present[at] = part_means(chunk_feats, masks, h.n_parts)
+        known.add(chunk, masks)
+    h.sub_centroids, subset_codes = fit_subconcepts(sub_means, present, params, grouper, notes)
+    rows, masks = known.arrays()
+    return Learnt(
+        h,
+        rows,
+        masks,
+        subset,
+        subset_codes,
+        regions.foreground,
+        regions.facing,
+        notes,
+        len(fitted),
     )
-    coding = Coding(masks=masks, codes=codes, part_features=means, present=present)
-    report = FitReport(foreground=evidence, parts=part_info, notes=notes, facing=facing)
-    return hierarchy, coding, report
+
+
+class _Known:
+    """Masks already decided, by image row."""
+
+    def __init__(self, rows: np.ndarray, masks: np.ndarray) -> None:
+        self.masks = dict(zip(rows.tolist(), masks, strict=True))
+
+    def add(self, rows: np.ndarray, masks: np.ndarray) -> None:
+        self.masks.update(zip(rows.tolist(), masks, strict=True))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.array(sorted(self.masks), np.int64)
+        return rows, np.stack([self.masks[int(r)] for r in rows])
+
+
+def _stream_masks(
+    feats: np.ndarray | FeatureSet,
+    rows: np.ndarray,
+    grid: tuple[int, int],
+    h: Hierarchy,
+    known: _Known,
+    chunk_images: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, features, masks)`` of ``rows``' images, ``chunk_images`` at a time: masks
+    already ``known`` are kept, the others coded with ``h``."""
+    steps = range(0, len(rows), chunk_images)
+    for s in track(steps, "Coding images", total=len(steps)):
+        chunk = rows[s : s + chunk_images]
+        chunk_feats = feats[chunk]
+        masks = np.empty(chunk_feats.shape[:2], np.uint8)
+        todo = []
+        for i, r in enumerate(chunk.tolist()):
+            if r in known.masks:
+                masks[i] = known.masks[r]
+            else:
+                todo.append(i)
+        if todo:
+            masks[todo] = encode_masks(h, chunk_feats[todo], grid)
+        yield chunk, chunk_feats, masks
+
+
+def code_all(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    learnt: Learnt,
+    chunk_images: int = 256,
+) -> tuple[ImageCodes, FitReport]:
+    """One streaming pass that codes every image with ``learnt``'s centroids (keeping the
+    masks and codes decided while learning), and the report of the whole fit."""
+    h = learnt.hierarchy
+    n = len(feats)
+    fixed = np.full((n, h.n_parts), _UNDECIDED, np.int64)
+    fixed[learnt.subset] = learnt.subset_codes
+    known = _Known(learnt.known_rows, learnt.known_masks)
+    coded = _code_pass(feats, grid, h, known, fixed, chunk_images)
+    masks, present, codes = coded.masks, coded.present, coded.codes
+    notes = list(learnt.notes)
+    if learnt.regions_from < n or len(learnt.subset) < n:
+        notes.append(
+            f"Foreground and parts were learnt from a seeded sample of {learnt.regions_from:,} "
+            f"of the {n:,} images, sub-concepts from {len(learnt.subset):,}; every image was "
+            "then coded with the fitted centroids."
+        )
+    bg = h.n_parts - 1
+    foreground = dict(learnt.foreground)
+    foreground["foreground_share"] = round(float(np.mean(masks != bg)), 4)
+    foreground["images_without_foreground"] = int((masks == bg).all(axis=1).sum())
+    part_info = [
+        Part(
+            index=m,
+            is_background=m == bg,
+            subconcepts=len(h.sub_centroids[m]),
+            coverage=round(float(np.mean(masks == m)), 4),
+            presence=round(float(present[:, m].mean()), 4),
+            unassigned_images=int(np.sum(present[:, m] & (codes[:, m] < 0))),
+        )
+        for m in range(h.n_parts)
+    ]
+    scale = {
+        "images": n,
+        "regions_from": learnt.regions_from,
+        "subconcepts_from": len(learnt.subset),
+    }
+    report = FitReport(foreground, part_info, notes, dict(learnt.facing), scale)
+    return coded, report
+
+
+#: In ``_code_pass``'s ``fixed`` codes: no code decided yet (the image is coded).
+_UNDECIDED = UNASSIGNED - 1
+
+
+def _code_pass(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    h: Hierarchy,
+    known: _Known,
+    fixed: np.ndarray | None,
+    chunk_images: int,
+) -> ImageCodes:
+    """Masks, codes and presence of every image, ``chunk_images`` at a time; ``known``
+    masks and ``fixed`` codes (``(N, M + 1)``, ``_UNDECIDED`` elsewhere) are kept."""
+    n, p, _ = feats.shape
+    masks = np.empty((n, p), np.uint8)
+    present = np.zeros((n, h.n_parts), bool)
+    codes = np.full((n, h.n_parts), UNASSIGNED, np.int64)
+    for chunk, chunk_feats, chunk_masks in _stream_masks(
+        feats, np.arange(n), grid, h, known, chunk_images
+    ):
+        masks[chunk] = chunk_masks
+        means, present[chunk] = part_means(chunk_feats, chunk_masks, h.n_parts)
+        codes[chunk] = sub_codes(h, means, present[chunk])
+        if fixed is not None:
+            keep = fixed[chunk] != _UNDECIDED
+            codes[chunk] = np.where(keep, fixed[chunk], codes[chunk])
+    return ImageCodes(masks=masks, codes=codes, present=present)
+
+
+def code_images(
+    feats: np.ndarray | FeatureSet, grid: tuple[int, int], h: Hierarchy, chunk_images: int = 256
+) -> ImageCodes:
+    """Code every image with fitted centroids in one streaming pass: masks, codes and
+    presence (no part features, so memory does not grow with the features)."""
+    return _code_pass(
+        feats, grid, h, _Known(np.zeros(0, np.int64), np.zeros((0, 0))), None, chunk_images
+    )
+
+
+def fit(
+    feats: np.ndarray | FeatureSet,
+    grid: tuple[int, int],
+    params: HierarchyParams,
+    grouper: Grouper | None = None,
+) -> tuple[Hierarchy, ImageCodes, FitReport]:
+    """:func:`learn` the centroids, then :func:`code_all` images: memory bounded by
+    ``params`` rather than by the number of images."""
+    learnt = learn(feats, grid, params, grouper)
+    coding, report = code_all(feats, grid, learnt, params.chunk_images)
+    return learnt.hierarchy, coding, report

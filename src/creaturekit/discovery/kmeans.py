@@ -131,7 +131,54 @@ def spherical_kmeans(
         for _ in range(max(1, n_init))
     )
     centroids, labels, _ = max(runs, key=lambda run: run[2])
-    order = np.argsort(-np.bincount(labels.numpy(), minlength=k), kind="stable")
+    return _by_size(centroids.numpy(), labels.numpy(), k)
+
+
+def _by_size(centroids: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids and labels renumbered so that clusters go by decreasing size."""
+    order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
     remap = np.empty(k, np.int64)
     remap[order] = np.arange(k)
-    return centroids.numpy()[order], remap[labels.numpy()]
+    return centroids[order], remap[labels]
+
+
+#: faiss trains on at most this many rows per centroid (a seeded sample, as faiss does).
+FAISS_POINTS_PER_CENTROID = 1024
+
+
+def faiss_kmeans(
+    x: np.ndarray,
+    k: int,
+    seed: int,
+    rows: np.ndarray | None = None,
+    max_iter: int = 30,
+    n_init: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`spherical_kmeans` on faiss (GPUs when a faiss GPU build sees any).
+
+    faiss trains its ``n_init`` starts on a seeded sample of at most
+    ``FAISS_POINTS_PER_CENTROID`` rows per centroid, keeps the best, and every row is then
+    labelled by its nearest centroid. Same seed, same centroids.
+    """
+    import faiss
+
+    n = len(x) if rows is None else len(rows)
+    if n < k:
+        raise DiscoveryDataError(f"Cannot form {k} clusters from {n} feature vectors.")
+    unit = np.empty((n, x.shape[1]), np.float32)
+    for s in range(0, n, CHUNK_ROWS):
+        unit[s : s + CHUNK_ROWS] = _unit_rows(x, rows, s, s + CHUNK_ROWS).numpy()
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=max_iter,
+        nredo=max(1, n_init),
+        spherical=True,
+        seed=seed,
+        max_points_per_centroid=FAISS_POINTS_PER_CENTROID,
+        gpu=faiss.get_num_gpus() > 0,
+        verbose=False,
+    )
+    km.train(unit)
+    centroids = normalize(np.asarray(km.centroids))
+    return _by_size(centroids, assign(unit, centroids), k)

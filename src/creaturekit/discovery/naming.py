@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from creaturekit.config import config_from_dict, config_to_dict
 from creaturekit.constants import BACKGROUND_PART
 from creaturekit.discovery.errors import DiscoveryResultError
-from creaturekit.discovery.metrics import keypoint_part_labels
+from creaturekit.discovery.keypoint_scores import keypoint_part_labels
 from creaturekit.discovery.result import DiscoveryResult
 from creaturekit.errors import ConfigError
 from creaturekit.project import Project
@@ -24,44 +25,45 @@ _DEFAULT_NAME = re.compile(r"^part(\d+)$")
 def part_table(project: Project, result: DiscoveryResult) -> list[dict[str, Any]]:
     """Every part with its name, sizes and sub-concept count (what ``parts --json`` prints)."""
     return [
-        {**p, "name": project.config.part_name(p["index"], p["is_background"])}
+        {**asdict(p), "name": project.config.part_name(p.index, p.is_background)}
         for p in result.parts
     ]
 
 
 def part_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
     """Part index -> the name ``mix --NAME`` and the metrics use."""
-    return {
-        p["index"]: project.config.part_name(p["index"], p["is_background"]) for p in result.parts
-    }
+    return {p.index: project.config.part_name(p.index, p.is_background) for p in result.parts}
 
 
 def set_part_name(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
-    """Name foreground part ``index`` and save the project's settings."""
-    part = next((p for p in result.parts if p["index"] == index), None)
+    """Name foreground part ``index`` and save the project's settings (under its lock)."""
+    part = next((p for p in result.parts if p.index == index), None)
     if part is None:
         raise DiscoveryResultError(
             f"There is no part {index}; parts are 0..{len(result.parts) - 1} "
             "(see `creaturekit parts`)."
         )
-    if part["is_background"]:
+    if part.is_background:
         raise ConfigError(
             f'Part {index} is the background; its name is always "{BACKGROUND_PART}".'
         )
     default = _DEFAULT_NAME.match(name)
     if default and int(default.group(1)) != index:
         raise ConfigError(f"{name!r} is the default name of another part; choose another name.")
-    data = config_to_dict(project.config)
-    data["parts"]["names"] = {**data["parts"]["names"], str(index): name}
-    project.config = config_from_dict(data)  # validates the name
-    project.save_config()
+    with project.lock("parts"):
+        data = config_to_dict(project.config)
+        data["parts"]["names"] = {**data["parts"]["names"], str(index): name}
+        project.config = config_from_dict(data)  # validates the name
+        project.save_config()
 
 
-def rename_part(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
-    """``parts name``: name part ``index`` under the project lock, then rebuild the report
-    page so that ``discovery/report.html`` shows the new name."""
+def name_part(project: Project, index: int, name: str) -> None:
+    """``parts name``: name part ``index`` of the project's discovery result (see
+    :func:`set_part_name`), then rebuild ``discovery/report.html`` to show the new name."""
     from creaturekit.discovery.report import refresh_page
+    from creaturekit.discovery.result import read_result
 
+    result = read_result(project.discovery_dir)
     with project.lock("parts"):
         set_part_name(project, result, index, name)
         refresh_page(project, result)

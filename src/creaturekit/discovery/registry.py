@@ -18,6 +18,12 @@ from creaturekit.errors import CreatureKitError
 
 GROUP = "creaturekit.discoverers"
 BUILTIN_DISTRIBUTION = "creaturekit"
+PROJECT_PLUGINS: dict[str, str] = {
+    "effnet-kmeans": "creaturekit-effnet",
+    "clip-kmeans": "creaturekit-clip",
+    "dino-hdbscan": "creaturekit-hdbscan",
+}
+"""Backends of this project's own plugin distributions (in ``plugins/``), by name."""
 
 
 class UnknownBackendError(CreatureKitError):
@@ -71,6 +77,14 @@ def load_backend(name: str) -> Any:
     matches = [ep for ep in _entry_points() if ep.name == name]
     if not matches:
         known = ", ".join(b.name for b in list_backends()) or "none"
+        if name in PROJECT_PLUGINS:
+            package = PROJECT_PLUGINS[name]
+            raise UnknownBackendError(
+                f"The discovery backend {name!r} comes with the plugin {package}, which is "
+                f"not installed: `pip install {package}` (from a source checkout: "
+                f"`pip install plugins/{package}`), or choose an installed backend "
+                f"({known}) with --backend."
+            )
         raise UnknownBackendError(
             f"Unknown discovery backend {name!r}. Installed backends: {known} "
             "(see `creaturekit plugins`)."

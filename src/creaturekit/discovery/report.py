@@ -113,7 +113,7 @@ def write_report(folder: Path, project: Project, result: DiscoveryResult) -> tup
     pictures = folder / REPORT_DIR
     pictures.mkdir(parents=True, exist_ok=True)
     colours = np.array(
-        [part_colour(p["index"], p["is_background"]) for p in result.parts] + [(255, 255, 255)],
+        [part_colour(p.index, p.is_background) for p in result.parts] + [(255, 255, 255)],
         np.float32,
     )
     n = len(result.codes)
@@ -123,7 +123,7 @@ def write_report(folder: Path, project: Project, result: DiscoveryResult) -> tup
     ]
     _sheet(tiles, 4, THUMB).save(pictures / "overview.png")
     for p in result.parts:
-        _gallery(project, result, p["index"]).save(pictures / f"part{p['index']}.png")
+        _gallery(project, result, p.index).save(pictures / f"part{p.index}.png")
     fsutil.write_text(folder / REPORT_HTML, render_html(project, result))
     return REPORT_DIR, REPORT_HTML
 
@@ -144,37 +144,35 @@ def render_html(project: Project, result: DiscoveryResult) -> str:
     """The report page (PNGs referenced relatively, so the folder can move)."""
     rows, sections = [], []
     for p in result.parts:
-        name = project.config.part_name(p["index"], p["is_background"])
+        name = project.config.part_name(p.index, p.is_background)
         swatch = markup(
             '<span class="sw" style="background:rgb({},{},{})"></span>',
-            *part_colour(p["index"], p["is_background"]),
+            *part_colour(p.index, p.is_background),
         )
         rows.append(
             table_row(
                 [
-                    p["index"],
+                    p.index,
                     markup("{}{}", swatch, name),
-                    markup("{:.1%}", p["coverage"]),
-                    markup("{:.0%}", p["presence"]),
-                    p["subconcepts"],
+                    markup("{:.1%}", p.coverage),
+                    markup("{:.0%}", p.presence),
+                    p.subconcepts,
                 ]
             )
         )
         hint = (
             ""
-            if p["is_background"]
-            else markup("<p>Name it: <code>creaturekit parts name {} NAME</code></p>", p["index"])
+            if p.is_background
+            else markup("<p>Name it: <code>creaturekit parts name {} NAME</code></p>", p.index)
         )
         sections.append(
             markup(
                 "<h3>{swatch}Part {i}: {name}</h3>{hint}{image}",
                 swatch=swatch,
-                i=p["index"],
+                i=p.index,
                 name=name,
                 hint=hint,
-                image=image(
-                    f"{REPORT_DIR}/part{p['index']}.png", f"sub-concepts of part {p['index']}"
-                ),
+                image=image(f"{REPORT_DIR}/part{p.index}.png", f"sub-concepts of part {p.index}"),
             )
         )
     fg, timing = result.foreground, result.timing

@@ -2,7 +2,8 @@
 
 Files (names shared by writer and reader)::
 
-    result.json            backend, params, parts, fg/bg evidence, notes, timing, image-set hash
+    result.json            backend, params, parts, fg/bg evidence, notes, timing, image-set
+                           hash, scale (images learnt from, k-means engine)
     config.json            the fitted discoverer's options (see Discoverer.save)
     centroids.safetensors  every level's centroids
     codes.jsonl            per image: {"id", "file", "codes": {part: code}, "caption"}
@@ -29,6 +30,7 @@ from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.discovery.base import CENTROIDS_FILE, CONFIG_FILE, Discoverer
 from creaturekit.discovery.errors import DiscoveryResultError
+from creaturekit.discovery.hierarchy import Part
 from creaturekit.paths import inside
 
 RESULT_FILE = "result.json"
@@ -45,7 +47,7 @@ class DiscoveryResult:
 
     backend: str
     params: dict[str, Any]
-    parts: list[dict[str, Any]]
+    parts: list[Part]
     foreground: dict[str, Any]
     facing: dict[str, Any]
     notes: list[str]
@@ -55,10 +57,15 @@ class DiscoveryResult:
     stamp: str
     codes: list[dict[str, Any]] = field(repr=False)
     masks: np.ndarray = field(repr=False)
+    scale: dict[str, Any] = field(default_factory=dict)  # images learnt from, k-means engine
+    fitted_stamp: str = ""  # the stamp of the fit whose centroids these are (see update)
+
+    def __post_init__(self) -> None:
+        self.fitted_stamp = self.fitted_stamp or self.stamp
 
     @property
     def background_index(self) -> int:
-        return next(p["index"] for p in self.parts if p["is_background"])
+        return next(p.index for p in self.parts if p.is_background)
 
     def summary(self) -> dict[str, Any]:
         """``result.json``'s content (everything but codes and masks)."""
@@ -97,6 +104,7 @@ def build_result(discoverer: Discoverer, records: list[Any], images_hash: str) -
         stamp=f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}",
         codes=rows,
         masks=coding.masks.reshape(-1, h, w),
+        scale=report.scale,
     )
 
 
@@ -175,7 +183,7 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
         result = DiscoveryResult(
             backend=str(data["backend"]),
             params=dict(data["params"]),
-            parts=list(data["parts"]),
+            parts=[Part.from_json(p) for p in data["parts"]],
             foreground=data["foreground"],
             facing=data.get("facing", {}),  # absent before parts were placed by facing
             notes=data["notes"],
@@ -185,12 +193,11 @@ def _parse_summary(path: Path, data: Any) -> DiscoveryResult:
             stamp=str(data["stamp"]),
             codes=[],
             masks=np.zeros((0, 0, 0), np.uint8),
+            scale=dict(data.get("scale", {})),  # absent before discovery scaled
+            fitted_stamp=str(data.get("fitted_stamp", "")),  # absent before updates
         )
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         raise fsutil.damaged(path, f"no valid {err}") from None
-    keys = {"index", "subconcepts", "is_background"}
-    if not all(isinstance(p, dict) and keys <= p.keys() for p in result.parts):
-        raise fsutil.damaged(path, "no valid part list")
     return result
 
 
@@ -212,10 +219,10 @@ def _read_masks(path: Path, stamp: str, grid: tuple[int, int]) -> np.ndarray:
     return masks
 
 
-def _check_centroids(path: Path, stamp: str, parts: list[dict[str, Any]]) -> None:
+def _check_centroids(path: Path, stamp: str, parts: list[Part]) -> None:
     """Every part of ``result.json`` has as many sub-concept centroids as it says."""
     tensors = fsutil.load_safetensors(path, framework="numpy")
-    want = [int(p["subconcepts"]) for p in parts]
+    want = [p.subconcepts for p in parts]
     found = [len(tensors[f"sub.{m}"]) for m in range(len(parts)) if f"sub.{m}" in tensors]
     if "parts.centroids" not in tensors or len(tensors["parts.centroids"]) + 1 != len(parts):
         raise fsutil.damaged(path, f"not the centroids of {len(parts)} parts")

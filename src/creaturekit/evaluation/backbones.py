@@ -61,8 +61,8 @@ class DiscoveryBackbone(Backbone):
     """The project's fitted discoverer: mean of an image's patch features."""
 
     def __init__(self, discovery_dir: Path) -> None:
+        from creaturekit.discovery.discover import load_discoverer
         from creaturekit.discovery.result import FEATURES_DIR
-        from creaturekit.discovery.stage import load_discoverer
 
         self.name = DISCOVERY
         self.discoverer = load_discoverer(discovery_dir)

@@ -21,10 +21,12 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from creaturekit.discovery.hierarchy import Coding, FitReport, Hierarchy, part_means
+from creaturekit.discovery.hierarchy import Coding, FitReport, Hierarchy, Part, part_means
 from creaturekit.discovery.kmeans import spherical_kmeans
 from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination
@@ -56,16 +58,7 @@ def fit_image_clusters(
     )
     report = FitReport(
         foreground={"rule": "none: one part covers the whole image (image-cluster baseline)"},
-        parts=[
-            {
-                "index": 0,
-                "is_background": True,
-                "subconcepts": len(centroids),
-                "coverage": 1.0,
-                "presence": 1.0,
-                "unassigned_images": 0,
-            }
-        ],
+        parts=[Part(0, is_background=True, subconcepts=len(centroids), coverage=1.0, presence=1.0)],
         notes=[
             f"Image-cluster baseline: {len(centroids)} k-means clusters of whole-image "
             "features, one token per image."
@@ -83,8 +76,8 @@ def image_cluster_project(
     ``project``'s, so both have the same image set; the baseline discovery is rebuilt
     on every call (same ``seed``, same clusters).
     """
+    from creaturekit.discovery.discover import load_discoverer, load_result
     from creaturekit.discovery.result import FEATURES_DIR, build_result, write_result
-    from creaturekit.discovery.stage import load_discoverer, load_result
 
     load_result(project)  # a clear error when the project has no discovery yet
     discoverer = load_discoverer(project.discovery_dir)
@@ -127,16 +120,16 @@ class ClusterServing:
     @classmethod
     def from_projects(cls, project: Project, baseline: Project) -> ClusterServing:
         """Cluster membership of every image of ``project``'s discovery (by image id)."""
-        from creaturekit.discovery.stage import load_result
+        from creaturekit.discovery.discover import load_result
 
         clusters = load_result(baseline)
         cluster_of = {int(row["id"]): int(row["codes"]["0"]) for row in clusters.codes}
-        members: list[list[Combination]] = [[] for _ in range(clusters.parts[0]["subconcepts"])]
+        members: list[list[Combination]] = [[] for _ in range(clusters.parts[0].subconcepts)]
         for row in load_result(project).codes:
             codes = {int(m): int(k) for m, k in row["codes"].items()}
             members[cluster_of[int(row["id"])]].append(codes)
         part = clusters.parts[0]
-        return cls(members, baseline.config.part_name(part["index"], part["is_background"]))
+        return cls(members, baseline.config.part_name(part.index, part.is_background))
 
     def cluster(self, combo: Combination) -> int:
         """The cluster whose members share the most requested codes on average."""
@@ -150,3 +143,21 @@ class ClusterServing:
 
     def __call__(self, combo: Combination) -> dict[str, list[int]]:
         return {self.part: [self.cluster(combo)]}
+
+
+@dataclass
+class ServedCreatures:
+    """The baseline's run drawing each requested combination as the cluster that serves it
+    (what ``evaluate(creatures=...)`` scores over the project's own combinations)."""
+
+    mixer: Any  # a creaturekit.generation.mix.Mixer of the baseline's run
+    serving: ClusterServing
+
+    @property
+    def name(self) -> str:
+        return str(self.mixer.run.path.name)
+
+    def __call__(
+        self, combo: Combination, n: int, seed: int, **generation: Any
+    ) -> list[Image.Image]:
+        return list(self.mixer(self.serving(combo), n=n, seed=seed, **generation).images)

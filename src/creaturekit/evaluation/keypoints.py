@@ -1,10 +1,10 @@
-"""Discovery NMI/ARI by the keypoint protocol (METHOD.md section 4): CUB or toy keypoints."""
+"""Discovery NMI/ARI at CUB or toy keypoints, by the protocol of docs/method.md section 4."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from creaturekit.discovery.metrics import keypoint_nmi_ari
+from creaturekit.discovery.keypoint_scores import keypoint_nmi_ari
 from creaturekit.project import Project
 
 

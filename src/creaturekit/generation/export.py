@@ -1,17 +1,20 @@
 """Export a run for other Stable Diffusion tools: the LoRA plus the whole part vocabulary.
 
 Every (part, code) maps to ONE input-embedding vector, so the vocabulary becomes ordinary
-textual-inversion embeddings, one token per pair:
+textual-inversion embeddings, one token per pair, named by ``name_template`` (default
+``{run}_{part}_{code}``: two runs' tokens never collide in one embeddings folder):
 
 * ``diffusers``: ``pytorch_lora_weights.safetensors`` (``pipe.load_lora_weights``) and
-  ``embeddings/<name>_<code>.safetensors`` = ``{"<name_code>": vector}``
+  ``embeddings/<name>.safetensors`` = ``{"<name>": vector}``
   (``pipe.load_textual_inversion``).
-* ``a1111``: ``<run>_lora.safetensors`` with kohya keys (``lora_unet_..._to_q.lora_down``,
-  ``.lora_up``, ``.alpha``) for A1111/ComfyUI/diffusers, and
-  ``embeddings/<name>_<code>.safetensors`` = ``{"emb_params": (1, dim)}`` (the file name
-  is the token).
+* ``a1111``: ``<run>_lora.safetensors`` with kohya keys and ``ss_*`` / ``modelspec.*``
+  metadata (A1111, ComfyUI, kohya, diffusers), ``<run>_bundle.safetensors`` = the same
+  LoRA with every embedding bundled (one file for A1111), and
+  ``embeddings/<name>.safetensors`` = ``{"emb_params": (1, dim)}`` (the file name is the
+  token).
 
-A README in the export names the tokens and gives an example prompt.
+Both hold ``creaturekit-run/`` (config.toml, vocab.json, mapper.safetensors), what
+``import-run`` turns back into a run, and a README naming the tokens and how to load them.
 
 An export folder is marked by ``.creaturekit-export.json`` (run, format, version, the
 files it holds). Only a new or empty folder, a previous export or the run's own
@@ -22,55 +25,101 @@ every export file present at any moment (``"complete": true`` once all are writt
 
 from __future__ import annotations
 
+import datetime
 import re
 import shutil
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from creaturekit import __version__, fsutil
 from creaturekit import constants as C
+from creaturekit import fsutil
+from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
+from creaturekit.generation.kohya import bundle_embeddings, diffusers_to_kohya, lora_metadata
+from creaturekit.generation.mix import latest_run
 from creaturekit.generation.requests import Vocabulary
-from creaturekit.generation.stage import latest_run
 from creaturekit.project import Project
-from creaturekit.training.mapper import TokenMapper
-from creaturekit.training.run import RunFolder, run_folder
+from creaturekit.training.run import CONFIG_FILE, MAPPER_FILE, VOCAB_FILE, RunFolder, run_folder
+from creaturekit.version import __version__
 
 FORMATS = ("diffusers", "a1111")
 MARKER = ".creaturekit-export.json"
+#: The run's own files in an export (what ``import-run`` reads).
+RUN_DIR = "creaturekit-run"
+RUN_FILES = (CONFIG_FILE, VOCAB_FILE, MAPPER_FILE)
+DEFAULT_NAME_TEMPLATE = "{run}_{part}_{code}"
 #: Every file an export may hold (a marker naming anything else is ignored).
 _EXPORT_FILE = re.compile(
-    r"README\.md|[\w.-]*lora[\w.-]*\.safetensors|embeddings/\w[\w.-]*\.safetensors"
+    r"README\.md|[\w.-]*(lora|_bundle)[\w.-]*\.safetensors|embeddings/\w[\w.-]*\.safetensors"
+    rf"|{RUN_DIR}/({'|'.join(re.escape(f) for f in RUN_FILES)})"
 )
+#: A token name: typeable in A1111 (the file name is the trigger word) and ComfyUI
+#: (``embedding:NAME``), a plain file name, and one word to the CLIP tokenizer's splitting.
+_TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+_FORMATTER = string.Formatter()
 
 
-def vocabulary_vectors(mapper: TokenMapper, vocab: Vocabulary) -> dict[str, torch.Tensor]:
-    """``{"<name>_<code>": vector}`` for every part and code of the run."""
-    out: dict[str, torch.Tensor] = {}
+def vocabulary_vectors(
+    mapper: TokenMapper, vocab: Vocabulary
+) -> dict[tuple[str, int], torch.Tensor]:
+    """``{(part name, code): vector}`` for every part and code of the run."""
+    out: dict[tuple[str, int], torch.Tensor] = {}
     with torch.no_grad():
         for name, token in vocab.by_name.items():
-            k = int(vocab.parts[token]["subconcepts"])
+            k = vocab.parts[token].subconcepts
             codes = torch.arange(k)
             vectors = mapper(torch.full_like(codes, token), codes)
             for code in range(k):
-                out[f"{name}_{code}"] = vectors[code].detach().clone().contiguous()
+                out[name, code] = vectors[code].detach().clone().contiguous()
     return out
 
 
-def diffusers_to_kohya(state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """diffusers-format UNet LoRA keys -> kohya keys (with one ``alpha`` per module)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if not key.startswith("unet.") or ".lora." not in key:
-            raise CreatureKitError(f"Unexpected LoRA key {key!r}; re-run fit with this version.")
-        module, kind = key[len("unet.") :].split(".lora.", 1)
-        name = "lora_unet_" + module.replace(".", "_")
-        out[f"{name}.lora_{kind}"] = value.contiguous()
-        out[f"{name}.alpha"] = torch.tensor(float(alpha))
-    return out
+def token_names(
+    vocab: Vocabulary, run: str, template: str = DEFAULT_NAME_TEMPLATE
+) -> dict[tuple[str, int], str]:
+    """``{(part name, code): token name}`` from ``template`` (fields ``{run}``, ``{part}``,
+    ``{code}``); refused unless every name is typeable and unique (ignoring case: A1111
+    and ComfyUI match names through the lower-casing CLIP tokenizer).
+
+    In ``{run}``, characters other than letters, digits, ``_`` and ``-`` become ``_``.
+    """
+    try:
+        fields = {f for _, f, _, _ in _FORMATTER.parse(template) if f is not None}
+    except ValueError:
+        fields = set()
+    if not fields <= {"run", "part", "code"} or not {"part", "code"} <= fields:
+        raise CreatureKitError(
+            f"--name-template {template!r} must hold {{part}} and {{code}} and may hold "
+            "{run}, no other fields (e.g. {run}_{part}_{code})."
+        )
+    safe_run = re.sub(r"[^A-Za-z0-9_-]", "_", run)
+    names: dict[tuple[str, int], str] = {}
+    seen: dict[str, str] = {}
+    for part, token in vocab.by_name.items():
+        for code in range(vocab.parts[token].subconcepts):
+            try:
+                name = template.format(run=safe_run, part=part, code=code)
+            except ValueError as err:  # a format spec that does not fit, e.g. {part:03d}
+                raise CreatureKitError(f"--name-template {template!r}: {err}.") from None
+            if not _TOKEN_NAME.fullmatch(name):
+                raise CreatureKitError(
+                    f"--name-template {template!r} gives the token {name!r}, which UIs cannot "
+                    "type: use letters, digits, '_' and '-' (starting with a letter or digit, "
+                    "at most 100 characters)."
+                )
+            if name.lower() in seen:
+                raise CreatureKitError(
+                    f"--name-template {template!r} gives {seen[name.lower()]!r} and {name!r}, "
+                    "one name to the UIs (they ignore case); keep {part} and {code} apart, "
+                    "e.g. {run}_{part}_{code}."
+                )
+            seen[name.lower()] = name
+            names[part, code] = name
+    return names
 
 
 def export_run(
@@ -79,12 +128,27 @@ def export_run(
     run: str | None = None,
     out: str | Path | None = None,
     force: bool = False,
+    name_template: str = DEFAULT_NAME_TEMPLATE,
 ) -> Path:
-    """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder).
+    """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder),
+    under the project lock (a fit cannot change the run meanwhile).
 
     ``force`` writes into a non-empty folder that is not an export, beside its files
-    (files with the export's names are replaced).
+    (files with the export's names are replaced). ``name_template`` names the tokens
+    (see :func:`token_names`).
     """
+    with project.lock("export"):
+        return _export_run(project, fmt, run, out, force, name_template)
+
+
+def _export_run(
+    project: Project,
+    fmt: str,
+    run: str | None,
+    out: str | Path | None,
+    force: bool,
+    name_template: str,
+) -> Path:
     if fmt not in FORMATS:
         raise CreatureKitError(f"Unknown export format {fmt!r}; choose {' or '.join(FORMATS)}.")
     folder = latest_run(project) if run is None else run_folder(project, run)
@@ -94,7 +158,7 @@ def export_run(
     target = default if out is None else Path(out).expanduser()
     check_target(project, folder, target)
     previous = _previous_files(target, force or target.resolve() == default.resolve())
-    files = _export_files(project, folder, fmt)
+    files = _export_files(project, folder, fmt, name_template)
     marker = {"creaturekit_version": __version__, "run": folder.path.name, "format": fmt}
     fsutil.write_json(
         target / MARKER, {**marker, "complete": False, "files": sorted(previous | set(files))}
@@ -160,32 +224,62 @@ def _previous_files(target: Path, force: bool) -> set[str]:
 
 
 def _export_files(
-    project: Project, folder: RunFolder, fmt: str
+    project: Project, folder: RunFolder, fmt: str, template: str
 ) -> dict[str, Callable[[Path], None]]:
     """Each file of the export (path relative to the export folder) and what writes it."""
     vocab = Vocabulary(folder.vocab(), project.config)
-    vectors = vocabulary_vectors(TokenMapper.load(folder.mapper), vocab)
+    names = token_names(vocab, folder.path.name, template)
+    mapper = TokenMapper.load(folder.mapper)
+    vectors = {names[key]: v for key, v in vocabulary_vectors(mapper, vocab).items()}
     files: dict[str, Callable[[Path], None]] = {}
     for name, vector in vectors.items():
         payload = {f"<{name}>": vector} if fmt == "diffusers" else {"emb_params": vector[None]}
         files[f"embeddings/{name}.safetensors"] = _tensors(payload)
-    lora_name = None
-    if folder.lora.is_file():
-        if fmt == "diffusers":
-            lora_name = folder.lora.name
-            files[lora_name] = _copy(folder.lora)
-        else:
-            lora_name = f"{folder.path.name}_lora.safetensors"
-            alpha = float(folder.saved_config()["fit"]["lora_alpha"])
-            kohya = diffusers_to_kohya(fsutil.load_safetensors(folder.lora), alpha)
-            files[lora_name] = _tensors(kohya)
-    readme = _readme(fmt, vocab, folder, lora_name, vectors)
+    for run_file in RUN_FILES:
+        files[f"{RUN_DIR}/{run_file}"] = _copy(folder.path / run_file)
+    has_lora = folder.lora.is_file()
+    if fmt == "diffusers":
+        if has_lora:
+            files[folder.lora.name] = _copy(folder.lora)
+    else:
+        saved = folder.saved_config()
+        fit = saved["fit"]
+        kohya = {}
+        if has_lora:
+            kohya = diffusers_to_kohya(fsutil.load_safetensors(folder.lora), fit["lora_alpha"])
+        steps = fsutil.safetensors_metadata(folder.mapper).get("step", fit["steps"])
+        example = [names[n, 0] for n in vocab.by_name]
+
+        def metadata(stem: str) -> dict[str, str]:
+            return lora_metadata(
+                output_name=stem,
+                run=folder.path.name,
+                fit=fit,
+                base_model=str(saved["base_model"]),
+                width=mapper.config.dim,
+                steps=int(steps),
+                created=datetime.datetime.fromtimestamp(folder.mapper.stat().st_mtime),
+                trigger=example,
+                description=f"{len(vectors)} part tokens of a creaturekit run: "
+                + "; ".join(_token_ranges(vocab, names)),
+            )
+
+        stem = f"{folder.path.name}_lora"
+        if has_lora:
+            files[f"{stem}.safetensors"] = _tensors(kohya, metadata(stem))
+        bundle = f"{folder.path.name}_bundle"
+        files[f"{bundle}.safetensors"] = _tensors(
+            kohya | bundle_embeddings(vectors), metadata(bundle)
+        )
+    readme = _readme(fmt, vocab, folder, names, has_lora)
     files["README.md"] = lambda path: fsutil.write_text(path, readme)
     return files
 
 
-def _tensors(tensors: dict[str, Any]) -> Callable[[Path], None]:
-    return lambda path: fsutil.save_safetensors(tensors, path)
+def _tensors(
+    tensors: dict[str, Any], metadata: dict[str, str] | None = None
+) -> Callable[[Path], None]:
+    return lambda path: fsutil.save_safetensors(tensors, path, metadata)
 
 
 def _copy(source: Path) -> Callable[[Path], None]:
@@ -196,47 +290,95 @@ def _copy(source: Path) -> Callable[[Path], None]:
     return write
 
 
+def _token_ranges(
+    vocab: Vocabulary, names: dict[tuple[str, int], str], token: Callable[[str], str] = str
+) -> list[str]:
+    """``head: r1_head_0 ... r1_head_255`` per part (each name written as ``token`` gives)."""
+    return [
+        f"{part}: {token(names[part, 0])} ... {token(names[part, vocab.parts[i].subconcepts - 1])}"
+        for part, i in vocab.by_name.items()
+    ]
+
+
 def _readme(
     fmt: str,
     vocab: Vocabulary,
     folder: RunFolder,
-    lora: str | None,
-    vectors: dict[str, torch.Tensor],
+    names: dict[tuple[str, int], str],
+    has_lora: bool,
 ) -> str:
+    run = folder.path.name
     token = (lambda n: f"<{n}>") if fmt == "diffusers" else (lambda n: n)
-    names = list(vocab.by_name)
-    example = " ".join(token(f"{n}_0") for n in names)
+    example = " ".join(token(names[n, 0]) for n in vocab.by_name)
+    lora = (
+        (f"`{folder.lora.name}`" if fmt == "diffusers" else f"`{run}_lora.safetensors`")
+        if (has_lora)
+        else "none: this run trained part tokens only (rank 0)"
+    )
     lines = [
-        f"# creaturekit export of run `{folder.path.name}` ({fmt})",
+        f"# creaturekit export of run `{run}` ({fmt})",
         "",
-        f"Base model: `{folder.saved_config()['base_model']}`. LoRA: "
-        f"`{lora or 'none (textual inversion only)'}`.",
+        f"Base model: `{folder.saved_config()['base_model']}`. LoRA: {lora}.",
         "",
-        f"{len(vectors)} textual-inversion tokens, one per (part, code), in `embeddings/`:",
+        f"{len(names)} textual-inversion tokens, one per (part, code), in `embeddings/`:",
+        "",
+        *[f"* {line}" for line in _token_ranges(vocab, names, token)],
+        "",
+        f'Example prompt: "a photo of a {example} {vocab.category}"',
         "",
     ]
-    lines += [
-        f"* `{n}`: {token(f'{n}_0')} ... {token(f'{n}_' + str(vocab.parts[i]['subconcepts'] - 1))}"
-        for n, i in vocab.by_name.items()
-    ]
-    lines += ["", f'Example prompt: "a photo of a {example} {vocab.category}"', ""]
     if fmt == "diffusers":
         lines += [
             "```python",
             "from pathlib import Path",
             "",
-            "pipe.load_lora_weights('.')" if lora else "",
+            *(["pipe.load_lora_weights('.')"] if has_lora else []),
             "files = sorted(Path('embeddings').glob('*.safetensors'))",
             "pipe.load_textual_inversion([str(f) for f in files])",
             "```",
             "",
         ]
     else:
+        lora_tag = f"<lora:{run}_lora:1>"
         lines += [
-            "Copy `embeddings/*.safetensors` to the web UI's `embeddings/` folder and the "
-            "LoRA to `models/Lora/`; add `<lora:"
-            + (lora or "").removesuffix(".safetensors")
-            + ":1>` to the prompt.",
+            "**A1111 web UI, one file:** copy `{0}_bundle.safetensors` to `models/Lora/` and "
+            "add `<lora:{0}_bundle:1>` to the prompt: it {1} every token above.".format(
+                run, "applies the LoRA and makes typeable" if has_lora else "makes typeable"
+            ),
+            "",
+            "**Per-file (A1111, ComfyUI):** copy `embeddings/*.safetensors` to the UI's "
+            "embeddings folder (ComfyUI: `models/embeddings/`, written `embedding:NAME` in "
+            "prompts)"
+            + (
+                f" and `{run}_lora.safetensors` to `models/Lora/` (ComfyUI: `models/loras/`, "
+                f"a LoraLoader node; A1111: `{lora_tag}` in the prompt)."
+                if has_lora
+                else "."
+            )
+            + " ComfyUI does not read bundled embeddings (it logs `lora key not loaded: "
+            "bundle_emb...`): use the per-file way there.",
+            "",
+            "**diffusers:** the `diffusers` export (`creaturekit export --format diffusers`) "
+            "is the one made for it. These files load too, but each embedding file holds "
+            "`emb_params`, so give the tokens, or all of them collapse into one token "
+            "`emb_params`:",
+            "",
+            "```python",
+            "from pathlib import Path",
+            "",
+            *(
+                [f"pipe.load_lora_weights('.', weight_name='{run}_lora.safetensors')"]
+                if has_lora
+                else []
+            ),
+            "files = sorted(Path('embeddings').glob('*.safetensors'))",
+            "pipe.load_textual_inversion([str(f) for f in files], token=[f.stem for f in files])",
+            "```",
             "",
         ]
+    lines += [
+        f"`{RUN_DIR}/` holds the run itself: `creaturekit import-run DIR` in a project with "
+        "the same discovery result makes it a run again, for `mix` and `eval`.",
+        "",
+    ]
     return "\n".join(lines)

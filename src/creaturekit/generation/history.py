@@ -1,4 +1,4 @@
-"""The project's ``mixes/``: every folder :func:`~creaturekit.generation.stage.write_mix`
+"""The project's ``mixes/``: every folder :func:`~creaturekit.generation.mix.write_mix`
 wrote (by ``mix``, the demo or the studio), read back with its sidecars, filtered by part
 code, and deleted only when it is exactly such a folder.
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
+from creaturekit.conditioning.tokens import part_token
 from creaturekit.config import Config
 from creaturekit.errors import CreatureKitError
-from creaturekit.training.text import part_token
+from creaturekit.training.run import RunVocab
 
 PROMPT_PART = re.compile(r"<([A-Za-z_]\w*):(-?\d+)>")
 #: What is left of a malformed part request once the valid ones are replaced: ``<head:>``
@@ -36,19 +36,19 @@ class PartRequest:
 class Vocabulary:
     """The part vocabulary of a run, addressed by the project's part names."""
 
-    def __init__(self, vocab: dict[str, Any], config: Config) -> None:
-        self.parts = vocab["parts"]
+    def __init__(self, vocab: RunVocab, config: Config) -> None:
+        self.parts = vocab.parts
         self.category = config.project.category
         self.by_name = {
-            config.part_name(p["index"], p["is_background"]): i for i, p in enumerate(self.parts)
+            config.part_name(p.index, p.is_background): i for i, p in enumerate(self.parts)
         }
         #: discovery part index -> name
-        self.by_index = {int(self.parts[i]["index"]): name for name, i in self.by_name.items()}
+        self.by_index = {self.parts[i].index: name for name, i in self.by_name.items()}
 
     def describe(self) -> str:
         """``head (0-255), wing (0-255), bg (0-63)``."""
         return ", ".join(
-            f"{name} (0-{self.parts[i]['subconcepts'] - 1})" for name, i in self.by_name.items()
+            f"{name} (0-{self.parts[i].subconcepts - 1})" for name, i in self.by_name.items()
         )
 
     def example(self) -> str:
@@ -60,7 +60,7 @@ class Vocabulary:
         if name not in self.by_name:
             raise PartRequestError(f"Unknown part {name!r}; this run's parts: {self.describe()}.")
         token = self.by_name[name]
-        k = int(self.parts[token]["subconcepts"])
+        k = self.parts[token].subconcepts
         if not 0 <= code < k:
             raise PartRequestError(f"Code {code} is out of range for {name!r}: use 0 to {k - 1}.")
         return PartRequest(name=name, token=token, code=code)

@@ -152,7 +152,7 @@ class Studio:
     # -- data ------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:
         """The project's runs with their state and ``eval/<run>/`` figures."""
-        from creaturekit.evaluation.stage import REPORT_FILE, load_metrics
+        from creaturekit.evaluation.evaluate import REPORT_FILE, load_metrics
         from creaturekit.training.run import list_runs
 
         rows = []
@@ -226,17 +226,14 @@ class Studio:
 
     # -- API -------------------------------------------------------------------------
     async def rename(self, request: Request) -> JSONResponse:
-        from creaturekit.discovery.naming import rename_part
+        from creaturekit.discovery.naming import name_part
 
         (index,) = _ints(request, "index")
         body = await _json(request)
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str):
             raise ComposeRequestError('Send {"name": "NEW_NAME"}.')
-        result = self.catalog.result()
-        if result is None:
-            raise CreatureKitError("No discovery result yet; run `creaturekit discover` first.")
-        await run_in_threadpool(rename_part, self.project, result, index, name.strip())
+        await run_in_threadpool(name_part, self.project, index, name.strip())
         log.info("Part %d renamed to %r", index, name.strip())
         return JSONResponse({"index": index, "name": name.strip()})
 

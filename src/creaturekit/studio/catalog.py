@@ -85,7 +85,7 @@ class Catalog:
 
     def result(self) -> DiscoveryResult | None:
         """The discovery result, or None before discovery (a damaged one raises)."""
-        from creaturekit.discovery.stage import load_result
+        from creaturekit.discovery.discover import load_result
 
         path = self.project.discovery_dir / RESULT_FILE
         try:
@@ -103,7 +103,7 @@ class Catalog:
         """Every part with every sub-concept (empty sub-concepts included, with 0 members)."""
         views = []
         for p in result.parts:
-            index, key = int(p["index"]), str(p["index"])
+            index, key = int(p.index), str(p.index)
             members: dict[int, list[int]] = {}
             for row, codes in enumerate(result.codes):
                 if key in codes["codes"]:
@@ -113,11 +113,11 @@ class Catalog:
             views.append(
                 PartView(
                     index=index,
-                    name=self.project.config.part_name(index, p["is_background"]),
-                    is_background=bool(p["is_background"]),
-                    coverage=float(p["coverage"]),
-                    presence=float(p["presence"]),
-                    colour=part_colour(index, p["is_background"]),
+                    name=self.project.config.part_name(index, p.is_background),
+                    is_background=bool(p.is_background),
+                    coverage=float(p.coverage),
+                    presence=float(p.presence),
+                    colour=part_colour(index, p.is_background),
                     codes=[
                         CodeView(
                             code=k,
@@ -125,7 +125,7 @@ class Catalog:
                             share=len(members.get(k, [])) / present,
                             area=float(area[members[k]].mean()) if members.get(k) else 0.0,
                         )
-                        for k in range(int(p["subconcepts"]))
+                        for k in range(int(p.subconcepts))
                     ],
                 )
             )
@@ -140,7 +140,7 @@ class Catalog:
     def crop_png(self, part: int, row: int) -> bytes:
         """Part ``part`` in discovery row ``row``'s image, other parts dimmed."""
         result = self._row_result(row)
-        if part not in {int(p["index"]) for p in result.parts}:
+        if part not in {int(p.index) for p in result.parts}:
             raise PictureNotFoundError(f"There is no part {part}.")
 
         def draw() -> bytes:
@@ -155,7 +155,7 @@ class Catalog:
         """Row ``row``'s image with every part tinted (background dark)."""
         result = self._row_result(row)
         colours = np.array(
-            [part_colour(p["index"], p["is_background"]) for p in result.parts] + [(255, 255, 255)],
+            [part_colour(p.index, p.is_background) for p in result.parts] + [(255, 255, 255)],
             np.float32,
         )
 

@@ -1,7 +1,7 @@
 """What the compose form asks for: a :class:`ComposeRequest`, checked field by field, and
 the ``creaturekit mix`` command that makes the same images.
 
-Parts use ``mix``'s own shape (:func:`creaturekit.generation.stage.sweep`): each part
+Parts use ``mix``'s own shape (:func:`creaturekit.generation.mix.sweep`): each part
 maps to occurrences, each a list of alternative codes, so ``{"head": [[1], [2]]}`` blends
 and ``{"wing": [[1, 2]]}`` sweeps. Parts in ``random`` get a code drawn when the request
 runs; the command shows the code drawn.

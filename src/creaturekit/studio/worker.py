@@ -2,7 +2,7 @@
 
 Loading a run (base model, part tokens, mapper, LoRA) is the slow part of ``mix``; the
 worker does it once, then every request goes through the library's own
-:func:`~creaturekit.generation.stage.mix` with that :class:`Mixer`, so images land in
+:func:`~creaturekit.generation.mix.mix` with that :class:`Mixer`, so images land in
 ``mixes/<stamp>/`` exactly as the CLI writes them. Requests from several browser tabs
 queue and run one at a time. A job reports its progress per denoising step and stops at
 the next step when cancelled (or when the server stops); since ``mix`` writes only at
@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from creaturekit.config import load_config
 from creaturekit.discovery.result import RESULT_FILE
@@ -27,6 +27,9 @@ from creaturekit.generation.requests import PartRequestError
 from creaturekit.lock import describe_holder
 from creaturekit.project import Project
 from creaturekit.studio.compose import ComposeRequest
+
+if TYPE_CHECKING:
+    from creaturekit.generation.mix import Mixer
 
 log = logging.getLogger("creaturekit.studio")
 
@@ -85,7 +88,7 @@ class GenerationWorker:
         self.project = project
         self.run = run  # the run to load first (default: the latest)
         self.scheduler = scheduler
-        self.mixer: Any = None  # the loaded Mixer
+        self.mixer: Mixer | None = None  # the loaded run
         self.load_error: str | None = None
         self.jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -189,9 +192,9 @@ class GenerationWorker:
         job.seconds = time.perf_counter() - started
         job.finished.set()
 
-    def _mixer_for(self, run: str | None) -> Any:
+    def _mixer_for(self, run: str | None) -> Mixer:
         """The loaded mixer of ``run`` (default: the loaded one, else the latest run)."""
-        from creaturekit.generation.stage import Mixer
+        from creaturekit.generation.mix import Mixer
         from creaturekit.training.run import list_runs, run_folder
 
         if self.mixer is not None and run in (None, self.mixer.run.path.name):
@@ -206,7 +209,7 @@ class GenerationWorker:
         return self.mixer
 
     def _generate(self, job: Job) -> None:
-        from creaturekit.generation.stage import mix, sweep
+        from creaturekit.generation.mix import mix, sweep
 
         request = job.request
         holder = self.project.lock_holder()
@@ -256,7 +259,7 @@ class GenerationWorker:
         log.info("Job %s: %d image(s) -> mixes/%s", job.id, len(result.images), job.folder)
 
     @staticmethod
-    def _draw(mixer: Any, request: ComposeRequest) -> dict[str, list[list[int]]]:
+    def _draw(mixer: Mixer, request: ComposeRequest) -> dict[str, list[list[int]]]:
         """A random code for each part of ``request.random`` (one draw per click)."""
         rng = random.SystemRandom()
         drawn = {}
@@ -265,6 +268,6 @@ class GenerationWorker:
                 raise PartRequestError(
                     f"Unknown part {name!r}; this run's parts: {mixer.vocabulary.describe()}."
                 )
-            k = int(mixer.vocabulary.parts[mixer.vocabulary.by_name[name]]["subconcepts"])
+            k = mixer.vocabulary.parts[mixer.vocabulary.by_name[name]].subconcepts
             drawn[name] = [[rng.randrange(k)]]
         return drawn

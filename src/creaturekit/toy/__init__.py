@@ -3,7 +3,7 @@
 It is the offline data set of the demo and the benchmark of discovery, fitting and
 mixing (see docs/toy-world.md). The oracle that judges toy images lives in
 :mod:`creaturekit.toy.oracle` (it needs torch); discovery figures in
-:mod:`creaturekit.toy.metrics`.
+:mod:`creaturekit.toy.discovery_scores`.
 """
 
 from __future__ import annotations

@@ -39,9 +39,8 @@ parts' shapes and patterns (discovery); fit and the toy base model work at 64 px
 TOY_NEGATIVE = ""
 """Negative prompt of toy projects' mixes: the toy base model learned classifier-free
 guidance from empty captions and never saw the words of SD's usual negative prompt
-(their embeddings are untrained). The same two fits draw 77.0% of the parts of novel
-combinations right with it empty (guidance 7.5), 68.3% with SD's (at its best guidance,
-5); docs/results.md."""
+(their embeddings are untrained), so with them guidance pushes away from an arbitrary
+point; empty, novel parts are drawn right more often (docs/results.md, "Negative prompt")."""
 IMAGE_STREAM = 10
 """Seed stream of the data set's images (the oracle's training uses other streams)."""
 

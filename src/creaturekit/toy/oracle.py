@@ -2,7 +2,7 @@
 
 It is the independent judge of the toy world (of the tiny base model and of mixes).
 It was trained on freshly drawn creatures whose part variants are drawn independently
-(see :mod:`creaturekit.toy.train_oracle`); its weights ship with the package as
+(see :mod:`tools.toy.train_oracle`); its weights ship with the package as
 safetensors, next to a JSON file with its hyper-parameters and measured accuracy.
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from torch import nn
 
 from creaturekit import fsutil
@@ -134,24 +133,14 @@ def accuracy(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {c: float(np.mean(predicted[:, i] == truth[:, i])) for i, c in enumerate(COLUMNS)}
 
 
-def save_oracle(net: OracleNet, config: dict[str, Any], folder: str | Path) -> None:
-    """Write the weights (safetensors) and ``config`` (JSON) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    with fsutil.atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
-    fsutil.write_json(folder / CONFIG_NAME, config)
-
-
 def load_oracle(folder: str | Path | None = None) -> Oracle:
     """Load the oracle from ``folder`` (default: the one shipped with creaturekit)."""
     folder = Path(folder) if folder is not None else default_dir()
     weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
     if not weights.is_file() or not config_path.is_file():
         raise ModelNotFoundError(
-            f"No toy oracle in {folder}; train one with "
-            "`python -m creaturekit.toy.train_oracle --out DIR`."
+            f"No toy oracle in {folder}; reinstall creaturekit, or train one in a source "
+            "checkout with `python -m tools.toy.train_oracle --out DIR`."
         )
     config = fsutil.read_json(config_path)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from creaturekit.training.text import part_token
+from creaturekit.conditioning.tokens import part_token
 
 #: Prompt templates around "<part tokens> <category>" (the reference used 27 such).
 TEMPLATES = (

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from creaturekit.conditioning.mapper import TokenMapper
+from creaturekit.conditioning.tokens import encode_with_parts
 from creaturekit.training.attention import AttentionStore
 from creaturekit.training.losses import (
     attention_loss,
@@ -15,8 +17,6 @@ from creaturekit.training.losses import (
     min_snr_weights,
     part_attention,
 )
-from creaturekit.training.mapper import TokenMapper
-from creaturekit.training.text import encode_with_parts
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
@@ -28,18 +28,26 @@ def add_lora(
 
     Returns the trainable LoRA parameters.
     """
+    unet.requires_grad_(False)
+    unet.add_adapter(lora_config(rank, alpha, targets))
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def lora_targets(layers: str) -> tuple[str, ...]:
+    """peft target-module names for "all", "cross" (attn2) or "self" (attn1) attention."""
+    if layers == "all":
+        return LORA_TARGETS
+    prefix = "attn2" if layers == "cross" else "attn1"
+    return tuple(f"{prefix}.{t}" for t in LORA_TARGETS)
+
+
+def lora_config(rank: int, alpha: int | None = None, targets: Sequence[str] = LORA_TARGETS) -> Any:
+    """The peft ``LoraConfig`` of a run's LoRA (also saved as its file's adapter metadata)."""
     from peft import LoraConfig
 
-    unet.requires_grad_(False)
-    unet.add_adapter(
-        LoraConfig(
-            r=rank,
-            lora_alpha=alpha or rank,
-            init_lora_weights="gaussian",
-            target_modules=list(targets),
-        )
+    return LoraConfig(
+        r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian", target_modules=list(targets)
     )
-    return [p for p in unet.parameters() if p.requires_grad]
 
 
 @dataclass

@@ -12,14 +12,15 @@ pytorch_lora_weights.safetensors   the LoRA, diffusers format (pipe.load_lora_we
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.errors import ConfigError, CreatureKitError
 from creaturekit.paths import check_name
-from creaturekit.training.config import RESUMABLE, FitConfig, config_dict, config_from_dict
+from creaturekit.training.fit_config import RESUMABLE, FitConfig, config_dict, config_from_dict
+from creaturekit.version import __version__
 
 if TYPE_CHECKING:
     from creaturekit.project import Project
@@ -34,6 +35,63 @@ VOCAB_FILE = "vocab.json"
 LOG_FILE = "log.jsonl"
 MAPPER_FILE = "mapper.safetensors"
 LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class VocabPart:
+    """One part token of a run: the discovered part it stands for and its codes."""
+
+    index: int  # the discovered part's index
+    is_background: bool
+    name: str  # the part's name when the run was fitted
+    subconcepts: int  # codes 0 .. subconcepts - 1
+    token: str  # the pseudo-word, e.g. <part_0>
+    token_id: int  # its id in the base model's tokenizer
+
+
+@dataclass(frozen=True)
+class RunVocab:
+    """A run's part vocabulary (``vocab.json``) and the discovery result it was fitted on."""
+
+    discovery_stamp: str
+    images_hash: str
+    category: str
+    parts: list[VocabPart]
+
+    @classmethod
+    def read(cls, path: Path) -> RunVocab:
+        """The vocabulary in ``path``; a damaged or incomplete file is named."""
+        data = fsutil.read_json(path)
+        try:
+            return cls(
+                discovery_stamp=str(data["discovery_stamp"]),
+                images_hash=str(data.get("images_hash", "")),
+                category=str(data.get("category", "")),
+                parts=[
+                    VocabPart(
+                        index=int(p["index"]),
+                        is_background=bool(p["is_background"]),
+                        name=str(p.get("name", "")),
+                        subconcepts=int(p["subconcepts"]),
+                        token=str(p.get("token", "")),
+                        token_id=int(p["token_id"]),
+                    )
+                    for p in data["parts"]
+                ],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise fsutil.damaged(
+                path, f"no valid part list ({type(err).__name__}: {err})"
+            ) from None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's config.toml records: the base model it was fitted on and its settings."""
+
+    base_model: str
+    fit: FitConfig
+    creaturekit_version: str
 
 
 @dataclass(frozen=True)
@@ -58,13 +116,17 @@ class RunFolder:
     def lora(self) -> Path:
         return self.path / LORA_FILE
 
-    def start(self, config: FitConfig, vocab: dict[str, Any], base_model: str) -> None:
-        """Begin a fresh run: refuse to overwrite one that has checkpoints or outputs."""
+    def check_new(self) -> None:
+        """Refuse to start a fresh run over one that has checkpoints or outputs."""
         if self.mapper.exists() or any(self.checkpoints.glob("step-*")):
             raise CreatureKitError(
                 f"The run {self.path.name!r} exists already. Continue it with --resume, or "
                 "choose another name with --run NAME."
             )
+
+    def start(self, config: FitConfig, vocab: RunVocab, base_model: str) -> None:
+        """Begin a fresh run (refused over an existing one, see :meth:`check_new`)."""
+        self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
         fsutil.write_toml(
             self.path / CONFIG_FILE,
@@ -74,7 +136,7 @@ class RunFolder:
                 "fit": config_dict(config),
             },
         )
-        fsutil.write_json(self.path / VOCAB_FILE, vocab)
+        fsutil.write_json(self.path / VOCAB_FILE, asdict(vocab))
         fsutil.write_text(self.path / LOG_FILE, "")
 
     def saved_config(self) -> dict[str, Any]:
@@ -96,6 +158,19 @@ class RunFolder:
         """The run's ``[fit]`` settings; those its config.toml lacks (added in a later
         version) count as their defaults."""
         return config_dict(FitConfig()) | self.saved_config()["fit"]
+
+    def info(self) -> RunInfo:
+        """The run's base model and settings, checked (a damaged config.toml is named)."""
+        saved = self.saved_config()
+        path = self.path / CONFIG_FILE
+        try:
+            fit = config_from_dict(self.saved_fit())
+        except ConfigError as err:
+            raise fsutil.damaged(path, err) from None
+        if not isinstance(saved.get("base_model"), str) or not saved["base_model"]:
+            raise fsutil.damaged(path, "no base_model")
+        version = str(saved.get("creaturekit_version", "unknown"))
+        return RunInfo(base_model=saved["base_model"], fit=fit, creaturekit_version=version)
 
     def resume_config(self, flags: dict[str, Any]) -> FitConfig:
         """The run's own saved settings, changed only by the ``flags`` that are set."""
@@ -141,9 +216,29 @@ class RunFolder:
             self.path / LOG_FILE, [r for r in self.read_log() if r.get("step", 0) <= step]
         )
 
-    def vocab(self) -> dict[str, Any]:
-        vocab: dict[str, Any] = fsutil.read_json(self.path / VOCAB_FILE)
-        return vocab
+    def vocab(self) -> RunVocab:
+        """The run's part vocabulary (a damaged vocab.json is named)."""
+        return RunVocab.read(self.path / VOCAB_FILE)
+
+
+def write_lora(path: Path, layers: dict[str, Any], adapter: Any) -> None:
+    """Write a run's LoRA atomically in diffusers format: ``layers`` (diffusers keys without
+    the ``unet.`` prefix) and the peft ``adapter`` config as the file's adapter metadata
+    (rank and alpha, which ``load_lora_weights`` reads)."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors import SafetensorError
+
+    with fsutil.atomic_path(path) as tmp:  # umask file mode, atomic
+        try:
+            StableDiffusionPipeline.save_lora_weights(
+                tmp.parent,
+                unet_lora_layers=layers,
+                weight_name=tmp.name,
+                safe_serialization=True,
+                unet_lora_adapter_metadata=adapter.to_dict(),
+            )
+        except SafetensorError as err:  # a full disk among them
+            raise fsutil.write_error(err, path) from err
 
 
 def run_folder(project: Project, name: str) -> RunFolder:

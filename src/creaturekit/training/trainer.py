@@ -28,15 +28,16 @@ from typing import Any
 import torch
 
 from creaturekit import fsutil
+from creaturekit.conditioning.base_model import BaseModel, load_base_model
+from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
+from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, tokenize
+from creaturekit.conditioning.tokens import add_part_tokens, part_token
 from creaturekit.errors import CreatureKitError, DamagedFileError, StageMissingError
-from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, tokenize
 from creaturekit.progress import make_progress, progress_enabled, stderr_console
 from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.captions import training_caption
-from creaturekit.training.components import BaseModel, load_base_model
-from creaturekit.training.config import FitConfig
 from creaturekit.training.data import (
     FitExample,
     cached_latents,
@@ -46,10 +47,10 @@ from creaturekit.training.data import (
     load_pixels,
     next_indices,
 )
-from creaturekit.training.mapper import MapperConfig, TokenMapper
-from creaturekit.training.objective import LORA_TARGETS, Objective, add_lora
-from creaturekit.training.run import run_folder
-from creaturekit.training.text import add_part_tokens, part_token
+from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+from creaturekit.training.fit_config import FitConfig
+from creaturekit.training.objective import Objective, add_lora, lora_targets
+from creaturekit.training.run import RunVocab, VocabPart, run_folder, write_lora
 
 
 class FitError(CreatureKitError):
@@ -92,8 +93,8 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------
     def _discovery(self) -> Any:
+        from creaturekit.discovery.discover import load_result
         from creaturekit.discovery.result import RESULT_FILE
-        from creaturekit.discovery.stage import load_result
 
         if not (self.project.discovery_dir / RESULT_FILE).is_file():
             raise StageMissingError(
@@ -131,7 +132,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.mapper = TokenMapper(
             MapperConfig(
-                num_codes=tuple(int(p["subconcepts"]) for p in parts),
+                num_codes=tuple(p.subconcepts for p in parts),
                 dim=int(base.text_encoder.config.hidden_size),
                 depth=cfg.projector_depth,
             )
@@ -433,50 +434,51 @@ class Trainer:
         self.caption_rng.setstate(ckpt.to_random_state(found.captions))
         return found.step, found.cursor
 
+    def _code_similarity(self, step: int) -> dict[str, float | None]:
+        """Each part's median cosine between its code vectors; a warning for parts whose
+        codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
+        names = [p.name for p in self.run_vocab().parts]
+        similarity = code_similarity(self.accelerator.unwrap_model(self.mapper), names)
+        if parts_alike := alike(similarity):
+            _warn(alike_warning(parts_alike, step))
+        return similarity
+
     def _write_outputs(self, step: int) -> None:
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
-        from safetensors import SafetensorError
 
         self._check_weights()
         meta = {
             "base_model": self.base.ref.ref,
             "step": str(step),
-            "parts": json.dumps([p.get("name", "") for p in self.run_vocab()["parts"]]),
+            "parts": json.dumps([p.name for p in self.run_vocab().parts]),
         }
         self.mapper.save(self.run.mapper, extra=meta)
         if self.config.rank > 0:
-            with fsutil.atomic_path(self.run.lora) as tmp:  # umask file mode, atomic
-                try:
-                    StableDiffusionPipeline.save_lora_weights(
-                        tmp.parent,
-                        unet_lora_layers=convert_state_dict_to_diffusers(self._lora_state()),
-                        weight_name=tmp.name,
-                        safe_serialization=True,
-                        unet_lora_adapter_metadata=self.base.unet.peft_config["default"].to_dict(),
-                    )
-                except SafetensorError as err:  # a full disk among them
-                    raise fsutil.write_error(err, self.run.lora) from err
+            write_lora(
+                self.run.lora,
+                convert_state_dict_to_diffusers(self._lora_state()),
+                self.base.unet.peft_config["default"],
+            )
 
-    def run_vocab(self) -> dict[str, Any]:
+    def run_vocab(self) -> RunVocab:
         """The part vocabulary the run is trained on (``vocab.json``)."""
         cfg = self.project.config
-        return {
-            "discovery_stamp": self.result.stamp,
-            "images_hash": self.result.images_hash,
-            "category": cfg.project.category,
-            "parts": [
-                {
-                    "index": p["index"],
-                    "is_background": p["is_background"],
-                    "name": cfg.part_name(p["index"], p["is_background"]),
-                    "subconcepts": int(p["subconcepts"]),
-                    "token": part_token(i),
-                    "token_id": self.token_ids[i],
-                }
+        return RunVocab(
+            discovery_stamp=self.result.fitted_stamp,  # the centroids (kept by updates)
+            images_hash=self.result.images_hash,
+            category=cfg.project.category,
+            parts=[
+                VocabPart(
+                    index=p.index,
+                    is_background=p.is_background,
+                    name=cfg.part_name(p.index, p.is_background),
+                    subconcepts=p.subconcepts,
+                    token=part_token(i),
+                    token_id=self.token_ids[i],
+                )
                 for i, p in enumerate(self.result.parts)
             ],
-        }
+        )
 
     def _samples(self, step: int) -> None:
         cfg = self.config
@@ -524,8 +526,11 @@ class Trainer:
 
     def _fit(self) -> FitResult:
         started = time.monotonic()
+        # inputs are checked before any model is loaded or latent cached
         if self.resume and not ckpt.list_checkpoints(self.run.checkpoints):
             raise FitError(f"No checkpoint to resume in {self.run.path}.")
+        if not self.resume:
+            self.run.check_new()
         self._setup()
         cfg = self.config
         main = self.accelerator.is_main_process  # only the main process writes the run
@@ -566,15 +571,16 @@ class Trainer:
                 last, new_cursor = self._optimisation_step(cursor)
                 step, cursor, snapshot = step + 1, new_cursor, None
                 if main and (step % cfg.log_every == 0 or step == cfg.steps):
-                    self.run.log(
-                        {
-                            "step": step,
-                            **last,
-                            "lr": cfg.lr,
-                            "lora_lr": cfg.lora_lr or cfg.lr,
-                            "seconds": round(time.monotonic() - t0, 4),
-                        }
-                    )
+                    row: dict[str, Any] = {
+                        "step": step,
+                        **last,
+                        "lr": cfg.lr,
+                        "lora_lr": cfg.lora_lr or cfg.lr,
+                        "seconds": round(time.monotonic() - t0, 4),
+                    }
+                    if step == cfg.steps:
+                        row["code_similarity"] = self._code_similarity(step)
+                    self.run.log(row)
                 if self._checkpoint_due(step):
                     self._check_weights()
                     self._save_checkpoint(step, cursor)
@@ -676,11 +682,3 @@ def _say(message: str) -> None:
 def _warn(message: str) -> None:
     """A warning on stderr, shown even under ``quiet``."""
     stderr_console.print(f"Warning: {message}", highlight=False, markup=False, soft_wrap=True)
-
-
-def lora_targets(layers: str) -> tuple[str, ...]:
-    """peft target-module names for "all", "cross" (attn2) or "self" (attn1) attention."""
-    if layers == "all":
-        return LORA_TARGETS
-    prefix = "attn2" if layers == "cross" else "attn1"
-    return tuple(f"{prefix}.{t}" for t in LORA_TARGETS)

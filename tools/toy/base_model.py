@@ -188,7 +188,8 @@ def assemble_pipeline(
 ) -> Path:
     """Write a complete StableDiffusionPipeline folder (fp16 safetensors) to ``folder``.
 
-    The folder appears only once complete (written beside it, then renamed into place).
+    Every part loads in float32 by default, in diffusers as in creaturekit. The folder
+    appears only once complete (written beside it, then renamed into place).
     """
     from diffusers import StableDiffusionPipeline
 
@@ -203,8 +204,24 @@ def assemble_pipeline(
         requires_safety_checker=False,
     )
     folder = Path(folder)
-    _replace_folder(folder, lambda tmp: pipe.save_pretrained(tmp, safe_serialization=True))
+
+    def write(tmp: Path) -> None:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        _load_in_float32(tmp / "text_encoder" / "config.json")
+
+    _replace_folder(folder, write)
     return folder
+
+
+def _load_in_float32(config: Path) -> None:
+    """Record float32 as the text encoder's load dtype (its files stay fp16).
+
+    transformers loads a model in the dtype its config names, diffusers its own models in
+    float32 whatever the files hold: with "float16" there, a plain
+    ``StableDiffusionPipeline.from_pretrained`` mixed an fp16 text encoder with an fp32
+    UNet and failed ("mat1 and mat2 must have the same dtype").
+    """
+    fsutil.write_json(config, fsutil.read_json(config) | {"dtype": "float32"})
 
 
 def half_copy(module: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Train the toy oracle and measure it: ``python -m creaturekit.toy.train_oracle --out DIR``.
+"""Train the toy oracle and measure it: ``python -m tools.toy.train_oracle --out DIR``.
 
 Training images are freshly drawn creatures whose part variants and scene are drawn
 independently (not the species), with the same pose, occlusion and noise as the data
@@ -15,22 +15,26 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from creaturekit import fsutil
 from creaturekit.toy.draw import render
 from creaturekit.toy.oracle import (
     COLUMNS,
+    CONFIG_NAME,
     NOT_VISIBLE,
     ORACLE_SIZE,
+    WEIGHTS_NAME,
     Oracle,
     OracleNet,
     accuracy,
     default_dir,
-    save_oracle,
     to_tensor,
 )
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES, make_world
@@ -60,6 +64,15 @@ class OracleTrainConfig:
     width: int = 16
     seed: int = 0
     workers: int = 2
+
+
+def save_oracle(net: OracleNet, config: dict[str, Any], folder: str | Path) -> None:
+    """Write the weights (safetensors) and ``config`` (JSON) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    fsutil.save_safetensors(state, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    fsutil.write_json(folder / CONFIG_NAME, config)
 
 
 def render_examples(

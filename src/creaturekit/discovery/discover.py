@@ -9,6 +9,7 @@ from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.config import DiscoverSettings
 from creaturekit.discovery.base import CONFIG_FILE, Discoverer
+from creaturekit.discovery.checkpoint import CHECKPOINT_FILE
 from creaturekit.discovery.errors import DiscoveryDataError, DiscoveryResultError
 from creaturekit.discovery.registry import load_backend
 from creaturekit.discovery.result import (
@@ -20,6 +21,7 @@ from creaturekit.discovery.result import (
     staging_folder,
     write_result,
 )
+from creaturekit.discovery.scale import Scale
 from creaturekit.errors import ConfigError
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import Project
@@ -58,22 +60,52 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
     return cls(**merged)
 
 
+def project_scale(project: Project) -> Scale:
+    """The memory bounds and k-means engine set in ``[discover]``."""
+    settings = project.config.discover
+    return Scale(
+        sample_images=settings.sample_images,
+        subconcept_points=settings.subconcept_points,
+        kmeans=settings.kmeans,
+    ).check()
+
+
 def discover(
-    project: Project, backend: str | None = None, *, report: bool = True, **options: Any
+    project: Project,
+    backend: str | None = None,
+    *,
+    report: bool = True,
+    resume: bool = False,
+    **options: Any,
 ) -> DiscoveryResult:
-    """Fit ``backend`` on the project's images and store the result (and report) atomically."""
-    records = project.images()
-    if not records:
-        raise DiscoveryDataError(
-            f"The project has no {project.config.images.split!r} images to discover parts in; "
-            "import some with `creaturekit init DIR --images SRC --force`."
-        )
+    """Fit ``backend`` on the project's images and store the result (and report) atomically,
+    under the project lock.
+
+    Features already in the project's cache are never extracted again; with ``resume``,
+    the centroids an interrupted run learnt from the same images and settings are
+    reused too (they are kept until the result is written).
+    """
+    with project.lock("discover"):
+        return _discover(project, backend, report=report, resume=resume, **options)
+
+
+def _discover(
+    project: Project, backend: str | None, *, report: bool, resume: bool, **options: Any
+) -> DiscoveryResult:
+    records = _records(project)
     discoverer = make_discoverer(project, backend, **options)
     folder = project.discovery_dir
     folder.mkdir(parents=True, exist_ok=True)
     clean_staging(folder)
     paths = [project.image_path(r) for r in records]
-    discoverer.fit(paths, cache_dir=folder / FEATURES_DIR)
+    checkpoint = folder / CHECKPOINT_FILE
+    discoverer.fit(
+        paths,
+        cache_dir=folder / FEATURES_DIR,
+        scale=project_scale(project),
+        checkpoint=checkpoint,
+        resume=resume,
+    )
     result = build_result(discoverer, records, project.images_hash())
     extra: tuple[str, ...] = ()
     if report:
@@ -81,7 +113,40 @@ def discover(
 
         extra = write_report(staging_folder(folder, result.stamp), project, result)
     write_result(folder, result, discoverer, extra_dirs=extra)
+    checkpoint.unlink(missing_ok=True)
     return result
+
+
+def extract_share(
+    project: Project,
+    backend: str | None = None,
+    *,
+    rank: int = 0,
+    processes: int = 1,
+    **options: Any,
+) -> int:
+    """Extract and cache the features of this process's share of the project's images
+    (every ``processes``-th image not cached yet, from ``rank``); returns how many.
+
+    Processes with different ranks write different cache files, so N processes (one per
+    GPU, or machines sharing the project folder) extract the features once, in parallel;
+    :func:`discover` then reads them from the cache.
+    """
+    discoverer = make_discoverer(project, backend, **options)
+    paths = [project.image_path(r) for r in _records(project)]
+    return discoverer.cache_features(
+        paths, project.discovery_dir / FEATURES_DIR, rank=rank, processes=processes
+    )
+
+
+def _records(project: Project) -> list[Any]:
+    records = project.images()
+    if not records:
+        raise DiscoveryDataError(
+            f"The project has no {project.config.images.split!r} images to discover parts in; "
+            "import some with `creaturekit init DIR --images SRC --force`."
+        )
+    return records
 
 
 def load_result(project: Project) -> DiscoveryResult:

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from creaturekit.conditioning import SCHEDULERS
+from creaturekit.conditioning.mapper import TokenMapper
+from creaturekit.conditioning.tokens import encode_with_parts
 from creaturekit.errors import CreatureKitError
-from creaturekit.generation import SCHEDULERS
-from creaturekit.training.mapper import TokenMapper
-from creaturekit.training.text import encode_with_parts
 
 
 def tokenize(tokenizer: Any, prompts: Sequence[str]) -> torch.Tensor:

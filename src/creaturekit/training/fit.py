@@ -11,7 +11,7 @@ from creaturekit import constants as C
 from creaturekit.config import FitSettings
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import Project
-from creaturekit.training.config import FitConfig, resolve_fit_config
+from creaturekit.training.fit_config import FitConfig, resolve_fit_config
 from creaturekit.training.run import CONFIG_FILE, run_folder
 from creaturekit.training.trainer import FitResult, Trainer
 

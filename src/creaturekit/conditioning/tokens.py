@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
+from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
-from creaturekit.training.mapper import TokenMapper
 
 PART_TOKEN = "<part_{}>"
 

@@ -8,17 +8,17 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
+from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, is_blank
 from creaturekit.config import Config
 from creaturekit.errors import CreatureKitError, StageMissingError
-from creaturekit.generation.pipeline import build_pipeline, contact_sheet, generate, is_blank
 from creaturekit.generation.requests import (
     PartRequest,
     PartRequestError,
@@ -27,8 +27,10 @@ from creaturekit.generation.requests import (
     compose_prompt,
     parse_prompt,
 )
+from creaturekit.progress import track
 from creaturekit.project import Project
-from creaturekit.training.run import CONFIG_FILE, RunFolder, list_runs, run_folder
+from creaturekit.training.run import CONFIG_FILE, RunFolder, RunVocab, list_runs, run_folder
+from creaturekit.version import __version__
 
 
 @dataclass
@@ -56,42 +58,104 @@ def latest_run(project: Project) -> RunFolder:
     return RunFolder(done[-1].parent)
 
 
+class FittedRun:
+    """A fitted run's folder and part vocabulary, checked against the project's discovery.
+
+    Cheap (no model is loaded), so requests are checked before any heavy work.
+    """
+
+    def __init__(self, project: Project, run: str | None = None) -> None:
+        """Open ``run`` (default: the latest finished one) of ``project``."""
+        self.project = project
+        self.folder = latest_run(project) if run is None else run_folder(project, run)
+        if not self.folder.mapper.is_file():
+            raise StageMissingError(
+                f"The run {self.folder.path.name!r} has not finished fitting (no mapper); "
+                "finish it with `creaturekit fit --resume`."
+            )
+        self.vocab = self.folder.vocab()
+        self._check_discovery()
+        self.vocabulary = Vocabulary(self.vocab, project.config)
+
+    def _check_discovery(self) -> None:
+        from creaturekit.discovery.result import RESULT_FILE, read_result
+
+        path = self.project.discovery_dir / RESULT_FILE
+        if not path.is_file():
+            return
+        data = fsutil.read_json(path)
+        stamps = (data.get("stamp"), data.get("fitted_stamp")) if isinstance(data, dict) else ()
+        if isinstance(data, dict) and self.vocab.discovery_stamp not in stamps:  # centroids
+            raise StageMissingError(
+                f"The run {self.folder.path.name!r} was trained on another discovery result "
+                "than the project's current one; fit a new run or mix with an older copy."
+            )
+        read_result(self.project.discovery_dir)  # every file whole, e.g. all centroids
+
+    def image_codes(self, image_id: int) -> dict[str, int]:
+        """The codes discovery gave training image ``image_id``, by part name."""
+        from creaturekit.discovery.result import read_result
+
+        names = self.vocabulary.by_index
+        for row in read_result(self.project.discovery_dir).codes:
+            if row["id"] == image_id:
+                return {names[int(m)]: int(k) for m, k in row["codes"].items()}
+        raise CreatureKitError(f"No discovered image has id {image_id} (see `creaturekit info`).")
+
+    def requests(
+        self, parts: dict[str, list[int]] | None = None, prompt: str | None = None
+    ) -> tuple[str, list[PartRequest]]:
+        """The prompt with part tokens and the requests, from named codes or a prompt;
+        unknown part names and out-of-range codes are refused."""
+        if prompt is not None:
+            text, requests = parse_prompt(prompt, self.vocabulary)
+            extra = [
+                self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
+            ]
+            if extra:
+                text = f"{compose_prompt(extra, '{parts}', '')} {text}".strip()
+                requests = extra + requests
+            return text, requests
+        requests = [
+            self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
+        ]
+        template = self.project.config.mix.template
+        return compose_prompt(requests, template, self.vocabulary.category), requests
+
+
 class Mixer:
     """A fitted run loaded for generation: base model + part tokens + mapper + LoRA."""
 
     def __init__(
         self,
         project: Project,
-        run: str | None = None,
+        run: str | FittedRun | None = None,
         scheduler: str = "ddim",
         device: str = "auto",
         model: str | None = None,
     ) -> None:
-        """Load ``run`` (default: the latest) on its base model, or on ``model`` if given
-        (the user's own hub id or path, e.g. where the run's base model lives here)."""
+        """Load ``run`` (a name, an opened :class:`FittedRun`, default: the latest) on its
+        base model, or on ``model`` if given (the user's own hub id or path, e.g. where
+        the run's base model lives here)."""
+        from creaturekit.conditioning.base_model import load_base_model
+        from creaturekit.conditioning.mapper import TokenMapper
+        from creaturekit.conditioning.tokens import add_part_tokens
         from creaturekit.models import project_model, select_device, trust_model_path
-        from creaturekit.training.components import load_base_model
-        from creaturekit.training.mapper import TokenMapper
-        from creaturekit.training.text import add_part_tokens
 
         self.project = project
-        self.run = latest_run(project) if run is None else run_folder(project, run)
-        if not self.run.mapper.is_file():
-            raise StageMissingError(
-                f"The run {self.run.path.name!r} has not finished fitting (no mapper); "
-                "finish it with `creaturekit fit --resume`."
-            )
-        vocab = self._vocab()
-        self._check_discovery(vocab)
-        self.vocabulary = Vocabulary(vocab, project.config)
+        self.fitted = run if isinstance(run, FittedRun) else FittedRun(project, run)
+        self.run, self.vocabulary = self.fitted.folder, self.fitted.vocabulary
+        vocab = self.fitted.vocab
+        info = self.run.info()
+        self.resolution = info.fit.resolution  # the default image size
         if model is None:
-            model = str(self.run.saved_config()["base_model"])
+            model = info.base_model
             project_model(model, project.root, f"base_model in {self.run.path / CONFIG_FILE}")
         else:
             trust_model_path(model)
         base = load_base_model(model, project.root)
-        ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab["parts"]))
-        if ids != [p["token_id"] for p in vocab["parts"]]:
+        ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab.parts))
+        if ids != [p.token_id for p in vocab.parts]:
             raise CreatureKitError("The base model's tokenizer differs from the run's.")
         self.token_ids = ids
         self.mapper = TokenMapper.load(self.run.mapper)
@@ -105,28 +169,14 @@ class Mixer:
 
     def use_names(self, config: Config) -> None:
         """Address parts by ``config``'s names (a part renamed while this mixer is loaded)."""
-        self.project.config = config
-        self.vocabulary = Vocabulary(self._vocab(), config)
+        self.project.config = self.fitted.project.config = config
+        self.fitted.vocabulary = Vocabulary(self.fitted.vocab, config)
+        self.vocabulary = self.fitted.vocabulary
 
-    def _vocab(self) -> dict[str, Any]:
-        """The run's ``vocab.json``, checked for what mixing reads from it."""
-        from creaturekit.training.run import VOCAB_FILE
-
-        vocab = self.run.vocab()
-        keys = ("index", "is_background", "subconcepts", "token_id")
-        parts = vocab.get("parts") if isinstance(vocab, dict) else None
-        if (
-            not isinstance(parts, list)
-            or not all(isinstance(p, dict) and all(k in p for k in keys) for p in parts)
-            or "discovery_stamp" not in vocab
-        ):
-            raise fsutil.damaged(self.run.path / VOCAB_FILE, "no valid part list")
-        return vocab
-
-    def _check_mapper(self, vocab: dict[str, Any], width: int) -> None:
+    def _check_mapper(self, vocab: RunVocab, width: int) -> None:
         """The mapper must fit the run's vocabulary and the base model's text encoder."""
         config = self.mapper.config
-        codes = tuple(int(p["subconcepts"]) for p in vocab["parts"])
+        codes = tuple(p.subconcepts for p in vocab.parts)
         if config.num_codes != codes or config.dim != width:
             raise fsutil.damaged(
                 self.run.mapper,
@@ -153,48 +203,15 @@ class Mixer:
             lora_log.setLevel(level)
             peft_log.removeFilter(_below_error)
 
-    def _check_discovery(self, vocab: dict[str, Any]) -> None:
-        from creaturekit.discovery.result import RESULT_FILE, read_result
-
-        path = self.project.discovery_dir / RESULT_FILE
-        if not path.is_file():
-            return
-        data = fsutil.read_json(path)
-        if isinstance(data, dict) and data.get("stamp") != vocab["discovery_stamp"]:
-            raise StageMissingError(
-                f"The run {self.run.path.name!r} was trained on another discovery result "
-                "than the project's current one; fit a new run or mix with an older copy."
-            )
-        read_result(self.project.discovery_dir)  # every file whole, e.g. all centroids
-
     def image_codes(self, image_id: int) -> dict[str, int]:
         """The codes discovery gave training image ``image_id``, by part name."""
-        from creaturekit.discovery.result import read_result
-
-        names = self.vocabulary.by_index
-        for row in read_result(self.project.discovery_dir).codes:
-            if row["id"] == image_id:
-                return {names[int(m)]: int(k) for m, k in row["codes"].items()}
-        raise CreatureKitError(f"No discovered image has id {image_id} (see `creaturekit info`).")
+        return self.fitted.image_codes(image_id)
 
     def requests(
         self, parts: dict[str, list[int]] | None = None, prompt: str | None = None
     ) -> tuple[str, list[PartRequest]]:
-        """The prompt with part tokens and the requests, from named codes or a prompt."""
-        if prompt is not None:
-            text, requests = parse_prompt(prompt, self.vocabulary)
-            extra = [
-                self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
-            ]
-            if extra:
-                text = f"{compose_prompt(extra, '{parts}', '')} {text}".strip()
-                requests = extra + requests
-            return text, requests
-        requests = [
-            self.vocabulary.request(n, c) for n, codes in (parts or {}).items() for c in codes
-        ]
-        template = self.project.config.mix.template
-        return compose_prompt(requests, template, self.vocabulary.category), requests
+        """The prompt with part tokens and the requests (see :meth:`FittedRun.requests`)."""
+        return self.fitted.requests(parts, prompt)
 
     def __call__(
         self,
@@ -216,7 +233,7 @@ class Mixer:
         settings = self.project.config.mix
         check_generation(seed=seed, n=n, steps=steps, guidance=guidance, size=size)
         text, requests = self.requests(parts, prompt)
-        size = size or int(self.run.saved_config()["fit"]["resolution"])
+        size = size or self.resolution
         steps = steps or settings.steps
         limit = int(self.pipe.scheduler.config.num_train_timesteps)
         if steps >= limit:  # the sampler would index past its noise schedule
@@ -312,6 +329,7 @@ def mix(
     parts: dict[str, list[list[int]]] | None = None,
     prompt: str | None = None,
     *,
+    combinations: Sequence[dict[str, list[int]]] | None = None,
     run: str | None = None,
     scheduler: str = "ddim",
     like: int | None = None,
@@ -326,25 +344,39 @@ def mix(
     ``parts`` maps part names to occurrences, each a list of alternative codes (see
     :func:`sweep`); every combination gets ``n`` images with the same seeds. ``like``
     starts from all codes of a training image (given parts override them); ``fill``
-    gives every part not requested a random code (seeded by ``seed``). ``model`` loads
-    the run on another base model than the one it records (see :class:`Mixer`).
-    A ``mixer`` already loaded (by a long-lived process such as the studio) is used
-    instead of loading ``run``; ``on_step`` in ``options`` reports every denoising step.
+    gives every part not requested a random code (seeded by ``seed``). Or
+    ``combinations`` lists the requests themselves (``{name: codes}`` each), combination
+    ``j`` seeded from ``seed + j * n``: different creatures, not a comparison. ``model``
+    loads the run on another base model than the one it records (see :class:`Mixer`).
+    Every request is checked before any model is loaded. A ``mixer`` already loaded (by
+    a long-lived process such as the studio) is used instead of loading ``run``;
+    ``on_step`` in ``options`` is called after every denoising step.
     """
     check_generation(**{k: v for k, v in options.items() if k not in ("negative", "on_step")})
+    fitted = FittedRun(project, run) if mixer is None else mixer.fitted
+    if combinations is not None:
+        if parts or like is not None or fill:
+            raise CreatureKitError("Give either combinations or parts (with like, fill).")
+        combos, step = [dict(c) for c in combinations], int(options.get("n", 1))
+    else:
+        parts = dict(parts or {})
+        if like is not None:
+            like_codes = fitted.image_codes(like)
+            parts = {**{name: [[code]] for name, code in like_codes.items()}, **parts}
+        if fill:
+            rng = random.Random(options.get("seed", 0))
+            for name, token in fitted.vocabulary.by_name.items():
+                k = fitted.vocabulary.parts[token].subconcepts
+                parts.setdefault(name, [[rng.randrange(k)]])
+        combos, step = sweep(parts), 0
+    for combo in combos:  # unknown parts and codes are refused before any model loads
+        fitted.requests(combo, prompt)
     if mixer is None:
-        mixer = Mixer(project, run, scheduler, model=model)
-    parts = dict(parts or {})
-    if like is not None:
-        parts = {**{name: [[code]] for name, code in mixer.image_codes(like).items()}, **parts}
-    if fill:
-        rng = random.Random(options.get("seed", 0))
-        for name, token in mixer.vocabulary.by_name.items():
-            k = int(mixer.vocabulary.parts[token]["subconcepts"])
-            parts.setdefault(name, [[rng.randrange(k)]])
+        mixer = Mixer(project, fitted, scheduler, model=model)
     result = Mix(images=[], records=[])
-    for combo in sweep(parts):
-        result.extend(mixer(combo, prompt, **options))
+    seed = int(options.pop("seed", 0))
+    for j, combo in enumerate(track(combos, "Mixing creatures", total=len(combos))):
+        result.extend(mixer(combo, prompt, seed=seed + j * step, **options))
     if write:
         with project.lock("mix"):
             write_mix(project, result)

@@ -1,4 +1,5 @@
-"""Toy-world extras of ``eval``: ground-truth discovery scores and the oracle's judgement.
+"""The toy world's reference scorer for ``eval``: ground-truth discovery scores and the
+oracle's judgement (registered in the ``creaturekit.references`` entry-point group).
 
 In a toy project every discovered part is matched to the true part it covers most and
 each of its sub-concepts to the true variant its images mostly show. A generated
@@ -28,11 +29,35 @@ class ToyReference:
     variant_of: dict[int, dict[int, int]]
     discovery: dict[str, Any]
 
+    def score(
+        self,
+        requested: Sequence[Combination],
+        images: Sequence[Image.Image],
+        names: dict[int, str],
+    ) -> dict[str, Any]:
+        """Share of requested parts whose true variant the oracle reads on the image."""
+        from creaturekit.toy.oracle import COLUMNS, load_oracle
+
+        predicted = load_oracle().predict(list(images)) if images else np.zeros((0, len(COLUMNS)))
+        hits: dict[str, list[float]] = {}
+        for i, combo in enumerate(requested):
+            for m, k in combo.items():
+                expected = self.variant_of.get(m, {}).get(k)
+                column = COLUMNS.index(self.part_of[m]) if m in self.part_of else None
+                ok = column is not None and expected is not None
+                ok = ok and predicted[i, column] == expected
+                hits.setdefault(names[m], []).append(float(ok))
+        every = [v for values in hits.values() for v in values]
+        return {
+            "accuracy": float(np.mean(every)) if every else 0.0,
+            "per_part": {name: float(np.mean(v)) for name, v in hits.items()},
+        }
+
 
 def toy_reference(project: Project, result: Any) -> ToyReference | None:
     """The reference of a toy project's discovery result (None outside the toy world)."""
     from creaturekit.toy.dataset import load_ground_truth
-    from creaturekit.toy.metrics import discovery_scores
+    from creaturekit.toy.discovery_scores import discovery_scores
 
     try:
         truth = load_ground_truth(project)
@@ -50,27 +75,3 @@ def toy_reference(project: Project, result: Any) -> ToyReference | None:
         discovery={k: scores[k] for k in ("nmi", "ari", "fg_nmi", "fg_ari")}
         | {"purity": {str(p["index"]): p["purity"] for p in scores["parts"]}},
     )
-
-
-def oracle_scores(
-    reference: ToyReference,
-    requested: Sequence[Combination],
-    images: Sequence[Image.Image],
-    names: dict[int, str],
-) -> dict[str, Any]:
-    """Share of requested parts whose true variant the oracle reads on the image."""
-    from creaturekit.toy.oracle import COLUMNS, load_oracle
-
-    predicted = load_oracle().predict(list(images)) if images else np.zeros((0, len(COLUMNS)))
-    hits: dict[str, list[float]] = {}
-    for i, combo in enumerate(requested):
-        for m, k in combo.items():
-            expected = reference.variant_of.get(m, {}).get(k)
-            column = COLUMNS.index(reference.part_of[m]) if m in reference.part_of else None
-            ok = expected is not None and column is not None and predicted[i, column] == expected
-            hits.setdefault(names[m], []).append(float(ok))
-    every = [v for values in hits.values() for v in values]
-    return {
-        "accuracy": float(np.mean(every)) if every else 0.0,
-        "per_part": {name: float(np.mean(v)) for name, v in hits.items()},
-    }

@@ -4,29 +4,74 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
-from creaturekit import __version__, fsutil
 from creaturekit import constants as C
+from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination, code_rows, evaluation_draw
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
 from creaturekit.evaluation.keypoints import keypoint_scores
-from creaturekit.evaluation.metrics import recoding_scores
-from creaturekit.evaluation.toy import oracle_scores, toy_reference
-from creaturekit.generation.stage import Mixer
+from creaturekit.evaluation.recoding import recoding_scores
+from creaturekit.evaluation.reference import Reference, find_reference
+from creaturekit.generation.mix import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
-from creaturekit.progress import track
+from creaturekit.progress import stderr_console, track
 from creaturekit.project import Project
+from creaturekit.version import __version__
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 SHOWN = 4  # best and worst images shown in the report
+
+
+class Creatures(Protocol):
+    """What ``eval`` scores: draws ``n`` images of a requested combination."""
+
+    @property
+    def name(self) -> str:
+        """The name its figures are stored under (``eval/<name>/``)."""
+        ...
+
+    def __call__(
+        self, combo: Combination, n: int, seed: int, **generation: Any
+    ) -> list[Image.Image]: ...
+
+
+@dataclass
+class RunCreatures:
+    """A fitted run drawing each requested combination by part name."""
+
+    mixer: Mixer
+    names: dict[int, str]  # part index -> the project's part name
+
+    @property
+    def name(self) -> str:
+        return self.mixer.run.path.name
+
+    def __call__(
+        self, combo: Combination, n: int, seed: int, **generation: Any
+    ) -> list[Image.Image]:
+        parts = {self.names[m]: [k] for m, k in combo.items()}
+        return self.mixer(parts, n=n, seed=seed, **generation).images
+
+    def code_similarity(self) -> dict[str, float | None]:
+        """Each part's median cosine between its code vectors; warns about parts whose
+        codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
+        from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+
+        parts = self.mixer.fitted.vocab.parts
+        similarity = code_similarity(self.mixer.mapper, [self.names[p.index] for p in parts])
+        if parts_alike := alike(similarity):
+            step = fsutil.safetensors_metadata(self.mixer.run.mapper).get("step", "")
+            message = alike_warning(parts_alike, int(step) if step.isdigit() else None)
+            stderr_console.print(f"Warning: {message}", highlight=False, markup=False)
+        return similarity
 
 
 def evaluate(
@@ -45,23 +90,20 @@ def evaluate(
     fid_model: str | None = None,
     clip_model: str | None = None,
     model: str | None = None,
-    mixer: Mixer | None = None,
-    serve: Callable[[Combination], dict[str, list[int]]] | None = None,
+    creatures: Creatures | None = None,
 ) -> dict[str, Any]:
     """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics.
 
     Unset options come from ``[eval]`` in creaturekit.toml (``guidance`` and ``negative``
-    from ``[mix]``).
-    The image metrics' backbones (:mod:`creaturekit.evaluation.image_metrics`) are loaded
-    and the training images embedded before any image is generated.
-
-    ``model`` loads the run on another base model than the one it records (the user's
-    own hub id or path). ``mixer`` and ``serve`` evaluate a baseline fitted on another
-    vocabulary over the same images (:mod:`creaturekit.evaluation.baseline`): ``serve``
-    turns each requested combination (this project's part -> code) into the mixer's request.
+    from ``[mix]``). The image metrics' backbones
+    (:mod:`creaturekit.evaluation.image_metrics`) are loaded and the training images
+    embedded before any image is generated. ``model`` loads the run on another base
+    model than the one it records (the user's own hub id or path). ``creatures`` scores
+    another image source over the same combinations instead of ``run`` (e.g. a baseline
+    fitted on another vocabulary, :mod:`creaturekit.evaluation.baseline`).
     """
+    from creaturekit.discovery.discover import load_discoverer, load_result
     from creaturekit.discovery.naming import part_names
-    from creaturekit.discovery.stage import load_discoverer, load_result
     from creaturekit.generation.requests import check_generation
 
     settings = project.config.eval
@@ -69,90 +111,130 @@ def evaluate(
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
     check_generation(seed=seed, n=per, steps=steps, guidance=guidance, size=size)
-    guidance = project.config.mix.guidance if guidance is None else guidance
-    negative = project.config.mix.negative if negative is None else negative
+    generation = {
+        "steps": steps,
+        "guidance": project.config.mix.guidance if guidance is None else guidance,
+        "negative": project.config.mix.negative if negative is None else negative,
+        "size": size,
+    }
     started = time.monotonic()
     result = load_result(project)
-    scorer = None
-    if settings.image_metrics if image_metrics is None else image_metrics:
-        scorer = ImageScorer(
-            project,
-            image_model=_backbone(project, image_model or None, "image_model"),
-            fid_model=_backbone(project, fid_model or None, "fid_model"),
-            clip_model=_backbone(project, clip_model, "clip_model"),
-        )
-        scorer.prepare(result)
-    mixer = mixer or Mixer(project, run, model=model)
-    discoverer = load_discoverer(project.discovery_dir)
-    groups = evaluation_draw(code_rows(result), n, seed)
+    scorer = _image_scorer(
+        project,
+        result,
+        image_metrics,
+        {
+            "image_model": image_model or None,
+            "fid_model": fid_model or None,
+            "clip_model": clip_model,
+        },
+    )
     names = part_names(project, result)
-    centroids = discoverer.hierarchy_.sub_centroids
+    creatures = creatures or RunCreatures(Mixer(project, run, model=model), names)
+    discoverer = load_discoverer(project.discovery_dir)
+    reference = find_reference(project, result)
     metrics: dict[str, Any] = {
-        "run": mixer.run.path.name,
+        "run": creatures.name,
         "seed": seed,
         "images_per_combination": per,
-        "guidance": guidance,
-        "negative": negative,
+        "guidance": generation["guidance"],
+        "negative": generation["negative"],
         "creaturekit_version": __version__,
     }
-    reference = toy_reference(project, result)
-    if reference is not None:
-        metrics["discovery"] = reference.discovery
-    keypoints = keypoint_scores(project, result)
-    if keypoints is not None:
-        metrics.setdefault("discovery", {})["keypoints"] = keypoints
+    if isinstance(creatures, RunCreatures):
+        metrics["code_similarity"] = creatures.code_similarity()
+    discovery = _discovery_figures(project, result, reference)
+    if discovery:
+        metrics["discovery"] = discovery
     images: dict[str, list[Image.Image]] = {}
+    groups = evaluation_draw(code_rows(result), n, seed)
     for group, combos in groups.items():
-        requested: list[Combination] = []
-        generated: list[Image.Image] = []
-        for j, combo in enumerate(
-            track(combos, f"Generating {group} combinations", total=len(combos))
-        ):
-            parts = serve(combo) if serve else {names[m]: [k] for m, k in combo.items()}
-            mix = mixer(
-                parts,
-                n=per,
-                seed=seed + j * per,
-                steps=steps,
-                guidance=guidance,
-                negative=negative,
-                size=size,
+        requested = [combo for combo in combos for _ in range(per)]
+        generated = [
+            image
+            for j, combo in enumerate(
+                track(combos, f"Generating {group} combinations", len(combos))
             )
-            generated.extend(mix.images)
-            requested.extend([combo] * per)
-        coding = discoverer.encode(generated) if generated else None
-        scores = (
-            recoding_scores(requested, coding.codes, coding.part_features, centroids, names)
-            if coding is not None
-            else {"emr": 0.0, "cosim": 0.0, "per_part": {}, "images": []}
+            for image in creatures(combo, per, seed + j * per, **generation)
+        ]
+        metrics[group] = _group_scores(
+            discoverer, requested, generated, names, reference, scorer, seed
         )
-        scores["combinations"] = len(combos)
-        if reference is not None:
-            scores["oracle"] = oracle_scores(reference, requested, generated, names)
-        if scorer is not None:
-            scores["image"] = scorer.group(requested, generated, names, seed)
-        metrics[group] = scores
+        metrics[group]["combinations"] = len(combos)
         images[group] = generated
-    metrics["overall"] = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
-    if reference is not None:
-        metrics["overall"].update(
-            {f"{g}_oracle_accuracy": metrics[g]["oracle"]["accuracy"] for g in groups}
-        )
+    metrics["overall"] = _overall(metrics, list(groups), reference is not None, scorer, seed)
     if scorer is not None:
         metrics["image_metrics"] = scorer.describe()
-        metrics["overall"].update(
-            {
-                f"{g}_{k}": metrics[g]["image"][k]
-                for g in groups
-                for k in IMAGE_HEADLINES
-                if k in metrics[g]["image"]
-            }
-            | {k: v for k, v in scorer.overall(seed).items() if k in IMAGE_HEADLINES}
-        )
     metrics["seconds"] = round(time.monotonic() - started, 1)
     with project.lock("eval"):
-        write_evaluation(project.eval_dir / mixer.run.path.name, metrics, images)
+        write_evaluation(project.eval_dir / creatures.name, metrics, images)
     return metrics
+
+
+def _image_scorer(
+    project: Project, result: Any, enabled: bool | None, backbones: dict[str, str | None]
+) -> ImageScorer | None:
+    """The image metrics' scorer, ready (training images embedded), unless turned off."""
+    if not (project.config.eval.image_metrics if enabled is None else enabled):
+        return None
+    chosen = {k: _backbone(project, given, k) for k, given in backbones.items()}
+    scorer = ImageScorer(project, **chosen)
+    scorer.prepare(result)
+    return scorer
+
+
+def _discovery_figures(project: Project, result: Any, reference: Reference | None) -> dict:
+    """Discovery against a world's ground truth and against keypoints, where they exist."""
+    figures: dict[str, Any] = dict(reference.discovery) if reference is not None else {}
+    keypoints = keypoint_scores(project, result)
+    if keypoints is not None:
+        figures["keypoints"] = keypoints
+    return figures
+
+
+def _group_scores(
+    discoverer: Any,
+    requested: list[Combination],
+    generated: list[Image.Image],
+    names: dict[int, str],
+    reference: Reference | None,
+    scorer: ImageScorer | None,
+    seed: int,
+) -> dict[str, Any]:
+    """EMR/CoSim by re-coding, the world's judgement and the image metrics of one group."""
+    if generated:
+        coding = discoverer.encode(generated)
+        centroids = discoverer.hierarchy_.sub_centroids
+        scores = recoding_scores(requested, coding.codes, coding.part_features, centroids, names)
+    else:
+        scores = {"emr": 0.0, "cosim": 0.0, "per_part": {}, "images": []}
+    if reference is not None:
+        scores["oracle"] = reference.score(requested, generated, names)
+    if scorer is not None:
+        scores["image"] = scorer.group(requested, generated, names, seed)
+    return scores
+
+
+def _overall(
+    metrics: dict[str, Any],
+    groups: list[str],
+    judged: bool,
+    scorer: ImageScorer | None,
+    seed: int,
+) -> dict[str, Any]:
+    """The headline figures of every group, flat (``novel_emr``, ``seen_fid``...)."""
+    overall = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
+    if judged:
+        overall |= {f"{g}_oracle_accuracy": metrics[g]["oracle"]["accuracy"] for g in groups}
+    if scorer is not None:
+        overall |= {
+            f"{g}_{k}": metrics[g]["image"][k]
+            for g in groups
+            for k in IMAGE_HEADLINES
+            if k in metrics[g]["image"]
+        }
+        overall |= {k: v for k, v in scorer.overall(seed).items() if k in IMAGE_HEADLINES}
+    return overall
 
 
 def _backbone(project: Project, given: str | None, setting: str) -> str:

@@ -1,4 +1,4 @@
-"""EMR and CoSim (METHOD.md section 4) from a re-coding of generated images."""
+"""EMR and CoSim (docs/method.md section 4) from a re-coding of generated images."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ RESUMABLE = frozenset(
 
 @dataclass
 class FitConfig:
-    """Every hyper-parameter of stage 2 (see METHOD.md for the reference values)."""
+    """Every hyper-parameter of stage 2 (reference values: docs/method.md, "Fit settings")."""
 
     model: str = "sd15"  # base model: preset name, hub id or local folder
     resolution: int = 512  # training image side (images are squashed, like discovery)
@@ -115,10 +115,13 @@ PRESETS: dict[str, FitConfig] = {
         batch_size=16,
         grad_accum=1,
         lr=1e-3,
-        lora_lr=1e-4,  # LoRA at the mapper's 1e-3: novel oracle 60.9% vs 65.9% (docs/results.md)
+        # LoRA gentler than the mapper: at the mapper's 1e-3 it drew fewer novel parts right
+        # (docs/results.md, "LoRA's own learning rate")
+        lora_lr=1e-4,
         rank=4,
         lora_alpha=4,
-        # 0.05 vs the reference's 0.01: novel oracle 72.3% vs 67.7% (docs/results.md)
+        # above the reference's 0.01: more novel parts drawn right, the head most
+        # (docs/results.md, "Attention-loss weight")
         attn_loss=0.05,
         attn_resolution=16,
         projector_depth=3,

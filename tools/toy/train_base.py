@@ -1,13 +1,13 @@
-"""Train the toy base model: ``python -m creaturekit.toy.train_base [--resume]``.
+"""Train the toy base model: ``python -m tools.toy.train_base [--resume]``.
 
 One command runs the stages in turn (``--stage vae|diffusion`` runs one), skipping a
 stage whose result is already saved. Work (checkpoints, logs, the diffusion stage's
 latent pool) goes to ``--work/<stage>/`` (default ``.cache/toy-base/``, not committed);
 ``--minutes``, Ctrl-C or SIGTERM stop cleanly with a checkpoint and ``--resume``
 continues exactly where it stopped (every step's randomness is derived from the seed and
-the step number). A stage's result is saved in fp16 to ``--parts`` once it passes its
-gate (see :mod:`base_stages`); the diffusion stage assembles the whole pipeline into
-``--out``.
+the step number). A stage's result is saved in fp16 into the pipeline folder ``--out``
+once it passes its gate (see :mod:`base_stages`): the VAE stage its ``vae/``, the
+diffusion stage the whole pipeline; each stage's figures go to its ``training.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import torch
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
 from creaturekit.models import BUNDLED
-from creaturekit.toy.base_stages import (
+from creaturekit.training import checkpoint as ckpt
+from tools.toy.base_stages import (
     CONFIGS,
     STAGES,
     DiffusionConfig,
@@ -39,14 +40,12 @@ from creaturekit.toy.base_stages import (
     StageConfig,
     stage_finished,
 )
-from creaturekit.training import checkpoint as ckpt
 
 LOG_NAME = "log.jsonl"
 CONFIG_NAME = "config.json"
 KEEP_CHECKPOINTS = 2
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK = REPO_ROOT / ".cache" / "toy-base"
-DEFAULT_PARTS = BUNDLED["toy"].with_name("toy-base-parts")
 
 
 class TrainBaseError(CreatureKitError):
@@ -230,7 +229,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=["all", *STAGES], default="all")
     parser.add_argument("--out", type=Path, default=BUNDLED["toy"], help="Final pipeline folder.")
-    parser.add_argument("--parts", type=Path, default=DEFAULT_PARTS, help="Finished parts.")
     parser.add_argument("--work", type=Path, help="Checkpoints, logs (default .cache/toy-base).")
     parser.add_argument("--minutes", type=float, help="Stop (with a checkpoint) after this.")
     parser.add_argument("--resume", action="store_true", help="Continue the newest checkpoint.")
@@ -262,15 +260,14 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     for name in names:
-        if args.stage == "all" and stage_finished(name, args.parts, args.out):
-            print(f"{name}: finished already (its result is in {args.parts})")
+        if args.stage == "all" and stage_finished(name, args.out):
+            print(f"{name}: finished already (its result is in {args.out})")
             continue
         work = (args.work or DEFAULT_WORK) / name
         config = configs[name]
         stage: Stage
         if isinstance(config, DiffusionConfig):
             stage = DiffusionStage(
-                parts=args.parts,
                 out=args.out,
                 config=config,
                 cache=work / "pool.safetensors",
@@ -279,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.warm_start:  # a new phase: its own work folder
                 work = work.with_name(f"{name}-from-{sum(stage.phases)}")
         else:
-            stage = STAGES[name](parts=args.parts, out=args.out, config=config)
+            stage = STAGES[name](out=args.out, config=config)
         minutes = None if deadline is None else max(0.0, deadline - time.monotonic()) / 60
         with torch.backends.mkldnn.flags(enabled=stage.onednn):
             done = train_stage(stage, work, resume=args.resume, minutes=minutes, echo=True)

@@ -2,13 +2,14 @@
 
 A stage holds its modules (what is checkpointed), computes one step's loss from a
 generator (all the step's randomness), measures itself, and saves its result in fp16
-to the parts folder once it passes its gate. :mod:`train_base` runs the steps.
+into the pipeline folder once it passes its gate (the VAE stage its ``vae/``, the
+diffusion stage the whole pipeline), with its figures in the folder's ``training.json``.
+:mod:`train_base` runs the steps.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,26 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from creaturekit import fsutil
+from creaturekit.conditioning.pipeline import build_pipeline, tokenize
 from creaturekit.errors import StageMissingError
-from creaturekit.generation.pipeline import build_pipeline, tokenize
 from creaturekit.progress import track
-from creaturekit.toy.base_model import (
+from creaturekit.toy.oracle import (
+    COLUMNS,
+    NOT_VISIBLE,
+    ORACLE_SIZE,
+    Oracle,
+    accuracy,
+    load_oracle,
+)
+from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES, make_world
+from creaturekit.training.attention import install_attention_recorder
+from creaturekit.training.losses import (
+    attention_loss,
+    diffusion_loss,
+    min_snr_weights,
+    part_attention,
+)
+from tools.toy.base_model import (
     IMAGE_SIZE,
     TOY,
     VAE_FACTOR,
@@ -38,23 +55,7 @@ from creaturekit.toy.base_model import (
     make_vae,
     save_component,
 )
-from creaturekit.toy.oracle import (
-    COLUMNS,
-    NOT_VISIBLE,
-    ORACLE_SIZE,
-    Oracle,
-    accuracy,
-    load_oracle,
-)
-from creaturekit.toy.train_oracle import Examples, render_examples
-from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES, make_world
-from creaturekit.training.attention import install_attention_recorder
-from creaturekit.training.losses import (
-    attention_loss,
-    diffusion_loss,
-    min_snr_weights,
-    part_attention,
-)
+from tools.toy.train_oracle import Examples, render_examples
 
 VAE_TRAIN_STREAM, VAE_TEST_STREAM = 11, 12
 DIFFUSION_TRAIN_STREAM, DIFFUSION_TEST_STREAM = 21, 22
@@ -63,7 +64,7 @@ HELD_OUT: frozenset[tuple[int, ...]] = frozenset(make_world().novel)
 SCENE_NOUNS: tuple[str, ...] = tuple(scene.split()[-1] for scene in SCENES)
 """The word of each scene's caption phrase its attention is tied to ("field")."""
 REPORT_NAME = "training.json"
-"""Per stage: the measured figures of the saved result (in the parts folder)."""
+"""Per stage: the measured figures of the saved result (in the pipeline folder)."""
 
 
 @dataclass(frozen=True)
@@ -220,11 +221,15 @@ def gate_passed(metrics: dict[str, float], gate: float) -> bool:
     return min(metrics[f"acc_{c}"] for c in COLUMNS) >= gate
 
 
-def write_report(parts: Path, stage: str, report: dict[str, Any]) -> None:
-    """Record ``stage``'s measured figures in the parts folder's report."""
-    path = parts / REPORT_NAME
-    reports = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    fsutil.write_json(path, reports | {stage: report})
+def read_reports(out: Path) -> dict[str, Any]:
+    """Every stage's measured figures recorded in the pipeline folder ``out``."""
+    path = out / REPORT_NAME
+    return fsutil.read_json(path) if path.is_file() else {}
+
+
+def write_report(out: Path, stage: str, report: dict[str, Any]) -> None:
+    """Record ``stage``'s measured figures in the pipeline folder's report."""
+    fsutil.write_json(out / REPORT_NAME, read_reports(out) | {stage: report})
 
 
 class VaeStage:
@@ -244,12 +249,12 @@ class VaeStage:
     onednn = False  # plain convolutions: 1.8 s instead of 2.5 s per step (16 crops)
 
     def __init__(
-        self, parts: Path, out: Path, arch: Architecture = TOY, config: VaeConfig | None = None
+        self, out: Path, arch: Architecture = TOY, config: VaeConfig | None = None
     ) -> None:
-        """``out`` (the pipeline folder) is not used: the VAE goes to ``parts``."""
+        """The VAE goes to ``out/vae`` (``out``: the pipeline folder)."""
         if IMAGE_SIZE != ORACLE_SIZE:  # pragma: no cover - both are 64 px
             raise ValueError("The toy base model draws at the oracle's size.")
-        self.parts, self.config = parts, config or VaeConfig()
+        self.out, self.config = out, config or VaeConfig()
         torch.manual_seed(self.config.seed)
         self.vae = make_vae(arch)
         self.modules: dict[str, torch.nn.Module] = {"vae": self.vae}
@@ -298,10 +303,8 @@ class VaeStage:
         final = measure_vae(vae, self.oracle, self.test_set(cfg.final_images))
         if not gate_passed(final, cfg.gate):
             return False
-        save_component(vae, self.parts / "vae")
-        write_report(
-            self.parts, self.name, {"step": step, "test_images": cfg.final_images, **final}
-        )
+        save_component(vae, self.out / "vae")
+        write_report(self.out, self.name, {"step": step, "test_images": cfg.final_images, **final})
         return True
 
 
@@ -450,7 +453,6 @@ class DiffusionStage:
 
     def __init__(
         self,
-        parts: Path,
         out: Path,
         arch: Architecture = TOY,
         config: DiffusionConfig | None = None,
@@ -459,11 +461,11 @@ class DiffusionStage:
     ) -> None:
         from diffusers import AutoencoderKL
 
-        if not (parts / "vae").is_dir():
-            raise StageMissingError(f"No trained VAE in {parts / 'vae'}; run the vae stage first.")
-        self.parts, self.out, self.arch = parts, out, arch
+        if not (out / "vae").is_dir():
+            raise StageMissingError(f"No trained VAE in {out / 'vae'}; run the vae stage first.")
+        self.out, self.arch = out, arch
         self.config = config or DiffusionConfig()
-        self.vae = AutoencoderKL.from_pretrained(parts / "vae", torch_dtype=torch.float32).eval()
+        self.vae = AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32).eval()
         self.vae.requires_grad_(False)
         torch.manual_seed(self.config.seed)
         self.tokenizer = make_tokenizer(arch)
@@ -491,8 +493,7 @@ class DiffusionStage:
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel
 
-        path = self.parts / REPORT_NAME
-        report = json.loads(path.read_text("utf-8")).get(self.name) if path.is_file() else None
+        report = read_reports(self.out).get(self.name)
         if report is None or not (self.out / "model_index.json").is_file():
             raise StageMissingError(
                 f"No saved diffusion stage in {self.out} to start from; train one first."
@@ -594,8 +595,7 @@ class DiffusionStage:
         """
         final = self.measure(self.config.final_images)
         passed = self._passed(final)
-        report_path = self.parts / REPORT_NAME
-        reports = json.loads(report_path.read_text("utf-8")) if report_path.is_file() else {}
+        reports = read_reports(self.out)
         if not passed and reports.get(self.name, {}).get("gate_passed"):
             return False
         if not passed and step != self.config.steps:
@@ -606,10 +606,10 @@ class DiffusionStage:
             "test_images": self.config.final_images,
             "gate_passed": passed,
         }
-        write_report(self.parts, self.name, report | final)
         assemble_pipeline(
             self.out, vae=self.vae, text_encoder=self.text_encoder, unet=self.unet, arch=self.arch
-        )
+        )  # a new folder: the report (the VAE stage's figures too) is written into it again
+        fsutil.write_json(self.out / REPORT_NAME, reports | {self.name: report | final})
         return True
 
 
@@ -643,12 +643,11 @@ CONFIGS: dict[str, Callable[[], StageConfig]] = {"vae": VaeConfig, "diffusion": 
 """Each stage's configuration (its defaults are the recipe of the shipped model)."""
 
 
-def stage_finished(name: str, parts: Path, out: Path) -> bool:
-    """Whether stage ``name``'s final result is already saved (``parts``, ``out``)."""
-    path = parts / REPORT_NAME
-    report = json.loads(path.read_text("utf-8")).get(name) if path.is_file() else None
+def stage_finished(name: str, out: Path) -> bool:
+    """Whether stage ``name``'s final result is already saved in the pipeline folder."""
+    report = read_reports(out).get(name)
     if report is None:
         return False
     if name == "vae":
-        return (parts / "vae").is_dir()
+        return (out / "vae").is_dir()
     return (out / "model_index.json").is_file() and report["step"] >= DiffusionConfig().steps

@@ -14,9 +14,12 @@ import torch
 from safetensors.torch import load_file
 
 from creaturekit import fsutil
-from creaturekit.generation.pipeline import build_pipeline
+from creaturekit.conditioning.base_model import load_base_model
+from creaturekit.conditioning.pipeline import build_pipeline
 from creaturekit.models import BUNDLED
-from creaturekit.toy.base_model import (
+from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, accuracy, load_oracle
+from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
+from tools.toy.base_model import (
     IMAGE_SIZE,
     TINY,
     assemble_pipeline,
@@ -28,8 +31,8 @@ from creaturekit.toy.base_model import (
     make_vae,
     save_component,
 )
-from creaturekit.toy.base_report import TEXT_WIDTH, base_report
-from creaturekit.toy.base_stages import (
+from tools.toy.base_report import TEXT_WIDTH, base_report
+from tools.toy.base_stages import (
     HELD_OUT,
     REPORT_NAME,
     DiffusionConfig,
@@ -43,12 +46,10 @@ from creaturekit.toy.base_stages import (
     pool_combos,
     stage_finished,
     training_caption,
+    write_report,
 )
-from creaturekit.toy.oracle import COLUMNS, NOT_VISIBLE, accuracy, load_oracle
-from creaturekit.toy.train_base import DEFAULT_PARTS, configured, main, train_stage
-from creaturekit.toy.train_oracle import render_examples
-from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
-from creaturekit.training.components import load_base_model
+from tools.toy.train_base import configured, main, train_stage
+from tools.toy.train_oracle import render_examples
 
 CHECK_STREAM = 98  # no training or measuring stream of the base model or the oracle
 TINY_VAE = VaeConfig(
@@ -83,13 +84,13 @@ def _vae_weights(stage: VaeStage) -> dict[str, torch.Tensor]:
 
 
 def test_vae_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
-    straight = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    straight = VaeStage(tmp_path / "out", TINY, TINY_VAE)
     assert train_stage(straight, tmp_path / "a", stop_after=3) == 3
-    first = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    first = VaeStage(tmp_path / "out", TINY, TINY_VAE)
     assert train_stage(first, tmp_path / "b", stop_after=1) == 1
     with pytest.raises(Exception, match="--resume"):
         train_stage(first, tmp_path / "b", stop_after=3)
-    resumed = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    resumed = VaeStage(tmp_path / "out", TINY, TINY_VAE)
     assert train_stage(resumed, tmp_path / "b", resume=True, stop_after=3) == 3
     for name, tensor in _vae_weights(straight).items():
         assert torch.equal(tensor, _vae_weights(resumed)[name]), name
@@ -98,7 +99,7 @@ def test_vae_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
         seconds = [r.pop("seconds") for r in log]
         assert len(seconds) == 3 and seconds == sorted(seconds) and seconds[0] >= 0
     assert logs[0] == logs[1]
-    other = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, replace(TINY_VAE, lr=1e-2))
+    other = VaeStage(tmp_path / "out", TINY, replace(TINY_VAE, lr=1e-2))
     with pytest.raises(Exception, match="other settings"):
         train_stage(other, tmp_path / "b", resume=True)
 
@@ -113,14 +114,14 @@ class _InterruptedVae(VaeStage):
 
 
 def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path: Path) -> None:
-    straight = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    straight = VaeStage(tmp_path / "out", TINY, TINY_VAE)
     train_stage(straight, tmp_path / "a", stop_after=3)
-    interrupted = _InterruptedVae(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    interrupted = _InterruptedVae(tmp_path / "out", TINY, TINY_VAE)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background
     assert train_stage(interrupted, tmp_path / "b", stop_after=3) == 2
     assert (tmp_path / "b" / "checkpoints" / "step-000002").is_dir()
     assert signal.getsignal(signal.SIGINT) is before
-    resumed = VaeStage(tmp_path / "parts", tmp_path / "out", TINY, TINY_VAE)
+    resumed = VaeStage(tmp_path / "out", TINY, TINY_VAE)
     assert train_stage(resumed, tmp_path / "b", resume=True, stop_after=3) == 3
     for name, tensor in _vae_weights(straight).items():
         assert torch.equal(tensor, _vae_weights(resumed)[name]), name
@@ -129,20 +130,17 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path: Path) -> N
 def test_vae_stage_stops_once_its_gate_passes_and_all_skips_finished_stages(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parts, out = tmp_path / "parts", tmp_path / "out"
+    out = tmp_path / "out"
     easy = replace(TINY_VAE, eval_every=2, gate=0.0, final_images=4, eval_images=4)
-    stage = VaeStage(parts, out, TINY, easy)
+    stage = VaeStage(out, TINY, easy)
     assert train_stage(stage, tmp_path / "work") == 2 < easy.steps
-    assert stage.done and (parts / "vae").is_dir()
-    assert stage_finished("vae", parts, out) and not stage_finished("diffusion", parts, out)
-    (out / "model_index.json").parent.mkdir(parents=True)
+    assert stage.done and (out / "vae").is_dir()
+    assert stage_finished("vae", out) and not stage_finished("diffusion", out)
     (out / "model_index.json").write_text("{}")
-    report = json.loads((parts / REPORT_NAME).read_text())
-    fsutil.write_json(
-        parts / REPORT_NAME, report | {"diffusion": {"step": DiffusionConfig().steps}}
-    )
-    assert stage_finished("diffusion", parts, out)
-    main(["--parts", str(parts), "--out", str(out), "--work", str(tmp_path / "w")])
+    report = json.loads((out / REPORT_NAME).read_text())
+    fsutil.write_json(out / REPORT_NAME, report | {"diffusion": {"step": DiffusionConfig().steps}})
+    assert stage_finished("diffusion", out)
+    main(["--out", str(out), "--work", str(tmp_path / "w")])
     assert capsys.readouterr().out.count("finished already") == 2
     assert not (tmp_path / "w").exists()
 
@@ -150,22 +148,25 @@ def test_vae_stage_stops_once_its_gate_passes_and_all_skips_finished_stages(
 def test_diffusion_stage_assembles_a_pipeline_that_loads_everywhere(tmp_path: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
-    parts, out = tmp_path / "parts", tmp_path / "toy-base"
-    save_component(make_vae(TINY), parts / "vae")
+    out = tmp_path / "toy-base"
+    save_component(make_vae(TINY), out / "vae")
+    write_report(out, "vae", {"step": 1})
     config = DiffusionConfig(
         steps=2, batch_size=2, warmup=1, eval_images=2, final_images=2, sample_steps=2, pool=6
     )
-    stage = DiffusionStage(parts, out, TINY, config, cache=tmp_path / "pool.safetensors")
+    stage = DiffusionStage(out, TINY, config, cache=tmp_path / "pool.safetensors")
     assert train_stage(stage, tmp_path / "work") == 2
     assert len(stage.pool.mean) == 6 and (tmp_path / "pool.safetensors").is_file()
-    assert {p.name for p in parts.iterdir()} == {"vae", "training.json"}
     assert (out / "model_index.json").is_file()
+    # one copy of the VAE, and the report keeps both stages' figures
+    assert set(json.loads((out / REPORT_NAME).read_text())) == {"vae", "diffusion"}
     assert not list(tmp_path.glob(".toy-base.*")), "no staging folder is left behind"
     weights = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.safetensors"))
     assert [w.split("/")[0] for w in weights] == ["text_encoder", "unet", "vae"]
     assert all(t.dtype == torch.float16 for t in load_file(out / weights[1]).values())
 
-    pipe = StableDiffusionPipeline.from_pretrained(out, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(out)  # plain diffusers: no torch_dtype
+    assert {pipe.text_encoder.dtype, pipe.unet.dtype, pipe.vae.dtype} == {torch.float32}
     pipe.set_progress_bar_config(disable=True)
     image = pipe("a creature", num_inference_steps=2, height=IMAGE_SIZE, width=IMAGE_SIZE).images[0]
     assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
@@ -199,14 +200,13 @@ def test_latent_pool_covers_combinations_and_is_reused_only_for_the_same_vae(
     assert labels.shape == (3, 16, 16) and set(labels.unique().tolist()) <= {0, 1, 2, 3, 4}
 
 
-SHIPPED_VAE = DEFAULT_PARTS / "vae"
+SHIPPED_VAE = BUNDLED["toy"] / "vae"
 
 
-@pytest.mark.skipif(not SHIPPED_VAE.is_dir(), reason="the toy VAE is not committed yet")
 def test_shipped_vae_reconstructs_creatures_the_oracle_can_read() -> None:
     from diffusers import AutoencoderKL
 
-    recorded = json.loads((DEFAULT_PARTS / REPORT_NAME).read_text())["vae"]
+    recorded = json.loads((BUNDLED["toy"] / REPORT_NAME).read_text())["vae"]
     assert min(recorded[f"acc_{c}"] for c in COLUMNS) >= 0.97, recorded
     vae = AutoencoderKL.from_pretrained(SHIPPED_VAE, torch_dtype=torch.float32)
     oracle, data = load_oracle(), render_examples(256, seed=7, stream=CHECK_STREAM)
@@ -217,9 +217,6 @@ def test_shipped_vae_reconstructs_creatures_the_oracle_can_read() -> None:
     assert scores["psnr"] >= 24, scores
 
 
-@pytest.mark.skipif(
-    not (BUNDLED["toy"] / "model_index.json").is_file(), reason="the toy base is not committed yet"
-)
 def test_shipped_base_model_is_the_toy_preset_and_tokenizes_like_clip() -> None:
     from open_clip.tokenizer import SimpleTokenizer
 
@@ -233,6 +230,20 @@ def test_shipped_base_model_is_the_toy_preset_and_tokenizes_like_clip() -> None:
         assert base.tokenizer(text).input_ids[1:-1] == reference.encode(text)
 
 
+@pytest.mark.skipif(
+    not (BUNDLED["toy"] / "model_index.json").is_file(), reason="the toy base is not committed yet"
+)
+def test_shipped_base_model_loads_in_plain_diffusers() -> None:
+    """``from_pretrained`` without ``torch_dtype`` (issue 23: fp16 text encoder, fp32 UNet)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(BUNDLED["toy"])
+    assert {pipe.text_encoder.dtype, pipe.unet.dtype, pipe.vae.dtype} == {torch.float32}
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a creature with a round red head", num_inference_steps=1).images[0]
+    assert image.size == (IMAGE_SIZE, IMAGE_SIZE)
+
+
 def test_diffusion_stage_ties_caption_nouns_to_their_parts_latents(tmp_path: Path) -> None:
     masks = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     masks[0, :8, :8] = 2
@@ -241,10 +252,10 @@ def test_diffusion_stage_ties_caption_nouns_to_their_parts_latents(tmp_path: Pat
     assert labels.shape == (1, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
     assert labels[0, :2, :2].eq(2).all() and labels.sum() == 8
 
-    parts = tmp_path / "parts"
-    save_component(make_vae(TINY), parts / "vae")
+    out = tmp_path / "out"
+    save_component(make_vae(TINY), out / "vae")
     config = DiffusionConfig(batch_size=4, pool=4, uncond=0.0, drop=0.0)
-    stage = DiffusionStage(parts, tmp_path / "out", TINY, config)
+    stage = DiffusionStage(out, TINY, config)
     truth = np.asarray([0, 1, 2, NOT_VISIBLE, SCENES.index("snowy field")])
     text, named = training_caption(truth, drop=0.0, uncond=0.0, gen=torch.Generator())
     assert sorted(named) == [0, 1, 2, 3]
@@ -260,7 +271,7 @@ def test_diffusion_stage_ties_caption_nouns_to_their_parts_latents(tmp_path: Pat
     assert set(logs) == {"diffusion", "attention"} and logs["attention"] > 0
     loss.backward()
     assert stage.text_encoder.get_input_embeddings().weight.grad is not None
-    quiet = DiffusionStage(parts, tmp_path / "out", TINY, replace(config, attn_weight=0.0))
+    quiet = DiffusionStage(out, TINY, replace(config, attn_weight=0.0))
     assert set(quiet.loss(0, torch.Generator().manual_seed(0))[1]) == {"diffusion"}
 
 
@@ -286,23 +297,23 @@ def test_base_report_shows_prompts_beside_judged_generations(tmp_path: Path) -> 
 def test_diffusion_stage_trains_a_saved_model_further(tmp_path: Path) -> None:
     from creaturekit.errors import StageMissingError
 
-    parts, out, pool = tmp_path / "parts", tmp_path / "toy-base", tmp_path / "pool.safetensors"
-    save_component(make_vae(TINY), parts / "vae")
+    out, pool = tmp_path / "toy-base", tmp_path / "pool.safetensors"
+    save_component(make_vae(TINY), out / "vae")
     config = DiffusionConfig(
         steps=2, batch_size=2, warmup=1, eval_images=2, final_images=2, sample_steps=2, pool=6
     )
     with pytest.raises(StageMissingError, match="No saved diffusion stage"):
-        DiffusionStage(parts, out, TINY, config, cache=pool, warm_start=True)
-    first = DiffusionStage(parts, out, TINY, config, cache=pool)
+        DiffusionStage(out, TINY, config, cache=pool, warm_start=True)
+    first = DiffusionStage(out, TINY, config, cache=pool)
     train_stage(first, tmp_path / "a")
-    second = DiffusionStage(parts, out, TINY, config, cache=pool, warm_start=True)
+    second = DiffusionStage(out, TINY, config, cache=pool, warm_start=True)
     assert second.phases == [2]
     for name in ("unet", "text_encoder"):
         saved = half_copy(first.modules[name]).float().state_dict()
         for key, tensor in second.modules[name].state_dict().items():
             assert torch.equal(tensor, saved[key]), (name, key)
     train_stage(second, tmp_path / "b")
-    report = json.loads((parts / REPORT_NAME).read_text())["diffusion"]
+    report = json.loads((out / REPORT_NAME).read_text())["diffusion"]
     assert report["step"] == 4 and report["phases"] == [2, 2]
 
 

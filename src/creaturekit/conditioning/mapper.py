@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from creaturekit import __version__, fsutil
+from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
+from creaturekit.version import __version__
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What the toy base model draws: prompts vs generations judged by the oracle, and speed.
 
-``python -m creaturekit.toy.base_report docs/images/toy-base.png`` loads the base model
+``python -m tools.toy.base_report docs/images/toy-base.png`` loads the base model
 (``--model toy`` by default, through the same resolver as every command), generates
 creatures from full captions of held-out (novel) and random part combinations, and
 writes a PNG grid: the caption, a drawing of what it describes, then the generations,
@@ -24,13 +24,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from creaturekit import fsutil
-from creaturekit.generation.pipeline import build_pipeline
-from creaturekit.toy.base_model import IMAGE_SIZE, caption
-from creaturekit.toy.base_stages import HELD_OUT, generate_from_truth
+from creaturekit.conditioning.base_model import load_base_model
+from creaturekit.conditioning.pipeline import build_pipeline
 from creaturekit.toy.draw import render
 from creaturekit.toy.oracle import COLUMNS, Oracle, load_oracle
 from creaturekit.toy.world import N_VARIANTS, PARTS, SCENES
-from creaturekit.training.components import load_base_model
+from tools.toy.base_model import IMAGE_SIZE, caption
+from tools.toy.base_stages import HELD_OUT, generate_from_truth
 
 TEXT_WIDTH = 230
 SCALE = 2

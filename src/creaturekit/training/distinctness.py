@@ -1,0 +1,52 @@
+"""Are a part's codes distinct yet? Its code vectors from the token mapper, compared.
+
+A part token's meaning comes from the mapper's vector for the requested code. Early in a
+fit the vectors of one part's codes are nearly the same (pairwise cosine >= 0.995 after
+200 steps of the toy preset), so every code of that part draws the same thing: asking for
+head 3 or head 12 makes no difference. ``fit`` records each part's median pairwise
+cosine in its last log row and warns about parts above :data:`ALIKE`; ``eval`` records
+it with the metrics (docs/results.md, "When are codes distinct").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from creaturekit.conditioning.mapper import TokenMapper
+
+ALIKE = 0.99
+"""Median pairwise cosine similarity above which a part's codes are taken to draw alike."""
+
+
+@torch.no_grad()
+def code_similarity(mapper: TokenMapper, names: list[str]) -> dict[str, float | None]:
+    """Per part (by name), the median cosine similarity between the vectors of its codes
+    (``None`` for a part with fewer than two codes)."""
+    device = mapper.code_embedding.weight.device
+    medians: dict[str, float | None] = {}
+    for part, (name, k) in enumerate(zip(names, mapper.config.num_codes, strict=True)):
+        if k < 2:
+            medians[name] = None
+            continue
+        codes = torch.arange(k, device=device)
+        vectors = mapper(torch.full_like(codes, part), codes).float()
+        unit = torch.nn.functional.normalize(vectors, dim=-1)
+        pairs = torch.triu_indices(k, k, offset=1, device=device)
+        medians[name] = round(float((unit[pairs[0]] * unit[pairs[1]]).sum(-1).median()), 4)
+    return medians
+
+
+def alike(similarity: dict[str, float | None]) -> dict[str, float]:
+    """The parts whose codes are not yet distinct (median cosine >= :data:`ALIKE`)."""
+    return {name: v for name, v in similarity.items() if v is not None and v >= ALIKE}
+
+
+def alike_warning(parts_alike: dict[str, float], step: int | None) -> str:
+    """One line telling which parts' codes still draw alike, and what to do."""
+    parts = ", ".join(f"{name} ({value:.3f})" for name, value in parts_alike.items())
+    when = f"After {step} steps the" if step is not None else "The"
+    return (
+        f"{when} codes of {parts} are not yet distinct (median cosine of "
+        f"their token vectors >= {ALIKE}): each of their codes draws about the same; fit "
+        "longer (`--resume --steps N`)."
+    )
