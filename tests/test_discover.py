@@ -278,7 +278,9 @@ def test_two_processes_extract_what_one_does(
     [
         (["--backend", "nope"], "Unknown discovery backend 'nope'"),
         (["--parts", "400"], "too few for 400 parts"),
-        (["--pretrained", "x"], "has no option pretrained"),
+        (["--option", "pretrained=x"], "has no option pretrained"),
+        (["--option", "nokey"], "expects KEY=VALUE"),
+        (["--option", 'position_weight="far"'], "takes a float"),
     ],
 )
 def test_discover_bad_input(
@@ -317,3 +319,45 @@ def test_a_toy_project_without_its_plugin_names_the_package(
     assert "'effnet-kmeans' comes with the plugin creaturekit-effnet" in message
     assert "pip install creaturekit-effnet" in message and message.count(". ") == 0
     assert (root / "discovery" / "result.json").read_bytes() == before
+
+
+def test_backend_options_are_found_through_the_class_hierarchy() -> None:
+    """A backend declares only the options it adds; every level's are its options."""
+    from creaturekit_hdbscan.backend import DinoHDBSCAN
+
+    base = DinoKMeans.option_defaults()
+    assert base["model"] == "facebook/dinov2-base" and base["position_weight"] == 1.0
+    found = DinoHDBSCAN.option_defaults()
+    assert found == base | {"min_cluster_size": 5, "sample": 20_000}
+    discoverer = DinoHDBSCAN(position_weight=0.25, sample=7)
+    assert discoverer.get_params() == found | {"position_weight": 0.25, "sample": 7}
+
+
+def test_any_backend_option_from_the_toml_and_the_command_line(
+    runner: CliRunner, project: Path, tiny_dino: Path
+) -> None:
+    from creaturekit.discovery.discover import make_discoverer
+    from creaturekit.project import open_project
+
+    proj = open_project(project)
+    proj.config.discover.options = {"position_weight": 0.5}
+    proj.save_config()
+    assert "position_weight = 0.5" in (project / "creaturekit.toml").read_text()
+    proj = open_project(project)  # read back from the file
+    assert make_discoverer(proj).position_weight == 0.5
+    assert make_discoverer(proj, position_weight=0.25).position_weight == 0.25  # flag wins
+    args = ["discover", "-C", str(project), "--model", str(tiny_dino), *OPTS, "--json"]
+    res = runner.invoke(app, [*args, "-o", "position_weight=0.3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["params"]["position_weight"] == 0.3
+    for bad, said in [
+        ({"colour_weight": 1.0}, "discover.options.colour_weight in creaturekit.toml is not"),
+        ({"parts": 3}, "set parts in [discover] itself"),
+        ({"position_weight": "far"}, "takes a float"),
+    ]:
+        proj.config.discover.options = bad
+        proj.save_config()
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1 and said in " ".join(res.stderr.split()), res.output
+    listed = runner.invoke(app, ["plugins", "--options", "dino-kmeans", "--json"])
+    assert json.loads(listed.stdout) == DinoKMeans.option_defaults()

@@ -81,6 +81,11 @@ class DiscoverSettings:
     subconcept_points: int = _opt(
         64, "Images per sub-concept centroid (a seeded sample) the sub-concepts learn from."
     )
+    options: dict[str, Any] = _opt(
+        {},
+        "Any other option of the backend, e.g. {position_weight = 0.5} (list them with "
+        "`creaturekit plugins --options NAME`).",
+    )
 
 
 @dataclass

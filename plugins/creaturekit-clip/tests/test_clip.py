@@ -60,7 +60,7 @@ def test_local_checkpoint_and_missing_one(tiny_clip: str, tmp_path: Path) -> Non
     save_file(model.state_dict(), str(tmp_path / "tiny.safetensors"))
     clip = ClipKMeans(tiny_clip, pretrained=str(tmp_path / "tiny.safetensors"), image_size=32)
     assert clip.extract(images(tmp_path / "img", 2)).shape == (2, 16, 32)
-    with pytest.raises(ModelNotFoundError, match="--pretrained PATH"):
+    with pytest.raises(ModelNotFoundError, match="--option pretrained=PATH"):
         ClipKMeans(tiny_clip, pretrained=str(tmp_path / "nope.pt"), image_size=32).extract(
             images(tmp_path / "img", 2)
         )

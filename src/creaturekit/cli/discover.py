@@ -28,6 +28,27 @@ def register(app: typer.Typer) -> None:
     app.command("discover")(handle_errors(discover))
 
 
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs as backend options; a VALUE is read as TOML (``0.5``,
+    ``true``, ``"text"``) and else taken as text (``-o pretrained=openai``)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise fail(f"--option expects KEY=VALUE (e.g. position_weight=0.5), got {pair!r}.")
+        try:
+            options[key] = tomllib.loads(f"value = {value.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            options[key] = value.strip()
+    return options
+
+
 def discover(
     backend: Annotated[
         str | None, typer.Option(help="Discovery backend (see `creaturekit plugins`).")
@@ -35,9 +56,16 @@ def discover(
     model: Annotated[
         str | None, typer.Option(help="Feature backbone: hub id or local folder.")
     ] = None,
-    pretrained: Annotated[
-        str | None,
-        typer.Option(help="Weights tag or file, for backends that take one (clip-kmeans)."),
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            metavar="KEY=VALUE",
+            help="Any other option of the backend (repeatable; values in TOML syntax, e.g. "
+            "-o position_weight=0.5 -o pretrained=openai); `creaturekit plugins --options "
+            "NAME` lists them.",
+        ),
     ] = None,
     parts: Annotated[int | None, typer.Option(help="Foreground parts M.", min=1)] = None,
     subconcepts: Annotated[
@@ -95,8 +123,8 @@ def discover(
         raise typer.Exit(launch(num_processes, worker_command_line(sys.argv[1:])))
     proj = open_cli_project(project)
     options = {
+        **parse_options(option or []),
         "model": model,
-        "pretrained": pretrained,
         "parts": parts,
         "subconcepts": subconcepts,
         "bg_subconcepts": bg_subconcepts,

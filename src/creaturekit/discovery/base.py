@@ -50,6 +50,7 @@ class Discoverer:
     """Base class of backends: subclasses set ``name`` and implement ``_load``/``_embed``."""
 
     name: ClassVar[str] = ""
+    default_model: ClassVar[str] = ""  # the backbone used when no model is given
     pixel_mean: ClassVar[tuple[float, float, float]] = IMAGENET_MEAN
     pixel_std: ClassVar[tuple[float, float, float]] = IMAGENET_STD
 
@@ -66,7 +67,7 @@ class Discoverer:
         position_weight: float = 1.0,
         device: str = "auto",
     ) -> None:
-        self.model = model
+        self.model = model or self.default_model
         self.parts = parts
         self.subconcepts = subconcepts
         self.bg_subconcepts = bg_subconcepts
@@ -101,10 +102,25 @@ class Discoverer:
 
     # -- options -------------------------------------------------------------------------
     @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every option with its default: the keyword parameters of this class's constructor
+        and of every class it extends, so a backend declares only the options it adds
+        (``def __init__(self, model="", *, extra=1, **options)``)."""
+        skip = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            init = klass.__dict__.get("__init__")
+            if klass is object or init is None:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind not in skip:
+                    found[p.name] = p.default
+        return found | {"model": cls.default_model}
+
+    @classmethod
     def param_names(cls) -> list[str]:
-        """The constructor's options (its config)."""
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        """The options (the discoverer's config), see :meth:`option_defaults`."""
+        return list(cls.option_defaults())
 
     def get_params(self) -> dict[str, Any]:
         """Options as passed to ``__init__``."""

@@ -19,31 +19,7 @@ class DinoKMeans(Discoverer):
     """DINO / DINOv2 patch features, k-means at every level (the reference method)."""
 
     name = "dino-kmeans"
-
-    def __init__(
-        self,
-        model: str = DEFAULT_MODEL,
-        *,
-        parts: int = 8,
-        subconcepts: int = 256,
-        bg_subconcepts: int = 256,
-        image_size: int = 224,
-        batch_size: int = 32,
-        seed: int = 42,
-        position_weight: float = 1.0,
-        device: str = "auto",
-    ) -> None:
-        super().__init__(
-            model,
-            parts=parts,
-            subconcepts=subconcepts,
-            bg_subconcepts=bg_subconcepts,
-            image_size=image_size,
-            batch_size=batch_size,
-            seed=seed,
-            position_weight=position_weight,
-            device=device,
-        )
+    default_model = DEFAULT_MODEL
 
     def feature_key(self) -> dict[str, Any]:
         from creaturekit.models import resolve_model

@@ -31,7 +31,8 @@ _SETTINGS = ("model", "parts", "subconcepts", "bg_subconcepts", "image_size", "b
 
 
 def make_discoverer(project: Project, backend: str | None = None, **options: Any) -> Discoverer:
-    """The backend's discoverer with options from flags, then ``[discover]``, then its defaults.
+    """The backend's discoverer with options from flags (and ``--option``), then
+    ``[discover.options]``, then ``[discover]``, then the backend's defaults.
 
     The configured ``model`` applies only to the configured backend, and only when it
     was changed from the stock default: otherwise each backend uses its own default.
@@ -42,9 +43,20 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
     if not (isinstance(cls, type) and issubclass(cls, Discoverer)):
         raise DiscoveryDataError(f"The backend {name!r} is not a creaturekit Discoverer.")
     known = set(cls.param_names())
+    listed = f"see `creaturekit plugins --options {name}`"
     unknown = sorted(k for k, v in options.items() if v is not None and k not in known)
     if unknown:
-        raise ConfigError(f"The backend {name!r} has no option {', '.join(unknown)}.")
+        raise ConfigError(f"The backend {name!r} has no option {', '.join(unknown)} ({listed}).")
+    table = dict(settings.options) if name == settings.backend else {}
+    for key in table:
+        where = f"discover.options.{key} in {C.CONFIG_NAME}"
+        if key in _SETTINGS:
+            raise ConfigError(f"{where}: set {key} in [discover] itself.")
+        if key not in known:
+            raise ConfigError(f"{where} is not an option of the backend {name!r} ({listed}).")
+    defaults = cls.option_defaults()
+    for key, value in [*table.items(), *options.items()]:
+        _check_option(key, value, defaults.get(key))
     merged = {k: getattr(settings, k) for k in _SETTINGS if k in known}
     if name != settings.backend or settings.model == DiscoverSettings().model:
         merged.pop("model", None)  # an unchanged default is the backend's own choice
@@ -56,8 +68,25 @@ def make_discoverer(project: Project, backend: str | None = None, **options: Any
         inner = project.root / given
         options["model"] = str(inner) if not Path(given).is_absolute() and inner.exists() else given
         trust_model_path(options["model"])
+    merged.update(table)
     merged.update({k: v for k, v in options.items() if v is not None})
     return cls(**merged)
+
+
+def _check_option(key: str, value: Any, default: Any) -> None:
+    """A backend option must have its default's type (a whole number is a number too)."""
+    if value is None or default is None:
+        return
+    numbers = (int, float)
+    kind = type(default)
+    fits = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))) or (
+        kind is float and isinstance(value, numbers) and not isinstance(value, bool)
+    )
+    if not fits:
+        raise ConfigError(
+            f"The discovery option {key} takes a {kind.__name__} (like its default "
+            f"{default!r}), got {value!r}."
+        )
 
 
 def project_scale(project: Project) -> Scale:

@@ -17,34 +17,12 @@ class ClipKMeans(Discoverer):
     """open_clip ViT patch tokens (after the final layer norm), k-means at every level."""
 
     name = "clip-kmeans"
+    default_model = "ViT-B-16"
     pixel_mean = OPENAI_MEAN
     pixel_std = OPENAI_STD
 
-    def __init__(
-        self,
-        model: str = "ViT-B-16",
-        *,
-        pretrained: str = "openai",
-        parts: int = 8,
-        subconcepts: int = 256,
-        bg_subconcepts: int = 256,
-        image_size: int = 224,
-        batch_size: int = 32,
-        seed: int = 42,
-        position_weight: float = 1.0,
-        device: str = "auto",
-    ) -> None:
-        super().__init__(
-            model,
-            parts=parts,
-            subconcepts=subconcepts,
-            bg_subconcepts=bg_subconcepts,
-            image_size=image_size,
-            batch_size=batch_size,
-            seed=seed,
-            position_weight=position_weight,
-            device=device,
-        )
+    def __init__(self, model: str = "", *, pretrained: str = "openai", **options: Any) -> None:
+        super().__init__(model, **options)
         self.pretrained = pretrained
 
     def feature_key(self) -> dict[str, Any]:
@@ -69,7 +47,7 @@ class ClipKMeans(Discoverer):
             raise ModelNotFoundError(
                 f"Could not load the open_clip model {self.model!r} with weights "
                 f"{self.pretrained!r} ({type(err).__name__}); pass a local checkpoint with "
-                "--pretrained PATH (downloads need a network connection)."
+                "--option pretrained=PATH (downloads need a network connection)."
             ) from err
         self._visual = net.visual.eval()
         self._visual.output_tokens = True

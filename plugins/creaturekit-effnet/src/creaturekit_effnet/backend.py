@@ -59,33 +59,17 @@ class EffnetKMeans(Discoverer):
     """EfficientNet-Lite0 multi-scale features + colour, k-means at every level."""
 
     name = "effnet-kmeans"
+    default_model = IMAGENET
 
     def __init__(
         self,
-        model: str = IMAGENET,
+        model: str = "",
         *,
-        parts: int = 8,
-        subconcepts: int = 256,
-        bg_subconcepts: int = 256,
-        image_size: int = 224,
-        batch_size: int = 32,
-        seed: int = 42,
-        position_weight: float = 1.0,
-        device: str = "auto",
         colour_weight: float = 0.5,
         grid_stride: int = 8,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            model,
-            parts=parts,
-            subconcepts=subconcepts,
-            bg_subconcepts=bg_subconcepts,
-            image_size=image_size,
-            batch_size=batch_size,
-            seed=seed,
-            position_weight=position_weight,
-            device=device,
-        )
+        super().__init__(model, **options)
         self.colour_weight = colour_weight
         self.grid_stride = grid_stride
 

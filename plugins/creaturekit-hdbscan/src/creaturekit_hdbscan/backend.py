@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from creaturekit.discovery.dino import DEFAULT_MODEL, DinoKMeans
+from creaturekit.discovery.dino import DinoKMeans
 from creaturekit.discovery.grouping import UNASSIGNED, Grouper
 from creaturekit.discovery.kmeans import assign, normalize
 
@@ -49,31 +51,9 @@ class DinoHDBSCAN(DinoKMeans):
     name = "dino-hdbscan"
 
     def __init__(
-        self,
-        model: str = DEFAULT_MODEL,
-        *,
-        parts: int = 8,
-        subconcepts: int = 256,
-        bg_subconcepts: int = 256,
-        image_size: int = 224,
-        batch_size: int = 32,
-        seed: int = 42,
-        position_weight: float = 1.0,
-        device: str = "auto",
-        min_cluster_size: int = 5,
-        sample: int = 20_000,
+        self, model: str = "", *, min_cluster_size: int = 5, sample: int = 20_000, **options: Any
     ) -> None:
-        super().__init__(
-            model,
-            parts=parts,
-            subconcepts=subconcepts,
-            bg_subconcepts=bg_subconcepts,
-            image_size=image_size,
-            batch_size=batch_size,
-            seed=seed,
-            position_weight=position_weight,
-            device=device,
-        )
+        super().__init__(model, **options)
         self.min_cluster_size = min_cluster_size
         self.sample = sample
 
