@@ -193,8 +193,8 @@ def parts_page(parts: list[PartView], samples: list[int]) -> Html:
         sections.append(
             markup(
                 '<section class="part" id="part{i}"><h2>{sw}Part {i}: <span class="name">{name}'
-                "</span>{bg}</h2>{rename}<p>{k} sub-concepts; covers {cov:.1%} of the "
-                "foreground, present in {pres:.0%} of the images.</p>{rows}</section>",
+                "</span>{bg}</h2>{rename}<p>{k} sub-concepts; holds {cov:.1%} of all image "
+                "patches, present in {pres:.0%} of the images.</p>{rows}</section>",
                 i=p.index,
                 sw=_swatch(p.colour),
                 name=p.name,
