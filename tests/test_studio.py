@@ -394,9 +394,12 @@ def test_runs_page_shows_eval_figures(client: TestClient, fitted: Path) -> None:
     folder = fitted / "eval" / "r1"
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"overall": {"novel_emr": 0.25, XSS: 1.0}}))
+    write_image(folder / "novel-best-000.png")
     try:
         page = client.get("/runs").text
         assert "0.250" in page and "novel_emr" in page and XSS not in page
+        assert 'src="/files/eval/r1/novel-best-000.png"' in page
+        assert client.get("/files/eval/r1/novel-best-000.png").status_code == 200
         (folder / "metrics.json").write_text("{")
         assert "damaged" in client.get("/runs").text.lower()
     finally:

@@ -144,4 +144,5 @@ def test_rename_pick_generate_and_find_it_in_history(live: tuple[str, Path], pag
     shoot(page, "history")
     page.goto(f"{base}/runs")
     assert page.locator("table.runs th").first.inner_text() == "run"
+    shoot(page, "runs")
     assert page.errors == []

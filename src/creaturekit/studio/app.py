@@ -178,6 +178,9 @@ class Studio:
                     "steps": steps,
                     "metrics": metrics,
                     "report": (self.project.eval_dir / name / REPORT_FILE).is_file(),
+                    "pictures": sorted(
+                        p.name for p in (self.project.eval_dir / name).glob("novel-best-*.png")
+                    ),
                     "eval_error": eval_error,
                     "mtime": run.path.stat().st_mtime,
                 }

@@ -421,10 +421,24 @@ def runs_page(runs: list[dict[str, Any]]) -> Html:
             table_row([r["state"], r["base_model"], r["steps"], report, *figures], [r["name"]])
         )
     head = join(markup("<th>{}</th>", h) for h in header)
+    best = join(
+        markup(
+            '<section><h3>{name}: best novel creatures of its evaluation</h3><div class="g">{pics}'
+            "</div></section>",
+            name=r["name"],
+            pics=join(
+                markup('<img src="{}" alt="{}">', url("files", "eval", r["name"], p), p)
+                for p in r["pictures"]
+            ),
+        )
+        for r in runs
+        if r["pictures"]
+    )
     return markup(
         '<h1>Runs</h1><table class="runs"><tr>{}</tr>{}</table>'
         '<p class="muted">Figures are the <code>overall</code> ones of <code>eval/RUN/metrics.json'
-        "</code>; the report has the rest.</p>",
+        "</code>; the report has the rest.</p>{}",
         head,
         join(rows),
+        best,
     )
