@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -333,3 +334,31 @@ def test_two_processes_with_accelerate(discovered: Path, tiny_sd: Path, tmp_path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3] and (run / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_a_checkpoint_becomes_a_run_to_mix(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
+    """``run_from_checkpoint``: the last checkpoint's run draws exactly what the finished run
+    draws; an earlier one is a run too; a missing step or a taken name is refused."""
+    import shutil
+
+    from creaturekit.generation.mix import mix
+    from creaturekit.progress import quiet
+    from creaturekit.training.fit import run_from_checkpoint
+
+    root = tmp_path / "proj"
+    shutil.copytree(discovered, root, ignore=shutil.ignore_patterns("runs"))
+    project = open_project(root)
+    with quiet():
+        tiny_trainer(project, tiny_sd, "r").fit()  # checkpoints at steps 2 and 4
+        run_from_checkpoint(project, "r", 4, "r-at-4")
+        early = run_from_checkpoint(project, "r", 2, "r-at-2")
+        asked = {"part0": [[1]], "part1": [[0]]}
+        fast = {"steps": 2, "size": 16, "write": False, "model": str(tiny_sd)}
+        final, again = (mix(project, asked, run=run, **fast) for run in ("r", "r-at-4"))
+        assert np.array_equal(np.asarray(final.images[0]), np.asarray(again.images[0]))
+        assert mix(project, asked, run="r-at-2", **fast).images
+    assert (early.path / "pytorch_lora_weights.safetensors").is_file()
+    with pytest.raises(CreatureKitError, match="no checkpoint of step 3"):
+        run_from_checkpoint(project, "r", 3, "x")
+    with pytest.raises(CreatureKitError, match="exists already"):
+        run_from_checkpoint(project, "r", 2, "r-at-2")

@@ -9,10 +9,11 @@ from typing import Any
 
 from creaturekit import constants as C
 from creaturekit.config import FitSettings
+from creaturekit.errors import CreatureKitError
 from creaturekit.models import project_model, trust_model_path
 from creaturekit.project import Project
 from creaturekit.training.fit_config import FitConfig, resolve_fit_config
-from creaturekit.training.run import CONFIG_FILE, run_folder
+from creaturekit.training.run import CONFIG_FILE, VOCAB_FILE, RunFolder, run_folder, write_lora
 from creaturekit.training.trainer import FitResult, Trainer
 
 
@@ -109,3 +110,37 @@ def worker_args(version: tuple[int, int] = sys.version_info[:2]) -> list[str]:
     if version >= (3, 11):
         return ["-P", "-m", "creaturekit"]
     return ["-c", _WITHOUT_CWD]
+
+
+def run_from_checkpoint(project: Project, run: str, step: int, name: str) -> RunFolder:
+    """A new run ``name`` holding ``run`` as it was at its checkpoint of ``step``, so an
+    earlier state can be mixed, evaluated and exported like a finished run."""
+    import shutil
+
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    from creaturekit.conditioning.mapper import TokenMapper
+    from creaturekit.training import checkpoint as ckpt
+    from creaturekit.training.objective import lora_config, lora_targets
+
+    source, target = run_folder(project, run), run_folder(project, name)
+    folder = source.checkpoints / ckpt.checkpoint_name(step)
+    if not folder.is_dir():
+        found = ", ".join(p.name for p in ckpt.list_checkpoints(source.checkpoints)) or "none"
+        raise CreatureKitError(f"The run {run!r} has no checkpoint of step {step} ({found}).")
+    info = source.info()
+    state = ckpt.read_checkpoint(folder, rank=0, lora=info.fit.rank > 0)
+    with project.lock("fit"):
+        target.check_new()
+        target.path.mkdir(parents=True, exist_ok=True)
+        for file in (CONFIG_FILE, VOCAB_FILE):
+            shutil.copyfile(source.path / file, target.path / file)
+        mapper = TokenMapper(TokenMapper.load(source.mapper).config)
+        mapper.load_state_dict(state.mapper)
+        mapper.save(target.mapper, extra={"base_model": info.base_model, "step": str(step)})
+        if state.lora is not None:
+            adapter = lora_config(
+                info.fit.rank, info.fit.lora_alpha, lora_targets(info.fit.lora_layers)
+            )
+            write_lora(target.lora, convert_state_dict_to_diffusers(state.lora), adapter)
+    return target

@@ -1,0 +1,84 @@
+"""Oracle accuracy on NOVEL combinations and code distinctness along a toy fit.
+
+    python benchmarks/fit_curve.py --project DIR --run RUN [--steps 250 500 1000 1500]
+        [--combinations 64] [--draw 0] [--sample-steps N] [--out FILE]
+
+Each listed checkpoint of RUN (fitted with checkpoints kept at those steps, e.g.
+``[fit] overrides = {checkpoint_every = 250, keep_checkpoints = 10}``) becomes a run
+``RUN-at-STEP`` (``creaturekit.training.fit.run_from_checkpoint``); each is scored like
+``benchmarks/mix_settings.py`` scores a run (the novel combinations ``eval`` draws, the
+project's mix settings, the toy oracle) and its parts' code distinctness (median cosine
+between a part's code vectors, ``creaturekit.training.distinctness``) is recorded. Prints a
+line per step and writes them as JSON to --out (default DIR/fit-curve.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from creaturekit import fsutil
+from creaturekit.errors import CreatureKitError
+from creaturekit.project import open_project
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmark scripts
+from mix_settings import score_settings
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--project", required=True, help="a toy project with a fitted run")
+    parser.add_argument("--run", required=True, help="the run whose checkpoints are scored")
+    parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 1000, 1500])
+    parser.add_argument("--combinations", type=int, default=64, help="novel combinations")
+    parser.add_argument("--draw", type=int, default=0, help="seed of the combination draw")
+    parser.add_argument("--sample-steps", type=int, help="denoising steps (default: mix.steps)")
+    parser.add_argument("--out", help="JSON file (default: DIR/fit-curve.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score every listed checkpoint; print a line each; write the JSON."""
+    from creaturekit.conditioning.mapper import TokenMapper
+    from creaturekit.training.distinctness import code_similarity
+    from creaturekit.training.fit import run_from_checkpoint
+    from creaturekit.training.run import run_folder
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    rows = []
+    try:
+        project = open_project(args.project)
+        mix = project.config.mix
+        for step in args.steps:
+            name = f"{args.run}-at-{step}"
+            folder = run_folder(project, name)
+            if not folder.mapper.is_file():
+                folder = run_from_checkpoint(project, args.run, step, name)
+            names = [p.name for p in folder.vocab().parts]
+            similarity = code_similarity(TokenMapper.load(folder.mapper), names)
+            (row,) = score_settings(
+                project,
+                name,
+                [(mix.guidance, mix.negative)],
+                combinations=args.combinations,
+                draw=args.draw,
+                steps=args.sample_steps,
+            )
+            rows.append({"step": step, **row, "code_similarity": similarity})
+            parts = ", ".join(f"{p} {100 * a:.0f}%" for p, a in row["per_part"].items())
+            alike = ", ".join(f"{p} {v:.3f}" for p, v in similarity.items() if v is not None)
+            print(f"step {step}: {100 * row['accuracy']:.1f}% ({parts}); cosine {alike}")
+    except CreatureKitError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else project.root / "fit-curve.json"
+    command = " ".join(["python benchmarks/fit_curve.py", *argv])
+    fsutil.write_json(out, {"command": command, "rows": rows})
+    print(f"\nWritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
