@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 LINTED := $(wildcard src tests tools benchmarks plugins)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean screenshots
 
 $(BIN)/.creaturekit-installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The studio's screenshots in docs/images/, taken by its browser test on (a copy of) the
+# demo project (needs chromium; runs the demo first if it is not there).
+screenshots: demo
+	CREATUREKIT_SCREENSHOTS=docs/images CREATUREKIT_STUDIO_PROJECT=$(DEMO_DIR) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_studio_browser.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

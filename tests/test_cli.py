@@ -17,7 +17,7 @@ from creaturekit.cli import app
 
 COMMANDS = [
     "init", "discover", "fit", "mix", "eval", "export", "import-run", "parts", "info", "plugins",
-    "demo",
+    "demo", "studio",
 ]  # fmt: skip
 
 

@@ -57,6 +57,14 @@ def describe_holder(holder: dict[str, Any]) -> str:
     )
 
 
+def lock_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds the lock file ``path`` now (its record), or None when it is free or stale."""
+    if not path.exists():
+        return None
+    holder = _read_holder(path)
+    return None if _is_stale(holder) else holder
+
+
 @contextlib.contextmanager
 def project_lock(path: Path, command: str) -> Iterator[None]:
     """Hold the lock file ``path`` for the duration of the block."""

@@ -24,7 +24,7 @@ from creaturekit.errors import (
     ProjectNotFoundError,
 )
 from creaturekit.images import ImageRecord, ImportReport, content_hash, import_images
-from creaturekit.lock import project_lock
+from creaturekit.lock import lock_holder, project_lock
 from creaturekit.paths import inside
 from creaturekit.sources import read_source
 
@@ -81,6 +81,10 @@ class Project:
     def lock(self, command: str) -> contextlib.AbstractContextManager[None]:
         """Hold the project lock while a mutating ``command`` runs."""
         return project_lock(self.root / C.LOCK_NAME, command)
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The command changing the project now (see :func:`creaturekit.lock.lock_holder`)."""
+        return lock_holder(self.root / C.LOCK_NAME)
 
     # -- images ----------------------------------------------------------------------
     def manifest(self) -> list[ImageRecord]:

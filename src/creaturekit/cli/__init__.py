@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from creaturekit.cli import demo, discover, eval, export, fit, info, init, mix, parts, plugins
+from creaturekit.cli import (
+    demo,
+    discover,
+    eval,
+    export,
+    fit,
+    info,
+    init,
+    mix,
+    parts,
+    plugins,
+    studio,
+)
 from creaturekit.cli.common import State
 from creaturekit.version import __version__
 
@@ -61,7 +73,7 @@ def _change_directory(ctx: typer.Context, directory: Path) -> None:
     ctx.call_on_close(lambda: os.chdir(previous))
 
 
-for module in (init, discover, fit, mix, eval, export, parts, info, plugins, demo):
+for module in (init, discover, fit, mix, eval, export, parts, info, plugins, demo, studio):
     module.register(app)
 
 

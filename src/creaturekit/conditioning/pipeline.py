@@ -6,7 +6,7 @@ becomes text-encoder embeddings; training samples and ``mix`` both go through it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,14 +83,19 @@ def generate(
     steps: int,
     guidance: float,
     negative: str,
+    on_step: Callable[[], None] | None = None,
 ) -> list[Image.Image]:
-    """One image per (prompt, codes, seed); the same seed gives the same image."""
+    """One image per (prompt, codes, seed); the same seed gives the same image.
+
+    ``on_step`` is called after every denoising step (progress; it may raise to stop).
+    """
     embeds = part_prompt_embeddings(
         pipe.text_encoder, pipe.tokenizer, part_token_ids, mapper, prompts, codes
     )
     negative_ids = tokenize(pipe.tokenizer, [negative])
     negative_embeds = pipe.text_encoder(negative_ids.to(pipe.text_encoder.device))[0]
     images = []
+    hook = None if on_step is None else _step_hook(on_step)
     for i, seed in enumerate(seeds):
         out = pipe(
             prompt_embeds=embeds[i : i + 1],
@@ -100,9 +105,20 @@ def generate(
             height=size,
             width=size,
             generator=torch.Generator().manual_seed(seed),
+            callback_on_step_end=hook,
         )
         images.append(out.images[0])
     return images
+
+
+def _step_hook(on_step: Callable[[], None]) -> Callable[..., dict[str, Any]]:
+    """``on_step`` as diffusers' ``callback_on_step_end`` (which must return its kwargs)."""
+
+    def hook(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        on_step()
+        return kwargs
+
+    return hook
 
 
 def contact_sheet(images: Sequence[Image.Image], columns: int = 4) -> Image.Image:

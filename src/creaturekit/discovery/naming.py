@@ -58,10 +58,15 @@ def set_part_name(project: Project, result: DiscoveryResult, index: int, name: s
 
 
 def name_part(project: Project, index: int, name: str) -> None:
-    """Name part ``index`` of the project's discovery result (see :func:`set_part_name`)."""
+    """``parts name``: name part ``index`` of the project's discovery result (see
+    :func:`set_part_name`), then rebuild ``discovery/report.html`` to show the new name."""
+    from creaturekit.discovery.report import refresh_page
     from creaturekit.discovery.result import read_result
 
-    set_part_name(project, read_result(project.discovery_dir), index, name)
+    result = read_result(project.discovery_dir)
+    with project.lock("parts"):
+        set_part_name(project, result, index, name)
+        refresh_page(project, result)
 
 
 def auto_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
@@ -88,7 +93,10 @@ def name_parts_by_keypoints(project: Project, result: DiscoveryResult) -> dict[i
     """Name the parts after :func:`auto_names` and save the settings; the names given."""
     names = auto_names(project, result)
     if names:
+        from creaturekit.discovery.report import refresh_page
+
         with project.lock("parts"):
             for index, name in names.items():
                 set_part_name(project, result, index, name)
+            refresh_page(project, result)
     return names

@@ -44,13 +44,14 @@ def _image(project: Project, row: dict[str, Any], size: int) -> Image.Image:
         return im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
 
 
-def _upsample(mask: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST))
+def _upsample(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The patch-grid ``mask`` at image ``size`` (width, height)."""
+    return np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST))
 
 
 def overlay(image: Image.Image, mask: np.ndarray, colours: np.ndarray) -> Image.Image:
-    """``image`` with each patch tinted by its part's colour (the background darkened)."""
-    labels = _upsample(mask, image.width)
+    """``image`` (any aspect) with each patch tinted by its part's colour."""
+    labels = _upsample(mask, image.size)
     tint = colours[np.minimum(labels, len(colours) - 1)]
     blended = 0.5 * np.asarray(image, np.float32) + 0.5 * tint
     return Image.fromarray(blended.clip(0, 255).astype(np.uint8))
@@ -64,20 +65,23 @@ def _sheet(tiles: list[Image.Image], per_row: int, size: int) -> Image.Image:
     return sheet
 
 
-def _crop(image: Image.Image, mask: np.ndarray, part: int) -> Image.Image:
-    """The part's bounding box in ``image`` (other parts dimmed), as a square thumbnail."""
-    labels = _upsample(mask, image.width) == part
+def part_crop(image: Image.Image, mask: np.ndarray, part: int) -> Image.Image:
+    """The part's bounding box in ``image`` (any aspect; other parts dimmed), uncropped
+    when the part is absent from the image."""
+    labels = _upsample(mask, image.size) == part
     ys, xs = np.nonzero(labels)
+    if not len(xs):
+        return image
     arr = np.asarray(image, np.float32) * np.where(labels, 1.0, 0.35)[..., None]
     dimmed = Image.fromarray(arr.astype(np.uint8))
-    pad = image.width // 16
+    pad = max(image.size) // 16
     box = (
         max(0, xs.min() - pad),
         max(0, ys.min() - pad),
         min(image.width, xs.max() + 1 + pad),
         min(image.height, ys.max() + 1 + pad),
     )
-    return dimmed.crop(box).resize((CROP, CROP), Image.Resampling.BICUBIC)
+    return dimmed.crop(box)
 
 
 def _gallery(project: Project, result: DiscoveryResult, part: int) -> Image.Image:
@@ -97,7 +101,10 @@ def _gallery(project: Project, result: DiscoveryResult, part: int) -> Image.Imag
         draw.text((4, y + CROP // 2 - 12), f"code {code}\n{len(idx)} img", fill="black")
         for c, i in enumerate(idx[:PER_ROW]):
             image = _image(project, result.codes[i], THUMB)
-            sheet.paste(_crop(image, result.masks[i], part), (label_w + c * (CROP + 4), y))
+            crop = part_crop(image, result.masks[i], part)
+            sheet.paste(
+                crop.resize((CROP, CROP), Image.Resampling.BICUBIC), (label_w + c * (CROP + 4), y)
+            )
     return sheet
 
 
@@ -119,6 +126,18 @@ def write_report(folder: Path, project: Project, result: DiscoveryResult) -> tup
         _gallery(project, result, p.index).save(pictures / f"part{p.index}.png")
     fsutil.write_text(folder / REPORT_HTML, render_html(project, result))
     return REPORT_DIR, REPORT_HTML
+
+
+def refresh_page(project: Project, result: DiscoveryResult) -> bool:
+    """Rewrite ``discovery/report.html`` with the current part names (its PNGs name none).
+
+    Returns False when the project has no report (discovery ran without one).
+    """
+    path = project.discovery_dir / REPORT_HTML
+    if not path.is_file():
+        return False
+    fsutil.write_text(path, render_html(project, result))
+    return True
 
 
 def render_html(project: Project, result: DiscoveryResult) -> str:

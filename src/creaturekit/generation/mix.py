@@ -8,7 +8,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,11 @@ from PIL import Image
 
 from creaturekit import fsutil
 from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, is_blank
+from creaturekit.config import Config
 from creaturekit.errors import CreatureKitError, StageMissingError
 from creaturekit.generation.requests import (
     PartRequest,
+    PartRequestError,
     Vocabulary,
     check_generation,
     compose_prompt,
@@ -165,6 +167,12 @@ class Mixer:
         self.mapper.to(self.pipe.device)
         self.base_model = base.ref.ref
 
+    def use_names(self, config: Config) -> None:
+        """Address parts by ``config``'s names (a part renamed while this mixer is loaded)."""
+        self.project.config = self.fitted.project.config = config
+        self.fitted.vocabulary = Vocabulary(self.fitted.vocab, config)
+        self.vocabulary = self.fitted.vocabulary
+
     def _check_mapper(self, vocab: RunVocab, width: int) -> None:
         """The mapper must fit the run's vocabulary and the base model's text encoder."""
         config = self.mapper.config
@@ -216,13 +224,23 @@ class Mixer:
         guidance: float | None = None,
         negative: str | None = None,
         size: int | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> Mix:
-        """Generate ``n`` images (seeds ``seed`` .. ``seed + n - 1``); nothing is written."""
+        """Generate ``n`` images (seeds ``seed`` .. ``seed + n - 1``); nothing is written.
+
+        ``on_step`` is called after every denoising step of every image (see ``generate``).
+        """
         settings = self.project.config.mix
         check_generation(seed=seed, n=n, steps=steps, guidance=guidance, size=size)
         text, requests = self.requests(parts, prompt)
         size = size or self.resolution
         steps = steps or settings.steps
+        limit = int(self.pipe.scheduler.config.num_train_timesteps)
+        if steps >= limit:  # the sampler would index past its noise schedule
+            raise PartRequestError(
+                f"--steps must be below {limit}, the number of noise levels of this run's "
+                f"base model; got {steps}."
+            )
         guidance = settings.guidance if guidance is None else guidance
         negative = settings.negative if negative is None else negative
         seeds = list(range(seed, seed + n))
@@ -238,6 +256,7 @@ class Mixer:
             steps=steps,
             guidance=guidance,
             negative=negative,
+            on_step=on_step,
         )
         records = [
             {
@@ -317,6 +336,7 @@ def mix(
     fill: bool = False,
     write: bool = True,
     model: str | None = None,
+    mixer: Mixer | None = None,
     **options: Any,
 ) -> Mix:
     """Compose creatures with a fitted run; write them to ``mixes/`` unless ``write`` is off.
@@ -328,10 +348,12 @@ def mix(
     ``combinations`` lists the requests themselves (``{name: codes}`` each), combination
     ``j`` seeded from ``seed + j * n``: different creatures, not a comparison. ``model``
     loads the run on another base model than the one it records (see :class:`Mixer`).
-    Every request is checked before any model is loaded.
+    Every request is checked before any model is loaded. A ``mixer`` already loaded (by
+    a long-lived process such as the studio) is used instead of loading ``run``;
+    ``on_step`` in ``options`` is called after every denoising step.
     """
-    check_generation(**{k: v for k, v in options.items() if k != "negative"})
-    fitted = FittedRun(project, run)
+    check_generation(**{k: v for k, v in options.items() if k not in ("negative", "on_step")})
+    fitted = FittedRun(project, run) if mixer is None else mixer.fitted
     if combinations is not None:
         if parts or like is not None or fill:
             raise CreatureKitError("Give either combinations or parts (with like, fill).")
@@ -349,7 +371,8 @@ def mix(
         combos, step = sweep(parts), 0
     for combo in combos:  # unknown parts and codes are refused before any model loads
         fitted.requests(combo, prompt)
-    mixer = Mixer(project, fitted, scheduler, model=model)
+    if mixer is None:
+        mixer = Mixer(project, fitted, scheduler, model=model)
     result = Mix(images=[], records=[])
     seed = int(options.pop("seed", 0))
     for j, combo in enumerate(track(combos, "Mixing creatures", total=len(combos))):
