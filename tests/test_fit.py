@@ -10,6 +10,7 @@ import torch
 
 from creaturekit.errors import CreatureKitError, ModelNotFoundError, StageMissingError
 from creaturekit.project import Project, open_project
+from creaturekit.training.distinctness import ALIKE
 from creaturekit.training.fit_config import PRESETS, resolve_fit_config
 from creaturekit.training.trainer import FitError
 from tests.helpers import failing_objective, tiny_trainer
@@ -156,7 +157,7 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     similarity = last["code_similarity"]  # how distinct each part's codes are (distinctness.py)
     assert set(similarity) == {"part0", "part1", "bg"}
     assert all(v is None or -1 <= v <= 1 for v in similarity.values())
-    alike = [name for name, v in similarity.items() if v is not None and v >= 0.99]
+    alike = [name for name, v in similarity.items() if v is not None and v >= ALIKE]
     assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.stderr

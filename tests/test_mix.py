@@ -16,6 +16,7 @@ from creaturekit.errors import CreatureKitError, StageMissingError
 from creaturekit.generation.mix import Mixer, mix, sweep
 from creaturekit.generation.requests import PartRequestError
 from creaturekit.project import open_project
+from creaturekit.training.distinctness import ALIKE
 from tests.helpers import GuardedRunner
 
 FAST = {"steps": 2, "size": 16}
@@ -257,7 +258,7 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert set(saved["seen"]["oracle"]["per_part"]) <= {"part0", "part1", "bg"}
     assert "nmi" in saved["discovery"] and "seen_oracle_accuracy" in saved["overall"]
     assert set(saved["code_similarity"]) == {"part0", "part1", "bg"}  # the run's own names
-    alike = [n for n, v in saved["code_similarity"].items() if v is not None and v >= 0.99]
+    alike = [n for n, v in saved["code_similarity"].items() if v is not None and v >= ALIKE]
     assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
