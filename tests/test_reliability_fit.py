@@ -168,14 +168,14 @@ def test_run_listings_skip_folders_that_are_not_runs(project: Path) -> None:
     from creaturekit.generation.mix import latest_run
     from creaturekit.summary import project_summary
     from creaturekit.training.fit_config import FitConfig
-    from creaturekit.training.run import RunFolder
+    from creaturekit.training.run import RunFolder, RunVocab
 
     proj = open_project(project)
     cache = proj.runs_dir / ".cache"
     cache.mkdir(parents=True)
     (cache / "mapper.safetensors").write_bytes(b"")  # not a run, whatever it holds
     (proj.runs_dir / "stray-folder").mkdir()
-    RunFolder(proj.runs_dir / "real").start(FitConfig(), {}, "toy")
+    RunFolder(proj.runs_dir / "real").start(FitConfig(), RunVocab("s", "h", "creature", []), "toy")
     assert project_summary(proj)["runs"] == ["real"]
     with pytest.raises(StageMissingError, match="no fitted run"):
         latest_run(proj)

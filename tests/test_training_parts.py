@@ -260,10 +260,10 @@ def test_attention_loss_off_skips_recording() -> None:
 def test_resume_check_reads_settings_an_older_run_lacks_as_defaults(tmp_path: Path) -> None:
     from creaturekit import fsutil
     from creaturekit.training.fit_config import FitConfig, config_dict
-    from creaturekit.training.run import CONFIG_FILE, RunFolder
+    from creaturekit.training.run import CONFIG_FILE, RunFolder, RunVocab
 
     run = RunFolder(tmp_path / "old")
-    run.start(FitConfig(), {}, "toy")
+    run.start(FitConfig(), RunVocab("s", "h", "creature", []), "toy")
     older = run.saved_config()
     del older["fit"]["lora_lr"]  # written before lora_lr existed
     fsutil.write_toml(run.path / CONFIG_FILE, older)
