@@ -77,3 +77,41 @@ def test_lock_released_on_error(tmp_path: Path, image_folder: Path) -> None:
     with pytest.raises(RuntimeError), project.lock("fit"):
         raise RuntimeError("boom")
     assert not (project.root / ".creaturekit.lock").exists()
+
+
+def test_threads_of_one_process_share_the_lock_until_the_last_one_ends(tmp_path: Path) -> None:
+    """The studio's worker writes a mix while a request thread renames a part: the lock
+    file stays until both are done (it used to go when the first one ended)."""
+    import threading
+
+    from creaturekit.lock import project_lock
+
+    lock = tmp_path / ".creaturekit.lock"
+    tmp_path.mkdir(exist_ok=True)
+    inside, leave = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with project_lock(lock, "mix"):
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=worker)
+    with project_lock(lock, "parts"):
+        thread.start()
+        assert inside.wait(10)
+    assert lock.is_file()  # the worker still holds it ...
+    other = subprocess.run(  # ... so another process is refused
+        [
+            sys.executable,
+            "-c",
+            "import sys; from creaturekit.lock import project_lock\n"
+            f"with project_lock(__import__('pathlib').Path({str(lock)!r}), 'fit'): pass",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert other.returncode == 1 and "being changed by `creaturekit parts`" in other.stderr
+    leave.set()
+    thread.join(10)
+    assert not lock.exists()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,9 +66,34 @@ def lock_holder(path: Path) -> dict[str, Any] | None:
     return None if _is_stale(holder) else holder
 
 
+_held: dict[tuple[int, str], int] = {}  # (pid, lock file) -> blocks of this process in it
+_held_guard = threading.Lock()
+
+
 @contextlib.contextmanager
 def project_lock(path: Path, command: str) -> Iterator[None]:
-    """Hold the lock file ``path`` for the duration of the block."""
+    """Hold the lock file ``path`` for the duration of the block.
+
+    Re-entrant within a process, threads included (the studio renames a part while its
+    worker writes a mix): the file is removed when the last block holding it ends.
+    """
+    key = (os.getpid(), os.path.abspath(path))  # a forked child holds nothing
+    with _held_guard:
+        if not _held.get(key):
+            _acquire(path, command)
+        _held[key] = _held.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
+                path.unlink(missing_ok=True)
+
+
+def _acquire(path: Path, command: str) -> None:
+    """Create the lock file ``path`` naming this process, or say who holds it."""
     record = {
         "command": command,
         "pid": os.getpid(),
@@ -85,14 +111,12 @@ def project_lock(path: Path, command: str) -> Iterator[None]:
             ) from None
         except FileExistsError:
             holder = _read_holder(path)
-            if (
+            ours = (
                 holder is not None
                 and holder.get("pid") == os.getpid()
-                and (holder.get("host") == socket.gethostname())
-            ):
-                yield  # re-entrant: this process already holds it
-                return
-            if _is_stale(holder):
+                and holder.get("host") == socket.gethostname()
+            )
+            if ours or _is_stale(holder):  # ours but held by no block: left over
                 with contextlib.suppress(PermissionError):  # then O_EXCL fails again: locked
                     path.unlink(missing_ok=True)
                 continue
@@ -103,10 +127,7 @@ def project_lock(path: Path, command: str) -> Iterator[None]:
             ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh)
-        break
-    else:  # pragma: no cover - another process raced us twice
-        raise ProjectLockedError(f"Could not take the project lock {path}; try again.")
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
+        return
+    raise ProjectLockedError(  # pragma: no cover - another process raced us twice
+        f"Could not take the project lock {path}; try again."
+    )

@@ -561,53 +561,57 @@ class Trainer:
         last: dict[str, float] = {}
         snapshot: tuple[Any, ...] | None = None
         progress = make_progress() if progress_enabled() and main else None
-        try:
-            if progress is not None:
-                progress.start()
-                task = progress.add_task("Fitting", total=cfg.steps, completed=step, status="")
-            while step < cfg.steps:
-                t0 = time.monotonic()
-                snapshot = self._rng_snapshot()
-                last, new_cursor = self._optimisation_step(cursor)
-                step, cursor, snapshot = step + 1, new_cursor, None
-                if main and (step % cfg.log_every == 0 or step == cfg.steps):
-                    row: dict[str, Any] = {
-                        "step": step,
-                        **last,
-                        "lr": cfg.lr,
-                        "lora_lr": cfg.lora_lr or cfg.lr,
-                        "seconds": round(time.monotonic() - t0, 4),
-                    }
-                    if step == cfg.steps:
-                        row["code_similarity"] = self._code_similarity(step)
-                    self.run.log(row)
-                if self._checkpoint_due(step):
-                    self._check_weights()
-                    self._save_checkpoint(step, cursor)
-                if (
-                    main
-                    and cfg.sample_every
-                    and (step % cfg.sample_every == 0 or step == cfg.steps)
-                ):
-                    self._samples(step)
+        several = self.accelerator.num_processes > 1
+        with _stop_after_the_step() if several else contextlib.nullcontext() as asked:
+            try:
                 if progress is not None:
-                    progress.update(task, completed=step, status=f"loss {last['loss']:.4f}")
-        except KeyboardInterrupt:
-            # Back to the state at the start of an unfinished step, so a resumed run
-            # replays that step exactly as an uninterrupted run would.
-            if snapshot is not None:
-                self._rng_restore(snapshot)
-            saved_to = self._save_checkpoint(step, cursor) if step > 0 else None
-            where = f"; checkpoint {saved_to.name} saved" if saved_to else ""
-            then = (
-                f"Continue with `{self.resume_command()}`."
-                if saved_to
-                else f"Start again with `{self.fit_command()}`."
-            )
-            raise FitInterrupted(f"Interrupted at step {step}{where}. {then}") from None
-        finally:
-            if progress is not None:
-                progress.stop()
+                    progress.start()
+                    task = progress.add_task("Fitting", total=cfg.steps, completed=step, status="")
+                while step < cfg.steps:
+                    t0 = time.monotonic()
+                    snapshot = self._rng_snapshot()
+                    last, new_cursor = self._optimisation_step(cursor)
+                    step, cursor, snapshot = step + 1, new_cursor, None
+                    if main and (step % cfg.log_every == 0 or step == cfg.steps):
+                        row: dict[str, Any] = {
+                            "step": step,
+                            **last,
+                            "lr": cfg.lr,
+                            "lora_lr": cfg.lora_lr or cfg.lr,
+                            "seconds": round(time.monotonic() - t0, 4),
+                        }
+                        if step == cfg.steps:
+                            row["code_similarity"] = self._code_similarity(step)
+                        self.run.log(row)
+                    if asked is not None and step < cfg.steps and self._stop_agreed(asked.is_set()):
+                        raise KeyboardInterrupt  # every process stops after this same step
+                    if self._checkpoint_due(step):
+                        self._check_weights()
+                        self._save_checkpoint(step, cursor)
+                    if (
+                        main
+                        and cfg.sample_every
+                        and (step % cfg.sample_every == 0 or step == cfg.steps)
+                    ):
+                        self._samples(step)
+                    if progress is not None:
+                        progress.update(task, completed=step, status=f"loss {last['loss']:.4f}")
+            except KeyboardInterrupt:
+                # Back to the state at the start of an unfinished step, so a resumed run
+                # replays that step exactly as an uninterrupted run would.
+                if snapshot is not None:
+                    self._rng_restore(snapshot)
+                saved_to = self._save_checkpoint(step, cursor) if step > 0 else None
+                where = f"; checkpoint {saved_to.name} saved" if saved_to else ""
+                then = (
+                    f"Continue with `{self.resume_command()}`."
+                    if saved_to
+                    else f"Start again with `{self.fit_command()}`."
+                )
+                raise FitInterrupted(f"Interrupted at step {step}{where}. {then}") from None
+            finally:
+                if progress is not None:
+                    progress.stop()
         if main:
             self._write_outputs(step)
         self.accelerator.wait_for_everyone()
@@ -617,6 +621,11 @@ class Trainer:
             loss=last.get("loss"),
             seconds=time.monotonic() - started,
         )
+
+    def _stop_agreed(self, asked: bool) -> bool:
+        """Whether any process was asked to stop: then all stop after this same step."""
+        flag = torch.tensor([int(asked)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item())
 
     def _checkpoint_due(self, step: int) -> bool:
         """Every ``checkpoint_every`` steps, at the end, or ``checkpoint_minutes`` after the
@@ -632,6 +641,29 @@ class Trainer:
             return late
         flag = torch.tensor([int(late and acc.is_main_process)], device=acc.device)
         return bool(acc.reduce(flag, reduction="sum").item())
+
+
+@contextlib.contextmanager
+def _stop_after_the_step() -> Iterator[threading.Event]:
+    """Within the block, Ctrl-C or SIGTERM only asks for a stop (a second one aborts): with
+    several processes a signal reaches each at another point of a step, so they agree at
+    the step's end (:meth:`Trainer._stop_agreed`) and all checkpoint the same step."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def ask(signum: int, frame: Any) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def separate_lora_lr(config: FitConfig) -> bool:
