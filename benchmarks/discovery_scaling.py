@@ -88,8 +88,7 @@ def run_one(n: int, workdir: Path) -> dict[str, Any]:
     from creaturekit.progress import quiet
 
     paths = write_images(workdir / "images", n)
-    cache = workdir / "features"
-    shutil.rmtree(cache, ignore_errors=True)
+    cache = Path(tempfile.mkdtemp(prefix="features-", dir=workdir))  # ours alone to remove
     disc = SyntheticBackbone(image_size=8, batch_size=64)
     start = time.perf_counter()
     with quiet():
