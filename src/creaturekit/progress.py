@@ -68,3 +68,8 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             bar.advance(task)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, shown even under ``quiet``."""
+    stderr_console.print(f"Warning: {message}", highlight=False, markup=False, soft_wrap=True)

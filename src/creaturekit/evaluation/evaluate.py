@@ -21,7 +21,7 @@ from creaturekit.evaluation.reference import Reference, find_reference
 from creaturekit.generation.mix import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
-from creaturekit.progress import stderr_console, track
+from creaturekit.progress import track, warn
 from creaturekit.project import Project
 from creaturekit.version import __version__
 
@@ -70,7 +70,7 @@ class RunCreatures:
         if parts_alike := alike(similarity):
             step = fsutil.safetensors_metadata(self.mixer.run.mapper).get("step", "")
             message = alike_warning(parts_alike, int(step) if step.isdigit() else None)
-            stderr_console.print(f"Warning: {message}", highlight=False, markup=False)
+            warn(message)
         return similarity
 
 

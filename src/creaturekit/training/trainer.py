@@ -33,7 +33,7 @@ from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, tokenize
 from creaturekit.conditioning.tokens import add_part_tokens, part_token
 from creaturekit.errors import CreatureKitError, DamagedFileError, StageMissingError
-from creaturekit.progress import make_progress, progress_enabled, stderr_console
+from creaturekit.progress import make_progress, progress_enabled, stderr_console, warn
 from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
 from creaturekit.training.attention import install_attention_recorder
@@ -401,7 +401,7 @@ class Trainer:
         if acc.is_main_process:
             for folder in damaged:
                 aside = ckpt.set_aside(folder)
-                _warn(
+                warn(
                     f"checkpoint {folder.name} of run {self.run.path.name!r} is damaged or "
                     f"incomplete; it was set aside as checkpoints/{aside.name}. Resuming "
                     f"from {found.path.name} instead."
@@ -440,7 +440,7 @@ class Trainer:
         names = [p.name for p in self.run_vocab().parts]
         similarity = code_similarity(self.accelerator.unwrap_model(self.mapper), names)
         if parts_alike := alike(similarity):
-            _warn(alike_warning(parts_alike, step))
+            warn(alike_warning(parts_alike, step))
         return similarity
 
     def _write_outputs(self, step: int) -> None:
@@ -709,8 +709,3 @@ def _say(message: str) -> None:
     """A note on stderr (not under ``quiet``)."""
     if progress_enabled():
         stderr_console.print(message, highlight=False, markup=False, soft_wrap=True)
-
-
-def _warn(message: str) -> None:
-    """A warning on stderr, shown even under ``quiet``."""
-    stderr_console.print(f"Warning: {message}", highlight=False, markup=False, soft_wrap=True)
