@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from creaturekit.project import open_project
 from tests.helpers import TINY_MIX_FIT, GuardedRunner, write_image
-from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline
+from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline, save_tiny_sdxl_pipeline
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,3 +92,9 @@ def fitted_copy(fitted_project: Path, tmp_path: Path) -> Path:
 def fitted(fitted_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of ``fitted_project`` shared by one test module."""
     return Path(shutil.copytree(fitted_project, tmp_path_factory.mktemp("mix") / "proj"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A StableDiffusionXLPipeline folder of tiny random components (two text encoders)."""
+    return save_tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny-sdxl"))

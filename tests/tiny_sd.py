@@ -100,6 +100,71 @@ def save_tiny_pipeline(folder: Any) -> Any:
     return folder
 
 
+def tiny_sdxl_unet(cross_dim: int = 80, pooled_dim: int = 48) -> Any:
+    """A 3-level SDXL-shaped UNet: no cross-attention at the top level, two transformer
+    blocks at the lowest, and SDXL's "text_time" addition embedding (pooled text + sizes)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2),
+        layers_per_block=2,
+        cross_attention_dim=cross_dim,
+        attention_head_dim=(2, 4, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + pooled_dim,
+        norm_num_groups=8,
+    )
+
+
+def save_tiny_sdxl_pipeline(folder: Any) -> Any:
+    """A complete StableDiffusionXLPipeline folder of tiny random components: CLIP-L-like
+    (32 wide) and OpenCLIP-G-like (48 wide, with projection) text encoders of different
+    widths, so a mix-up of the two shows."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    tokenizer, text_encoder = tiny_text_stack(32)
+    tokenizer_2, _ = tiny_text_stack(32)
+    tokenizer_2.pad_token = "!"  # as SDXL's second tokenizer
+    torch.manual_seed(1)
+    text_encoder_2 = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer_2),
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            projection_dim=48,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer_2.bos_token_id,
+            eos_token_id=tokenizer_2.eos_token_id,
+            pad_token_id=tokenizer_2.pad_token_id,
+        )
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=tiny_vae(),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=tiny_sdxl_unet(),
+        scheduler=EulerDiscreteScheduler(
+            num_train_timesteps=100, beta_schedule="scaled_linear", steps_offset=1
+        ),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
 def discovered_toy_project(root: Any) -> Any:
     """A 5-species toy project in ``root`` with an effnet-kmeans discovery (2 parts, K=2)."""
     from creaturekit.discovery.discover import discover
