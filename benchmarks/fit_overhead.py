@@ -78,8 +78,8 @@ def run(model: str, variant: str) -> dict[str, float]:
     from diffusers import DDPMScheduler
 
     from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
-    from creaturekit.conditioning.pipeline import tokenize
-    from creaturekit.conditioning.tokens import add_part_tokens, part_token
+    from creaturekit.conditioning.text import TextConditioning
+    from creaturekit.conditioning.tokens import part_token, tokenize
     from creaturekit.training.attention import install_attention_recorder
     from creaturekit.training.objective import Objective, add_lora
 
@@ -106,18 +106,19 @@ def run(model: str, variant: str) -> dict[str, float]:
             optimizer.step()
             optimizer.zero_grad()
     else:
-        token_ids = add_part_tokens(tok, enc, 9)
+        conditioning = TextConditioning("sd", [tok], [enc])
+        conditioning.add_part_tokens(9)
         mapper = TokenMapper(MapperConfig(num_codes=(256,) * 9, dim=768, depth=3))
         store = install_attention_recorder(unet, resolution=latent // 2)
-        objective = Objective(enc, unet, scheduler, mapper, token_ids, store, 0.01, 5.0)
+        objective = Objective(conditioning, unet, scheduler, mapper, store, 0.01, 5.0)
         optimizer = torch.optim.AdamW([*lora, *mapper.parameters()], lr=1e-4)
         prompt = "a photo of a " + " ".join(part_token(i) for i in range(9)) + " bird"
-        ids = tokenize(tok, [prompt] * BATCH)
+        captions = [prompt] * BATCH
         codes = [list(range(9))] * BATCH
         masks = torch.randint(0, 9, (BATCH, 16, 16))
 
         def step() -> None:
-            loss, _ = objective(latents, ids, codes, masks)
+            loss, _ = objective(latents, captions, codes, masks)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()

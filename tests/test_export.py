@@ -137,7 +137,7 @@ def test_a1111_embeddings_in_diffusers_need_their_tokens(fitted: Path, tiny_sd: 
     prompt embeddings; without ``token=`` every file would become the token ``emb_params``."""
     from diffusers import StableDiffusionPipeline
 
-    from creaturekit.conditioning.pipeline import tokenize
+    from creaturekit.conditioning.tokens import tokenize
 
     project = open_project(fitted)
     a1111 = export_run(project, "a1111", run="r1", out=fitted.parent / "a1111-tokens")

@@ -244,7 +244,7 @@ def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny
 
     from creaturekit.conditioning.mapper import TokenMapper
     from creaturekit.conditioning.pipeline import part_prompt_embeddings
-    from creaturekit.conditioning.tokens import add_part_tokens
+    from creaturekit.conditioning.text import TextConditioning
     from creaturekit.progress import quiet
 
     project = open_project(discovered)
@@ -256,24 +256,12 @@ def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny
     run = project.runs_dir / "samples"
     assert (run / "samples" / "step-000002.png").is_file()
     prompt, codes = ["a photo of a <part_0> <part_1> creature"], [[1, 0]]
-    trained = part_prompt_embeddings(
-        trainer.base.text_encoder,
-        trainer.base.tokenizer,
-        trainer.token_ids,
-        trainer.mapper,
-        prompt,
-        codes,
-    )
+    trained = part_prompt_embeddings(trainer.conditioning, trainer.mapper, prompt, codes).hidden
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
-    ids = add_part_tokens(pipe.tokenizer, pipe.text_encoder, len(trainer.result.parts))
-    fresh = part_prompt_embeddings(
-        pipe.text_encoder,
-        pipe.tokenizer,
-        ids,
-        TokenMapper.load(run / "mapper.safetensors"),
-        prompt,
-        codes,
-    )
+    conditioning = TextConditioning("sd", [pipe.tokenizer], [pipe.text_encoder])
+    ids = conditioning.add_part_tokens(len(trainer.result.parts))
+    mapper = TokenMapper.load(run / "mapper.safetensors")
+    fresh = part_prompt_embeddings(conditioning, mapper, prompt, codes).hidden
     assert ids == trainer.token_ids and torch.equal(trained, fresh)
 
 

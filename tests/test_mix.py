@@ -143,7 +143,8 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from creaturekit.conditioning.pipeline import part_prompt_embeddings, tokenize
+    from creaturekit.conditioning.pipeline import part_prompt_embeddings
+    from creaturekit.conditioning.tokens import tokenize
     from creaturekit.generation.export import export_run
 
     project = open_project(fitted)
@@ -152,13 +153,8 @@ def test_export_round_trip_diffusers(fitted: Path, tiny_sd: Path) -> None:
     mixer = Mixer(project)
     text, requests = mixer.requests({"part0": [1], "bg": [0]})
     ours = part_prompt_embeddings(
-        mixer.pipe.text_encoder,
-        mixer.pipe.tokenizer,
-        mixer.token_ids,
-        mixer.mapper,
-        [text],
-        [[r.code for r in requests]],
-    )
+        mixer.conditioning, mixer.mapper, [text], [[r.code for r in requests]]
+    ).hidden
     plain = StableDiffusionPipeline.from_pretrained(
         tiny_sd, safety_checker=None, requires_safety_checker=False
     )

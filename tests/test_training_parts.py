@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
-from creaturekit.conditioning.tokens import add_part_tokens, encode_with_parts, part_token
+from creaturekit.conditioning.text import TextConditioning
+from creaturekit.conditioning.tokens import add_part_tokens, part_token
 from creaturekit.errors import CreatureKitError
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.losses import (
@@ -66,23 +67,22 @@ def test_part_tokens_are_single_new_tokens_and_idempotent() -> None:
 
 def test_encode_with_parts_swaps_only_part_positions() -> None:
     tokenizer, encoder = tiny_text_stack()
-    ids = add_part_tokens(tokenizer, encoder, 3)
+    tokenizer.model_max_length = 16
+    conditioning = TextConditioning("sd", [tokenizer], [encoder])
+    conditioning.add_part_tokens(3)
     mapper = TokenMapper(MapperConfig(num_codes=(4, 4, 4), dim=32, depth=2))
     prompts = [f"a {part_token(0)} {part_token(2)} bird", f"{part_token(1)} {part_token(1)}"]
-    input_ids = tokenizer(
-        prompts, padding="max_length", max_length=16, return_tensors="pt"
-    ).input_ids
-    hidden, found = encode_with_parts(encoder, input_ids, ids, [[1, 3], [0, 2]], mapper)
-    assert found == [[(2, 0), (3, 2)], [(1, 1), (2, 1)]]
-    assert hidden.shape == (2, 16, 32)
-    other, _ = encode_with_parts(encoder, input_ids, ids, [[1, 0], [0, 2]], mapper)
-    assert not torch.allclose(hidden[0], other[0])  # code changed -> embedding changed
-    assert torch.allclose(hidden[1], other[1])
-    loss = hidden.sum()
+    embeds = conditioning.encode(prompts, [[1, 3], [0, 2]], mapper)
+    assert embeds.found == [[(2, 0), (3, 2)], [(1, 1), (2, 1)]]
+    assert embeds.hidden.shape == (2, 16, 32) and embeds.pooled is None
+    other = conditioning.encode(prompts, [[1, 0], [0, 2]], mapper).hidden
+    assert not torch.allclose(embeds.hidden[0], other[0])  # code changed -> embedding changed
+    assert torch.allclose(embeds.hidden[1], other[1])
+    loss = embeds.hidden.sum()
     loss.backward()
     assert mapper.code_embedding.weight.grad is not None
     with pytest.raises(CreatureKitError, match="part tokens but"):
-        encode_with_parts(encoder, input_ids, ids, [[1], [0, 2]], mapper)
+        conditioning.encode(prompts, [[1], [0, 2]], mapper)
 
 
 def test_recorder_keeps_only_the_chosen_resolution() -> None:
@@ -170,32 +170,31 @@ def test_training_captions_shuffle_and_template() -> None:
     )
 
 
-def _objective(attn_weight: float) -> tuple[object, list[torch.nn.Parameter], torch.Tensor]:
+def _objective(attn_weight: float) -> tuple[object, list[torch.nn.Parameter], list[str]]:
     from diffusers import DDPMScheduler
 
     from creaturekit.training.objective import Objective, add_lora
 
     tokenizer, encoder = tiny_text_stack()
+    tokenizer.model_max_length = 8
     encoder.requires_grad_(False)
-    ids = add_part_tokens(tokenizer, encoder, 3)
+    conditioning = TextConditioning("sd", [tokenizer], [encoder])
+    conditioning.add_part_tokens(3)
     unet = tiny_unet()
     lora = add_lora(unet, rank=4)
     store = install_attention_recorder(unet, resolution=8)
     mapper = TokenMapper(MapperConfig(num_codes=(2, 2, 2), dim=32, depth=2))
     objective = Objective(
-        encoder,
+        conditioning,
         unet,
         DDPMScheduler(num_train_timesteps=100),
         mapper,
-        ids,
         store,
         attn_weight=attn_weight,
+        resolution=16,
     )
     prompts = [f"{part_token(0)} {part_token(1)} {part_token(2)}"] * 4
-    input_ids = tokenizer(
-        prompts, padding="max_length", max_length=8, return_tensors="pt"
-    ).input_ids
-    return objective, [*lora, *mapper.parameters()], input_ids
+    return objective, [*lora, *mapper.parameters()], prompts
 
 
 def test_lora_targets_only_attention_projections() -> None:
@@ -212,7 +211,7 @@ def test_lora_targets_only_attention_projections() -> None:
 
 def test_loss_decreases_on_a_tiny_set() -> None:
     torch.manual_seed(0)
-    objective, params, input_ids = _objective(attn_weight=0.01)
+    objective, params, prompts = _objective(attn_weight=0.01)
     latents = torch.randn(4, 4, 8, 8)
     codes = [[0, 1, 0], [1, 0, 1], [0, 0, 1], [1, 1, 0]]
     masks = torch.zeros(4, 4, 4, dtype=torch.long)
@@ -223,7 +222,7 @@ def test_loss_decreases_on_a_tiny_set() -> None:
         with torch.no_grad():
             return objective(
                 latents,
-                input_ids,
+                prompts,
                 codes,
                 masks,  # type: ignore[operator]
                 torch.Generator().manual_seed(123),
@@ -234,7 +233,7 @@ def test_loss_decreases_on_a_tiny_set() -> None:
     for step in range(12):
         loss, logs = objective(
             latents,
-            input_ids,
+            prompts,
             codes,
             masks,  # type: ignore[operator]
             torch.Generator().manual_seed(step),
@@ -247,10 +246,10 @@ def test_loss_decreases_on_a_tiny_set() -> None:
 
 
 def test_attention_loss_off_skips_recording() -> None:
-    objective, _, input_ids = _objective(attn_weight=0.0)
+    objective, _, prompts = _objective(attn_weight=0.0)
     _, logs = objective(
         torch.randn(4, 4, 8, 8),
-        input_ids,
+        prompts,
         [[0, 0, 0]] * 4,  # type: ignore[operator]
         torch.zeros(4, 4, 4, dtype=torch.long),
     )

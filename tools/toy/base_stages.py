@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from creaturekit import fsutil
-from creaturekit.conditioning.pipeline import build_pipeline, tokenize
+from creaturekit.conditioning.pipeline import build_pipeline
+from creaturekit.conditioning.tokens import tokenize
 from creaturekit.errors import StageMissingError
 from creaturekit.progress import track
 from creaturekit.toy.oracle import (

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
 
 def fit(
     preset: Annotated[
-        str | None, typer.Option(help="Hyper-parameter preset: sd15 (reference) or toy (CPU).")
+        str | None,
+        typer.Option(help="Hyper-parameter preset: sd15 (reference), sdxl or toy (CPU)."),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="Base model: preset name, hub id or local folder.")

@@ -3,7 +3,8 @@
 ``embedding = projector(code_embedding[part, code] + part_embedding[part])``. Each part
 has ``K_part + 1`` code rows; the last one means "absent". The mapper's shape lives in
 its config, saved as safetensors metadata beside the weights, so a mapper is never
-loaded with the wrong projector depth.
+loaded with the wrong projector depth. For a base model with two text encoders (SDXL)
+one vector holds both encoders' embeddings side by side (``split`` gives their widths).
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ class MapperConfig:
     """Everything needed to rebuild a :class:`TokenMapper` (its constructor arguments)."""
 
     num_codes: tuple[int, ...]  # K per part, background included
-    dim: int  # text encoder width (768 for SD 1.5)
+    dim: int  # text encoder width (768 for SD 1.5; the sum of both for SDXL)
     depth: int = 3  # Linear layers in the projector (ReLU between them)
+    split: tuple[int, ...] = ()  # per-encoder widths (sum == dim); () for one encoder
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The width of each text encoder's share of a vector."""
+        return self.split or (self.dim,)
 
 
 class TokenMapper(nn.Module):
@@ -36,6 +43,8 @@ class TokenMapper(nn.Module):
         super().__init__()
         if config.depth < 1:
             raise ValueError("The projector needs at least one layer.")
+        if sum(config.widths) != config.dim:
+            raise ValueError(f"The split {config.split} does not add up to the width {config.dim}.")
         self.config = config
         rows = [k + 1 for k in config.num_codes]  # + "absent"
         self.register_buffer("offsets", torch.tensor([0, *rows[:-1]]).cumsum(0), persistent=False)
@@ -93,6 +102,7 @@ class TokenMapper(nn.Module):
                 num_codes=tuple(int(k) for k in raw["num_codes"]),
                 dim=int(raw["dim"]),
                 depth=int(raw["depth"]),
+                split=tuple(int(w) for w in raw.get("split", ())),
             )
             mapper = cls(config)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:

@@ -1,7 +1,8 @@
 """Images from part codes: prompt embeddings with the mapper, then a diffusers pipeline.
 
 :func:`part_prompt_embeddings` is the one place a prompt with (part, code) occurrences
-becomes text-encoder embeddings; training samples and ``mix`` both go through it.
+becomes the pipeline's embeddings; training samples, ``mix`` and the exports' checks all
+go through it (via :class:`~creaturekit.conditioning.text.TextConditioning`).
 """
 
 from __future__ import annotations
@@ -14,58 +15,42 @@ import torch
 from PIL import Image
 
 from creaturekit.conditioning import SCHEDULERS
+from creaturekit.conditioning.base_model import BaseModel
 from creaturekit.conditioning.mapper import TokenMapper
-from creaturekit.conditioning.tokens import encode_with_parts
+from creaturekit.conditioning.text import PromptEmbeddings, TextConditioning
 from creaturekit.errors import CreatureKitError
 
-
-def tokenize(tokenizer: Any, prompts: Sequence[str]) -> torch.Tensor:
-    """Token ids padded to the tokenizer's maximum length (77 for CLIP)."""
-    return tokenizer(
-        list(prompts),
-        padding="max_length",
-        truncation=True,
-        max_length=tokenizer.model_max_length,
-        return_tensors="pt",
-    ).input_ids
+#: The diffusers text-to-image pipeline class of each base-model family.
+PIPELINES = {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
 
 
 @torch.no_grad()
 def part_prompt_embeddings(
-    text_encoder: Any,
-    tokenizer: Any,
-    part_token_ids: Sequence[int],
+    conditioning: TextConditioning,
     mapper: TokenMapper,
     prompts: Sequence[str],
     codes: Sequence[Sequence[int]],
-) -> torch.Tensor:
-    """Text-encoder hidden states of prompts whose part tokens carry ``codes``."""
-    hidden, _ = encode_with_parts(
-        text_encoder, tokenize(tokenizer, prompts), part_token_ids, codes, mapper
-    )
-    return hidden
+) -> PromptEmbeddings:
+    """Text embeddings of prompts whose part tokens carry ``codes``."""
+    return conditioning.encode(prompts, codes, mapper)
 
 
-def build_pipeline(base: Any, scheduler: str = "ddim") -> Any:
-    """A ``StableDiffusionPipeline`` sharing ``base``'s modules, with the named sampler."""
+def build_pipeline(base: BaseModel, scheduler: str = "ddim") -> Any:
+    """The family's diffusers pipeline sharing ``base``'s modules, with the named sampler."""
     import diffusers
-    from diffusers import StableDiffusionPipeline
 
     if scheduler not in SCHEDULERS:
         raise CreatureKitError(
             f"Unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}."
         )
     sampler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(base.scheduler.config)
-    pipe: Any = StableDiffusionPipeline(
-        vae=base.vae,
-        text_encoder=base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=base.unet,
-        scheduler=sampler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    modules: dict[str, Any] = {"vae": base.vae, "unet": base.unet, "scheduler": sampler}
+    for i, (tokenizer, encoder) in enumerate(zip(base.tokenizers, base.text_encoders, strict=True)):
+        suffix = f"_{i + 1}" if i else ""
+        modules[f"tokenizer{suffix}"], modules[f"text_encoder{suffix}"] = tokenizer, encoder
+    if base.family == "sd":
+        modules.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe: Any = getattr(diffusers, PIPELINES[base.family])(**modules)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -73,8 +58,8 @@ def build_pipeline(base: Any, scheduler: str = "ddim") -> Any:
 @torch.no_grad()
 def generate(
     pipe: Any,
+    conditioning: TextConditioning,
     mapper: TokenMapper,
-    part_token_ids: Sequence[int],
     prompts: Sequence[str],
     codes: Sequence[Sequence[int]],
     seeds: Sequence[int],
@@ -89,17 +74,21 @@ def generate(
 
     ``on_step`` is called after every denoising step (progress; it may raise to stop).
     """
-    embeds = part_prompt_embeddings(
-        pipe.text_encoder, pipe.tokenizer, part_token_ids, mapper, prompts, codes
-    )
-    negative_ids = tokenize(pipe.tokenizer, [negative])
-    negative_embeds = pipe.text_encoder(negative_ids.to(pipe.text_encoder.device))[0]
+    embeds = part_prompt_embeddings(conditioning, mapper, prompts, codes)
+    negative_embeds = conditioning.negative(negative, 1)
     images = []
     hook = None if on_step is None else _step_hook(on_step)
     for i, seed in enumerate(seeds):
+        pooled = {}
+        if embeds.pooled is not None:
+            pooled = {
+                "pooled_prompt_embeds": embeds.pooled[i : i + 1],
+                "negative_pooled_prompt_embeds": negative_embeds.pooled,
+            }
         out = pipe(
-            prompt_embeds=embeds[i : i + 1],
-            negative_prompt_embeds=negative_embeds,
+            prompt_embeds=embeds.hidden[i : i + 1],
+            negative_prompt_embeds=negative_embeds.hidden,
+            **pooled,
             num_inference_steps=steps,
             guidance_scale=guidance,
             height=size,

@@ -1,10 +1,11 @@
-"""Part tokens in the tokenizer, and prompt encoding with mapper embeddings swapped in.
+"""Part tokens in a tokenizer, and the swap of their input embeddings.
 
 Each part gets one pseudo-word (``<part_0>``, ...). When a prompt is encoded, the input
 embedding of every part-token occurrence is replaced by the mapper's vector for the
-(part, code) requested there, before the frozen text transformer runs. The swap is a
-forward hook on the encoder's input-embedding layer, so it works for any text encoder
-that exposes ``get_input_embeddings()`` (CLIP in SD 1.x, OpenCLIP-H in SD 2.x).
+(part, code) requested there, before the frozen text transformer runs
+(:mod:`creaturekit.conditioning.text`). The swap is a forward hook on the encoder's
+input-embedding layer, so it works for any text encoder that exposes
+``get_input_embeddings()`` (CLIP in SD 1.x, OpenCLIP in SD 2.x and SDXL).
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ from typing import Any
 
 import torch
 
-from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
 
 PART_TOKEN = "<part_{}>"
+
+
+def tokenize(tokenizer: Any, prompts: Sequence[str]) -> torch.Tensor:
+    """Token ids padded to the tokenizer's maximum length (77 for CLIP)."""
+    return tokenizer(
+        list(prompts),
+        padding="max_length",
+        truncation=True,
+        max_length=tokenizer.model_max_length,
+        return_tensors="pt",
+    ).input_ids
 
 
 def part_token(part: int) -> str:
@@ -80,38 +91,3 @@ def swapped_embeddings(
         yield
     finally:
         handle.remove()
-
-
-def encode_with_parts(
-    text_encoder: Any,
-    input_ids: torch.Tensor,
-    part_token_ids: Sequence[int],
-    codes: Sequence[Sequence[int]],
-    mapper: TokenMapper,
-) -> tuple[torch.Tensor, list[list[tuple[int, int]]]]:
-    """Encode ``input_ids`` with each part token's embedding computed by ``mapper``.
-
-    ``codes[b]`` lists the code of each part-token occurrence of prompt ``b`` in order
-    (a part may occur twice, e.g. to blend two sub-concepts). Returns the encoder's
-    hidden states and the located (position, part) occurrences.
-    """
-    found = locate_part_tokens(input_ids, part_token_ids)
-    parts, flat_codes = [], []
-    where = torch.zeros(input_ids.shape, dtype=torch.bool)
-    for b, occurrences in enumerate(found):
-        if len(occurrences) != len(codes[b]):
-            raise CreatureKitError(
-                f"Prompt {b} has {len(occurrences)} part tokens but {len(codes[b])} codes."
-            )
-        for (pos, part), code in zip(occurrences, codes[b], strict=True):
-            where[b, pos] = True
-            parts.append(part)
-            flat_codes.append(code)
-    device = next(mapper.parameters()).device
-    vectors = mapper(
-        torch.tensor(parts, dtype=torch.long, device=device),
-        torch.tensor(flat_codes, dtype=torch.long, device=device),
-    )
-    with swapped_embeddings(text_encoder, vectors, where):
-        hidden = text_encoder(input_ids.to(text_encoder.device))[0]
-    return hidden, found

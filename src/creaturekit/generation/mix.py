@@ -137,9 +137,9 @@ class Mixer:
         """Load ``run`` (a name, an opened :class:`FittedRun`, default: the latest) on its
         base model, or on ``model`` if given (the user's own hub id or path, e.g. where
         the run's base model lives here)."""
-        from creaturekit.conditioning.base_model import load_base_model
+        from creaturekit.conditioning.base_model import FAMILY_NAMES, load_base_model
         from creaturekit.conditioning.mapper import TokenMapper
-        from creaturekit.conditioning.tokens import add_part_tokens
+        from creaturekit.conditioning.text import TextConditioning
         from creaturekit.models import project_model, select_device, trust_model_path
 
         self.project = project
@@ -154,12 +154,19 @@ class Mixer:
         else:
             trust_model_path(model)
         base = load_base_model(model, project.root)
-        ids = add_part_tokens(base.tokenizer, base.text_encoder, len(vocab.parts))
+        if base.family != info.family:
+            raise CreatureKitError(
+                f"The run {self.run.path.name!r} was fitted on an {FAMILY_NAMES[info.family]} "
+                f"base model, and {base.ref.ref!r} is an {FAMILY_NAMES[base.family]} one; "
+                "pass a base model of the run's family with --model."
+            )
+        self.conditioning = TextConditioning.of(base)
+        ids = self.conditioning.add_part_tokens(len(vocab.parts))
         if ids != [p.token_id for p in vocab.parts]:
             raise CreatureKitError("The base model's tokenizer differs from the run's.")
         self.token_ids = ids
         self.mapper = TokenMapper.load(self.run.mapper)
-        self._check_mapper(vocab, int(base.text_encoder.config.hidden_size))
+        self._check_mapper(vocab, self.conditioning.widths)
         self.pipe = build_pipeline(base, scheduler)
         if self.run.lora.is_file():
             self._load_lora()
@@ -173,15 +180,16 @@ class Mixer:
         self.fitted.vocabulary = Vocabulary(self.fitted.vocab, config)
         self.vocabulary = self.fitted.vocabulary
 
-    def _check_mapper(self, vocab: RunVocab, width: int) -> None:
-        """The mapper must fit the run's vocabulary and the base model's text encoder."""
+    def _check_mapper(self, vocab: RunVocab, widths: tuple[int, ...]) -> None:
+        """The mapper must fit the run's vocabulary and the base model's text encoders."""
         config = self.mapper.config
         codes = tuple(p.subconcepts for p in vocab.parts)
-        if config.num_codes != codes or config.dim != width:
+        if config.num_codes != codes or config.widths != widths:
             raise fsutil.damaged(
                 self.run.mapper,
-                f"it maps sub-concepts {list(config.num_codes)} to width {config.dim}, where "
-                f"the run has sub-concepts {list(codes)} and its base model's width is {width}",
+                f"it maps sub-concepts {list(config.num_codes)} to widths "
+                f"{list(config.widths)}, where the run has sub-concepts {list(codes)} and its "
+                f"base model's text encoders have widths {list(widths)}",
             )
 
     def _load_lora(self) -> None:
@@ -247,8 +255,8 @@ class Mixer:
         codes = [r.code for r in requests]
         images = generate(
             self.pipe,
+            self.conditioning,
             self.mapper,
-            self.token_ids,
             [text] * n,
             [codes] * n,
             seeds,

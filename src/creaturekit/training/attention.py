@@ -109,3 +109,18 @@ def install_attention_recorder(unet: Any, resolution: int) -> AttentionStore:
         processors[name] = RecordingAttnProcessor(store) if is_cross else processor
     unet.set_attn_processor(processors)
     return store
+
+
+def cross_attention_sides(unet_config: Any, latent_side: int) -> set[int]:
+    """The sides of the attention maps of ``unet_config``'s cross-attention layers for
+    latents of ``latent_side``: SD 1.5 at 512 px has 64, 32, 16 and 8 (its middle block);
+    SDXL at 1024 px has 64 and 32 (no cross-attention at its top level, none lower)."""
+    sides = {
+        latent_side // 2**level
+        for level, kind in enumerate(unet_config.down_block_types)
+        if "CrossAttn" in kind
+    }
+    mid = getattr(unet_config, "mid_block_type", None) or "UNetMidBlock2DCrossAttn"
+    if "CrossAttn" in mid:
+        sides.add(latent_side // 2 ** (len(unet_config.down_block_types) - 1))
+    return sides

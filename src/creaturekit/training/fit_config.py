@@ -105,9 +105,19 @@ class FitConfig:
         return self
 
 
-#: Named presets. ``sd15`` is the reference implementation's recipe.
+#: Named presets. ``sd15`` is the reference implementation's recipe; ``sdxl`` its SDXL
+#: recipe where it has one, else the sd15 values (docs/method.md, "Fit settings").
 PRESETS: dict[str, FitConfig] = {
     "sd15": FitConfig(),
+    "sdxl": FitConfig(
+        model="sdxl",
+        resolution=1024,  # SDXL's native size (diffusers' SDXL LoRA default)
+        attn_loss=0.1,  # the reference's SDXL weight
+        # the same place in the UNet as SD 1.5's 16 at 512 px: 1/32 of the image, the
+        # lowest cross-attention level (docs/method.md, "Attention loss on SDXL")
+        attn_resolution=32,
+        gradient_checkpointing=True,  # SDXL's UNet is 3x SD 1.5's: memory over speed
+    ),
     "toy": FitConfig(
         model="toy",
         resolution=64,

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from creaturekit.conditioning.mapper import TokenMapper
-from creaturekit.conditioning.tokens import encode_with_parts
+from creaturekit.conditioning.text import TextConditioning
 from creaturekit.training.attention import AttentionStore
 from creaturekit.training.losses import (
     attention_loss,
@@ -54,24 +54,34 @@ def lora_config(rank: int, alpha: int | None = None, targets: Sequence[str] = LO
 class Objective:
     """The frozen and trained pieces one loss evaluation needs."""
 
-    text_encoder: Any
+    conditioning: TextConditioning
     unet: Any
     scheduler: Any
     mapper: TokenMapper
-    part_token_ids: list[int]
     store: AttentionStore
     attn_weight: float = 0.01
     snr_gamma: float | None = 5.0
+    resolution: int = 512  # the side training images are squashed to
+
+    @property
+    def num_parts(self) -> int:
+        """How many parts have a token."""
+        return len(self.conditioning.part_token_ids[0])
 
     def __call__(
         self,
         latents: torch.Tensor,
-        input_ids: torch.Tensor,
+        captions: Sequence[str],
         codes: Sequence[Sequence[int]],
         masks: torch.Tensor,
         generator: torch.Generator | None = None,
+        original_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and its parts for a batch of latents, captions and part masks."""
+        """Total loss and its parts for a batch of latents, captions and part masks.
+
+        ``original_sizes`` (h, w) of the images before squashing: SDXL's size conditioning
+        (default: the training side).
+        """
         batch = latents.shape[0]
         noise = torch.randn(
             latents.shape, generator=generator, device=latents.device, dtype=latents.dtype
@@ -79,12 +89,13 @@ class Objective:
         steps = self.scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (batch,), generator=generator, device=latents.device)
         noisy = self.scheduler.add_noise(latents, noise, t)
-        hidden, found = encode_with_parts(
-            self.text_encoder, input_ids, self.part_token_ids, codes, self.mapper
-        )
+        embeds = self.conditioning.encode(captions, codes, self.mapper)
+        side = self.resolution
+        sizes = original_sizes or [(side, side)] * batch
+        inputs = self.conditioning.unet_inputs(embeds, sizes, side)
         self.store.reset()
         self.store.active = self.attn_weight > 0
-        pred = self.unet(noisy, t, hidden).sample
+        pred = self.unet(noisy, t, **inputs).sample
         prediction = self.scheduler.config.prediction_type
         target = (
             noise if prediction == "epsilon" else self.scheduler.get_velocity(latents, noise, t)
@@ -96,7 +107,7 @@ class Objective:
         total, logs = ldm, {"loss_ldm": ldm.item()}
         if self.attn_weight > 0:
             attn = attention_loss(
-                part_attention(self.store.maps(), found, len(self.part_token_ids)), masks
+                part_attention(self.store.maps(), embeds.found, self.num_parts), masks
             )
             total = total + self.attn_weight * attn
             logs["loss_attn"] = attn.item()

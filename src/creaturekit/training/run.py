@@ -1,6 +1,6 @@
 """A run folder ``runs/<name>/``: file names shared by the trainer and by readers.
 
-config.toml                  the resolved FitConfig + base model + creaturekit version
+config.toml                  the resolved FitConfig + base model (and its family) + version
 vocab.json                   the part vocabulary (tokens, names, K per part, discovery stamp)
 log.jsonl                    one line per logged step: step, losses, lr, seconds
 samples/step-000500.png      sample images from fixed seeds and prompts
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from creaturekit import fsutil
+from creaturekit.conditioning.base_model import FAMILIES
 from creaturekit.errors import ConfigError, CreatureKitError
 from creaturekit.paths import check_name
 from creaturekit.training.fit_config import RESUMABLE, FitConfig, config_dict, config_from_dict
@@ -92,6 +93,7 @@ class RunInfo:
     base_model: str
     fit: FitConfig
     creaturekit_version: str
+    family: str = "sd"  # the base model's family: "sd" (1.x/2.x) or "sdxl"
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ class RunFolder:
                 "choose another name with --run NAME."
             )
 
-    def start(self, config: FitConfig, vocab: RunVocab, base_model: str) -> None:
+    def start(
+        self, config: FitConfig, vocab: RunVocab, base_model: str, family: str = "sd"
+    ) -> None:
         """Begin a fresh run (refused over an existing one, see :meth:`check_new`)."""
         self.check_new()
         self.path.mkdir(parents=True, exist_ok=True)
@@ -133,6 +137,7 @@ class RunFolder:
             {
                 "creaturekit_version": __version__,
                 "base_model": base_model,
+                "family": family,
                 "fit": config_dict(config),
             },
         )
@@ -170,7 +175,12 @@ class RunFolder:
         if not isinstance(saved.get("base_model"), str) or not saved["base_model"]:
             raise fsutil.damaged(path, "no base_model")
         version = str(saved.get("creaturekit_version", "unknown"))
-        return RunInfo(base_model=saved["base_model"], fit=fit, creaturekit_version=version)
+        family = saved.get("family", "sd")  # runs before SDXL support were all SD 1.x/2.x
+        if family not in FAMILIES.values():
+            raise fsutil.damaged(path, f"an unknown base-model family {family!r}")
+        return RunInfo(
+            base_model=saved["base_model"], fit=fit, creaturekit_version=version, family=family
+        )
 
     def resume_config(self, flags: dict[str, Any]) -> FitConfig:
         """The run's own saved settings, changed only by the ``flags`` that are set."""

@@ -30,19 +30,21 @@ import torch
 from creaturekit import fsutil
 from creaturekit.conditioning.base_model import BaseModel, load_base_model
 from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
-from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate, tokenize
-from creaturekit.conditioning.tokens import add_part_tokens, part_token
+from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate
+from creaturekit.conditioning.text import TextConditioning
+from creaturekit.conditioning.tokens import part_token
 from creaturekit.errors import CreatureKitError, DamagedFileError, StageMissingError
 from creaturekit.progress import make_progress, progress_enabled, stderr_console, warn
 from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
-from creaturekit.training.attention import install_attention_recorder
+from creaturekit.training.attention import cross_attention_sides, install_attention_recorder
 from creaturekit.training.captions import training_caption
 from creaturekit.training.data import (
     FitExample,
     cached_latents,
     encode_latents,
     examples_from_discovery,
+    image_size,
     latent_cache_key,
     load_pixels,
     next_indices,
@@ -124,17 +126,21 @@ class Trainer:
         self.accelerator = acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
         self.base: BaseModel = load_base_model(cfg.model, self.project.root)
         base = self.base
-        for module in (base.text_encoder, base.vae, base.unet):
+        for module in (*base.text_encoders, base.vae, base.unet):
             module.requires_grad_(False)
             module.to(self.accelerator.device)
         parts = self.result.parts
-        self.token_ids = add_part_tokens(base.tokenizer, base.text_encoder, len(parts))
+        self.conditioning = TextConditioning.of(base)
+        self.token_ids = self.conditioning.add_part_tokens(len(parts))
+        # SDXL's size conditioning: each image's size before it is squashed
+        self.sizes = [image_size(ex.path) for ex in self.examples] if base.family == "sdxl" else []
         torch.manual_seed(cfg.seed)
         self.mapper = TokenMapper(
             MapperConfig(
                 num_codes=tuple(p.subconcepts for p in parts),
-                dim=int(base.text_encoder.config.hidden_size),
+                dim=sum(self.conditioning.widths),
                 depth=cfg.projector_depth,
+                split=self.conditioning.mapper_split,
             )
         ).to(self.accelerator.device)
         lora = (
@@ -163,14 +169,14 @@ class Trainer:
             if lora:
                 train_unet = acc.prepare_model(base.unet)
         self.objective = Objective(
-            base.text_encoder,
+            self.conditioning,
             train_unet,
             base.scheduler,
             train_mapper,
-            self.token_ids,
             store,
             cfg.attn_loss,
             cfg.snr_gamma or None,
+            cfg.resolution,
         )
         self.latents = None
         if cfg.cache_latents:
@@ -187,19 +193,17 @@ class Trainer:
         cfg = self.config
         if cfg.attn_loss <= 0:
             return
-        latent = cfg.resolution // self.base.vae_scale
-        levels = len(self.base.unet.config.block_out_channels)
-        sides = {latent // 2**i for i in range(levels)}
+        sides = cross_attention_sides(self.base.unet.config, cfg.resolution // self.base.vae_scale)
         if cfg.attn_resolution not in sides:
             raise FitError(
-                f"attn_resolution {cfg.attn_resolution} does not exist in this UNet at "
+                f"attn_resolution {cfg.attn_resolution} has no cross-attention in this UNet at "
                 f"{cfg.resolution} px; choose one of {sorted(sides)}."
             )
 
     # -- one step -------------------------------------------------------------------
     def _batch(
         self, indices: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[list[int]]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[list[int]], list[tuple[int, int]]]:
         cfg = self.config
         flips = (
             (torch.rand(len(indices), generator=self.data_gen) < 0.5).tolist()
@@ -224,7 +228,8 @@ class Trainer:
                 mask, lat = mask.flip(-1), lat.flip(-1)
             masks.append(mask)
             latents.append(lat)
-        return torch.stack(latents), torch.stack(masks), captions, codes
+        sizes = [self.sizes[i] for i in indices] if self.sizes else []
+        return torch.stack(latents), torch.stack(masks), captions, codes, sizes
 
     def _optimisation_step(
         self, cursor: tuple[int, int]
@@ -239,16 +244,19 @@ class Trainer:
                 len(self.examples), cfg.seed, (epoch, pos), cfg.batch_size * acc.num_processes
             )
             first = acc.process_index * cfg.batch_size
-            latents, masks, captions, codes = self._batch(span[first : first + cfg.batch_size])
+            latents, masks, captions, codes, sizes = self._batch(
+                span[first : first + cfg.batch_size]
+            )
             device = self.accelerator.device
             try:
                 with self.accelerator.autocast():
                     loss, logs = self.objective(
                         latents.to(device),
-                        tokenize(self.base.tokenizer, captions),
+                        captions,
                         codes,
                         masks.to(device),
                         self.noise_gen,
+                        sizes or None,
                     )
             except torch.OutOfMemoryError as err:
                 raise FitError(
@@ -492,8 +500,8 @@ class Trainer:
         self.objective.store.active = False
         images = generate(
             build_pipeline(self.base),
+            self.conditioning,
             self.mapper,
-            self.token_ids,
             prompts,
             codes,
             list(range(len(picks))),
@@ -555,7 +563,9 @@ class Trainer:
                         + "."
                     )
         elif main:
-            self.run.start(cfg, self.run_vocab(), base_model=self.base.ref.ref)
+            self.run.start(
+                cfg, self.run_vocab(), base_model=self.base.ref.ref, family=self.base.family
+            )
         self.accelerator.wait_for_everyone()
         self._saved_at = time.monotonic()
         last: dict[str, float] = {}
