@@ -351,3 +351,43 @@ def test_a_checkpoint_becomes_a_run_to_mix(discovered: Path, tiny_sd: Path, tmp_
         run_from_checkpoint(project, "r", 3, "x")
     with pytest.raises(CreatureKitError, match="exists already"):
         run_from_checkpoint(project, "r", 2, "r-at-2")
+
+
+def test_8bit_adam_resumes_exactly(discovered: Path, tiny_sd: Path) -> None:
+    """bitsandbytes' 8-bit AdamW (its quantised states nest in the optimizer state) is
+    checkpointed in safetensors/JSON and resumes to the weights of an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    from creaturekit import fsutil
+    from creaturekit.progress import quiet
+
+    project = open_project(discovered)
+    with quiet():
+        tiny_trainer(project, tiny_sd, "bnb-straight", optimizer="adamw8bit").fit()
+        tiny_trainer(project, tiny_sd, "bnb-halves", optimizer="adamw8bit", steps=2).fit()
+        tiny_trainer(project, tiny_sd, "bnb-halves", optimizer="adamw8bit", resume=True).fit()
+    layout = fsutil.read_json(
+        project.runs_dir / "bnb-halves/checkpoints/step-000002/optimizer.json"
+    )
+    assert layout["nested"]  # the quantisation state of each parameter
+    for name in ("mapper.safetensors", "pytorch_lora_weights.safetensors"):
+        a = load_file(str(project.runs_dir / "bnb-straight" / name))
+        b = load_file(str(project.runs_dir / "bnb-halves" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_8bit_adam_without_bitsandbytes_says_what_to_install(
+    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from creaturekit.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    monkeypatch.setitem(sys.modules, "bitsandbytes.optim", None)
+    trainer = tiny_trainer(open_project(discovered), tiny_sd, "bnb-missing", optimizer="adamw8bit")
+    with pytest.raises(
+        ConfigError, match=r"needs bitsandbytes: `pip install 'creaturekit\[bnb\]'`"
+    ):
+        trainer.fit()
+    assert not (open_project(discovered).runs_dir / "bnb-missing" / "config.toml").exists()

@@ -15,7 +15,7 @@ import torch
 
 from creaturekit.errors import ConfigError, CreatureKitError
 from creaturekit.project import Project, open_project
-from tests.helpers import TINY_FIT
+from tests.helpers import TINY_FIT, fit_runs
 
 #: Tiny SDXL fits: 32 px images (latent 16), cross-attention maps at 8 and 4.
 XL_FIT = {**TINY_FIT, "resolution": 32, "attn_resolution": 4}
@@ -203,3 +203,89 @@ def test_sdxl_attention_resolution_is_checked(discovered: Path, tiny_sdxl: Path)
 
     with quiet(), pytest.raises(FitError, match=r"choose one of \[4, 8\]"):
         xl_fit(open_project(discovered), tiny_sdxl, "xl-bad", attn_resolution=16)
+
+
+def test_bf16_keeps_frozen_weights_half_and_trained_weights_fp32(
+    discovered: Path, tiny_sdxl: Path
+) -> None:
+    """The memory path: text encoders and UNet in bf16, the VAE in fp32 (SDXL's overflows in
+    half precision), mapper and LoRA trained in fp32; samples decode under autocast."""
+    from creaturekit.progress import quiet
+    from creaturekit.training.fit_config import resolve_fit_config
+    from creaturekit.training.trainer import Trainer
+
+    flags = {**XL_FIT, "model": str(tiny_sdxl), "precision": "bf16", "steps": 2}
+    config = resolve_fit_config("sdxl", flags=flags | {"sample_every": 2, "sample_steps": 2})
+    trainer = Trainer(open_project(discovered), config, "xl-bf16")
+    with quiet():
+        result = trainer.fit()
+    base = trainer.base
+    frozen = [p for m in (*base.text_encoders, base.unet) for n, p in m.named_parameters()]
+    assert {p.dtype for p in frozen if not p.requires_grad} == {torch.bfloat16}
+    assert {p.dtype for p in base.unet.parameters() if p.requires_grad} == {torch.float32}
+    assert {p.dtype for p in trainer.mapper.parameters()} == {torch.float32}
+    assert {p.dtype for p in base.vae.parameters()} == {torch.float32}
+    assert result.loss is not None and np.isfinite(result.loss)
+    assert (result.run_dir / "samples" / "step-000002.png").is_file()
+
+
+def test_studio_composes_on_an_sdxl_run(discovered: Path, tiny_sdxl: Path, tmp_path: Path) -> None:
+    """The studio's worker draws with an SDXL run through the same Mixer: no special case."""
+    import time
+
+    from starlette.testclient import TestClient
+
+    from creaturekit.studio.app import TOKEN_HEADER, create_app
+
+    root = fit_runs(
+        discovered, tmp_path / "proj", tiny_sdxl, {"xl": {"resolution": 32, "attn_resolution": 4}}
+    )
+    app = create_app(open_project(root), token="t0k3n")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/?token=t0k3n").status_code == 200
+        response = client.post(
+            "/api/generate",
+            json={"parts": {"part0": [[1]]}, "steps": 2},
+            headers={TOKEN_HEADER: "t0k3n"},
+        )
+        assert response.status_code == 202, response.text
+        job, deadline = response.json(), time.monotonic() + 120
+        while job["state"] not in ("done", "failed", "cancelled") and time.monotonic() < deadline:
+            job = client.get(f"/api/jobs/{job['id']}?wait=1").json()
+    assert job["state"] == "done", job
+    assert list((root / "mixes").glob("*/*.png"))
+
+
+def test_fit_sdxl_offline_without_weights_says_what_to_do(
+    discovered: Path, tmp_path: Path, runner: Any
+) -> None:
+    from creaturekit.cli import app
+
+    root = shutil.copytree(discovered, tmp_path / "proj", ignore=shutil.ignore_patterns("runs"))
+    result = runner.invoke(app, ["fit", "-C", str(root), "--preset", "sdxl", "--model", "sdxl"])
+    assert result.exit_code == 1
+    assert (
+        "Could not find the base model 'stabilityai/stable-diffusion-xl-base-1.0'" in result.stderr
+    )
+    assert "--model PATH" in result.stderr and "Traceback" not in result.stderr
+    assert "Warning" not in result.stderr and not (Path(root) / "runs").exists()
+
+
+@pytest.mark.weights
+def test_real_sdxl_base_takes_part_tokens() -> None:
+    """SDXL's real weights, when in the local cache (skipped otherwise): both real text
+    encoders (768 + 1280 wide) take the part tokens; the pooled embedding is 1280 wide."""
+    from creaturekit.conditioning.base_model import load_base_model
+    from creaturekit.conditioning.text import TextConditioning
+    from creaturekit.errors import ModelNotFoundError
+
+    try:
+        base = load_base_model("sdxl")
+    except ModelNotFoundError as err:
+        pytest.skip(f"real weights not available offline: {err}")
+    conditioning = TextConditioning.of(base)
+    assert conditioning.widths == (768, 1280) and base.family == "sdxl"
+    conditioning.add_part_tokens(3)
+    with torch.no_grad():
+        embeds = conditioning.encode(["a photo of a bird"])
+    assert embeds.hidden.shape == (1, 77, 2048) and embeds.pooled.shape == (1, 1280)  # type: ignore[union-attr]

@@ -235,7 +235,8 @@ _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def select_dtype(device: Any, preference: str = "auto") -> Any:
-    """Compute precision: bf16 where the GPU supports it, else fp16 on GPUs; CPU is fp32."""
+    """Compute precision: bf16 where the GPU supports it, else fp16 on GPUs; CPU is fp32
+    unless bf16 is asked for."""
     import torch
 
     if preference == "auto":
@@ -246,8 +247,8 @@ def select_dtype(device: Any, preference: str = "auto") -> Any:
         return torch.float32
     if preference not in _DTYPES:
         raise ConfigError(f"Unknown precision {preference!r}; choose auto, {', '.join(_DTYPES)}.")
-    if device.type == "cpu" and preference != "fp32":
-        raise ConfigError(f"{preference} is not supported for training on the CPU; use fp32.")
+    if device.type == "cpu" and preference == "fp16":
+        raise ConfigError("fp16 is not supported for training on the CPU; use fp32 or bf16.")
     dtype = getattr(torch, _DTYPES[preference])
     if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError("This GPU does not support bf16; use fp16 or auto.")

@@ -8,6 +8,7 @@ conditioning).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def pipeline_index(ref: ModelRef) -> dict[str, Any]:
     """The model's ``model_index.json`` (a missing one raises ModelNotFoundError)."""
     from diffusers import DiffusionPipeline
 
-    index: dict[str, Any] = load_pretrained(DiffusionPipeline.load_config, ref, "base model")
+    with warnings.catch_warnings():  # diffusers passes the hub an argument it deprecated
+        warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument")
+        index: dict[str, Any] = load_pretrained(DiffusionPipeline.load_config, ref, "base model")
     return index
 
 
@@ -79,8 +82,9 @@ def load_base_model(model: str, project_root: Path | None = None, dtype: Any = N
     """Load the tokenizers, text encoders, VAE, UNet and noise scheduler of ``model``.
 
     ``model`` is a preset, hub id or folder (relative folders may be inside the project);
-    the networks are loaded in ``dtype`` (default float32, whatever the files hold: the
-    bundled toy base ships fp16 weights); missing weights raise
+    the text encoders and the UNet are loaded in ``dtype`` (default float32, whatever the
+    files hold: the bundled toy base ships fp16 weights), the VAE always in float32
+    (SDXL's overflows in fp16; it encodes each image once); missing weights raise
     :class:`~creaturekit.errors.ModelNotFoundError`.
     """
     import torch
@@ -95,6 +99,7 @@ def load_base_model(model: str, project_root: Path | None = None, dtype: Any = N
         return load_pretrained(loader, ref, f"base model's {sub}", subfolder=sub, **kwargs)
 
     weights = {"torch_dtype": dtype or torch.float32}
+    full = {"torch_dtype": torch.float32}
     encoders = TEXT_ENCODERS[family]
     # SDXL's second encoder carries the text projection its pooled output goes through
     classes = {"text_encoder": CLIPTextModel, "text_encoder_2": CLIPTextModelWithProjection}
@@ -106,7 +111,7 @@ def load_base_model(model: str, project_root: Path | None = None, dtype: Any = N
             for sub in encoders
         ),
         text_encoders=tuple(part(classes[sub].from_pretrained, sub, **weights) for sub in encoders),
-        vae=part(AutoencoderKL.from_pretrained, "vae", **weights),
+        vae=part(AutoencoderKL.from_pretrained, "vae", **full),
         unet=part(UNet2DConditionModel.from_pretrained, "unet", **weights),
         scheduler=part(DDPMScheduler.from_pretrained, "scheduler"),
         zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)),

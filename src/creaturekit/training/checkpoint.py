@@ -34,31 +34,48 @@ _NAME = re.compile(rf"{PREFIX}\d{{6,}}")
 
 
 def optimizer_to_files(optimizer: torch.optim.Optimizer, folder: Path) -> None:
-    """Save ``optimizer.state_dict()``: tensors to safetensors, the rest to JSON."""
+    """Save ``optimizer.state_dict()``: tensors to safetensors, the rest to JSON.
+
+    A slot may be a dict of tensors (bitsandbytes' 8-bit states); its tensors are saved
+    as ``pid.slot.name`` and the slot is listed in the layout's ``nested``.
+    """
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
+    nested: dict[str, list[str]] = {}
     for pid, slots in state["state"].items():
         for name, value in slots.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[name] = value
+            inner = value if isinstance(value, dict) else {"": value}
+            if isinstance(value, dict):
+                nested.setdefault(str(pid), []).append(name)
+            for sub, item in inner.items():
+                key = f"{name}.{sub}" if sub else name
+                if isinstance(item, torch.Tensor):
+                    tensors[f"{pid}.{key}"] = item.detach().cpu().contiguous()
+                elif sub:
+                    scalars.setdefault(str(pid), {}).setdefault(name, {})[sub] = item
+                else:
+                    scalars.setdefault(str(pid), {})[name] = item
     fsutil.save_safetensors(tensors, folder / OPTIMIZER_TENSORS)
-    fsutil.write_json(
-        folder / OPTIMIZER_LAYOUT, {"param_groups": state["param_groups"], "scalars": scalars}
-    )
+    layout = {"param_groups": state["param_groups"], "scalars": scalars}
+    fsutil.write_json(folder / OPTIMIZER_LAYOUT, layout | ({"nested": nested} if nested else {}))
 
 
 def read_optimizer(folder: Path) -> dict[str, Any]:
     """The optimizer state dict :func:`optimizer_to_files` wrote."""
     layout = fsutil.read_json(folder / OPTIMIZER_LAYOUT)
+    nested = {int(pid): set(names) for pid, names in layout.get("nested", {}).items()}
     slots: dict[int, dict[str, Any]] = {}
-    for key, tensor in fsutil.load_safetensors(folder / OPTIMIZER_TENSORS).items():
-        pid, name = key.split(".", 1)
-        slots.setdefault(int(pid), {})[name] = tensor
     for pid, values in layout["scalars"].items():
         slots.setdefault(int(pid), {}).update(values)
+    for key, tensor in fsutil.load_safetensors(folder / OPTIMIZER_TENSORS).items():
+        pid_text, name = key.split(".", 1)
+        pid = int(pid_text)
+        slot, _, sub = name.partition(".")
+        if slot in nested.get(pid, ()):
+            slots.setdefault(pid, {}).setdefault(slot, {})[sub] = tensor
+        else:
+            slots.setdefault(pid, {})[name] = tensor
     return {"state": slots, "param_groups": layout["param_groups"]}
 
 

@@ -16,6 +16,9 @@ from creaturekit.errors import ConfigError
 
 MAX_SEED = 2**32 - 1
 
+#: Optimizer names -> (module, class): AdamW, or bitsandbytes' 8-bit AdamW.
+OPTIMIZERS = {"adamw": ("torch.optim", "AdamW"), "adamw8bit": ("bitsandbytes.optim", "AdamW8bit")}
+
 #: Settings a resumed run may change (the others shape the model or the data stream).
 RESUMABLE = frozenset(
     {
@@ -56,7 +59,8 @@ class FitConfig:
     flip: bool = True  # random horizontal flip of image AND part masks
     cache_latents: bool = True  # encode every image once with the VAE
     gradient_checkpointing: bool = False
-    precision: str = "auto"  # auto, fp32, fp16, bf16
+    precision: str = "auto"  # auto, fp32, fp16, bf16 (frozen weights in it, trained in fp32)
+    optimizer: str = "adamw"  # "adamw", or "adamw8bit" (bitsandbytes: less optimizer memory)
     seed: int = 42
     checkpoint_every: int = 1000  # a checkpoint every N steps ...
     checkpoint_minutes: float = 30.0  # ... and after M minutes without one (0: steps only)
@@ -98,6 +102,8 @@ class FitConfig:
             )
         if not 0 <= self.seed <= MAX_SEED:  # torch and numpy generators take 32-64 bit seeds
             raise ConfigError(f"fit seed must be between 0 and {MAX_SEED}, got {self.seed}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"fit optimizer must be {' or '.join(map(repr, OPTIMIZERS))}.")
         if self.lora_layers not in ("all", "cross", "self"):
             raise ConfigError('fit lora_layers must be "all", "cross" or "self".')
         if self.resolution % 8:

@@ -33,7 +33,7 @@ from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate
 from creaturekit.conditioning.text import TextConditioning
 from creaturekit.conditioning.tokens import part_token
-from creaturekit.errors import CreatureKitError, DamagedFileError, StageMissingError
+from creaturekit.errors import ConfigError, CreatureKitError, DamagedFileError, StageMissingError
 from creaturekit.progress import make_progress, progress_enabled, stderr_console, warn
 from creaturekit.project import Project, find_project_root
 from creaturekit.training import checkpoint as ckpt
@@ -50,7 +50,7 @@ from creaturekit.training.data import (
     next_indices,
 )
 from creaturekit.training.distinctness import alike, alike_warning, code_similarity
-from creaturekit.training.fit_config import FitConfig
+from creaturekit.training.fit_config import OPTIMIZERS, FitConfig
 from creaturekit.training.objective import Objective, add_lora, lora_targets
 from creaturekit.training.run import RunVocab, VocabPart, run_folder, write_lora
 
@@ -112,6 +112,7 @@ class Trainer:
 
     def _setup(self) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
 
         from creaturekit.models import select_device, select_dtype
 
@@ -123,8 +124,12 @@ class Trainer:
         device = select_device(self.device)
         dtype = select_dtype(device, cfg.precision)
         precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "no")
+        # accelerate keeps one precision per process: a later fit (a notebook, the studio)
+        # may ask for another, so its state (not the process group's) starts afresh
+        AcceleratorState._reset_state()
         self.accelerator = acc = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
-        self.base: BaseModel = load_base_model(cfg.model, self.project.root)
+        # frozen weights in the compute precision (half the memory); the VAE stays fp32
+        self.base: BaseModel = load_base_model(cfg.model, self.project.root, dtype=dtype)
         base = self.base
         for module in (*base.text_encoders, base.vae, base.unet):
             module.requires_grad_(False)
@@ -148,6 +153,8 @@ class Trainer:
             if (cfg.rank > 0)
             else []
         )
+        for param in lora:  # trained weights stay fp32 (mixed precision computes in half)
+            param.data = param.data.float()
         if cfg.gradient_checkpointing:
             base.unet.enable_gradient_checkpointing()
         self._check_attention_resolution()
@@ -160,7 +167,7 @@ class Trainer:
                 {"params": lora, "lr": cfg.lora_lr},
             ]
         self.optimizer = acc.prepare_optimizer(
-            torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            make_optimizer(cfg.optimizer, groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         )
         # Several processes: the trained modules all-reduce their gradients (DDP).
         train_unet, train_mapper = base.unet, self.mapper
@@ -498,18 +505,19 @@ class Trainer:
             prompts.append(f"a photo of a {' '.join(part_token(p) for p in parts)} {category}")
             codes.append([ex.codes[p] for p in parts])
         self.objective.store.active = False
-        images = generate(
-            build_pipeline(self.base),
-            self.conditioning,
-            self.mapper,
-            prompts,
-            codes,
-            list(range(len(picks))),
-            size=cfg.resolution,
-            steps=cfg.sample_steps,
-            guidance=self.project.config.mix.guidance,
-            negative=self.project.config.mix.negative,
-        )
+        with self.accelerator.autocast():  # frozen weights may be half, the VAE is fp32
+            images = generate(
+                build_pipeline(self.base),
+                self.conditioning,
+                self.mapper,
+                prompts,
+                codes,
+                list(range(len(picks))),
+                size=cfg.resolution,
+                steps=cfg.sample_steps,
+                guidance=self.project.config.mix.guidance,
+                negative=self.project.config.mix.negative,
+            )
         with fsutil.atomic_path(self.run.samples / f"step-{step:06d}.png") as tmp:
             contact_sheet(images).save(tmp, format="PNG")
 
@@ -674,6 +682,26 @@ def _stop_after_the_step() -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def make_optimizer(name: str, groups: list[dict[str, Any]], **settings: float) -> Any:
+    """The optimizer ``name`` (:data:`~creaturekit.training.fit_config.OPTIMIZERS`) over
+    ``groups``; one whose library is missing says what to install."""
+    import importlib
+    import logging
+
+    module, cls = OPTIMIZERS[name]
+    package = module.split(".")[0]
+    try:
+        # bitsandbytes logs its optional kernels' absence on import (not our concern)
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+        optimizers = importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"fit optimizer {name!r} needs {package}: `pip install 'creaturekit[bnb]'` "
+            "(or choose optimizer adamw)."
+        ) from None
+    return getattr(optimizers, cls)(groups, **settings)
 
 
 def separate_lora_lr(config: FitConfig) -> bool:
