@@ -47,7 +47,12 @@ def fit(
     resolution: Annotated[int | None, typer.Option(help="Training image side (px).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     precision: Annotated[
-        str | None, typer.Option(help="auto, fp32, fp16 or bf16 (CPU: fp32).")
+        str | None,
+        typer.Option(help="auto, fp32, fp16 or bf16 (CPU: fp32 or bf16; the VAE stays fp32)."),
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="adamw, or adamw8bit (8-bit states; needs creaturekit[bnb])."),
     ] = None,
     gradient_checkpointing: Annotated[
         bool | None,
@@ -108,6 +113,7 @@ def fit(
         "resolution": resolution,
         "seed": seed,
         "precision": precision,
+        "optimizer": optimizer,
         "gradient_checkpointing": gradient_checkpointing,
         "checkpoint_minutes": checkpoint_minutes,
     }
