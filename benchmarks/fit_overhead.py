@@ -1,16 +1,20 @@
 """Per-step time and peak memory of `fit` vs a plain diffusers-style LoRA step, same UNet.
 
-    python benchmarks/fit_overhead.py            # tiny UNet and SD 1.5's UNet at 256 px
-    python benchmarks/fit_overhead.py --tiny     # tiny UNet only (seconds)
+    python benchmarks/fit_overhead.py                  # tiny UNet and SD 1.5's UNet at 256 px
+    python benchmarks/fit_overhead.py --tiny           # tiny UNet only (seconds)
+    python benchmarks/fit_overhead.py --model sdxl     # SDXL's UNet and text encoders, 256 px
 
 Both variants train a rank-4 LoRA on to_q/to_k/to_v/to_out.0 with AdamW, batch 2, on
 the CPU with random weights (no download). "plain" is what diffusers' LoRA example
-does per step: caption encoding (no grad), noise, UNet, MSE. "creaturekit" adds what
-fit adds: part tokens through the token mapper into the text encoder (with gradient),
-the cross-attention recorder, Min-SNR weighting and the attention loss. Each (model,
-variant) runs in a fresh process so its peak memory (max RSS) is its own. It also
-times one DINOv2-base forward pass per batch, which the reference implementation ran
-every step to recompute part masks, against reading the stored masks.
+does per step: caption encoding (no grad), noise, UNet, MSE (for SDXL, as its SDXL LoRA
+example: both text encoders, pooled text and size ids). "creaturekit" adds what fit
+adds: part tokens through the token mapper into the text encoder(s) (with gradient),
+the cross-attention recorder, Min-SNR weighting and the attention loss. Both encode
+through creaturekit's TextConditioning (equal to diffusers' encode_prompt, tested in
+tests/test_sdxl.py). Each (model, variant) runs in a fresh process so its peak memory
+(max RSS) is its own. It also times one DINOv2-base forward pass per batch, which the
+reference implementation ran every step to recompute part masks, against reading the
+stored masks.
 """
 
 from __future__ import annotations
@@ -56,21 +60,57 @@ def tiny_unet() -> Any:
     )
 
 
-def text_encoder() -> tuple[Any, Any]:
-    from transformers import CLIPTextConfig, CLIPTextModel
+def sdxl_unet() -> Any:
+    """SDXL base's UNet architecture (its config), random weights."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=128,
+        cross_attention_dim=2048,
+        block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10),
+        layers_per_block=2,
+        attention_head_dim=(5, 10, 20),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    )
+
+
+def text_encoder(width: int = 768, layers: int = 12, heads: int = 12) -> tuple[Any, Any]:
+    """The real CLIP tokenizer and a random CLIP text model of the given size (SD 1.5's and
+    SDXL's first: 768 wide, 12 layers; SDXL's second, with projection: 1280, 32, 20)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from creaturekit.clip_vocab import clip_tokenizer
 
     tok = clip_tokenizer()
     cfg = CLIPTextConfig(
         vocab_size=len(tok),
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        projection_dim=768,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        projection_dim=width,
     )
-    return tok, CLIPTextModel(cfg)
+    return tok, (CLIPTextModel if width == 768 else CLIPTextModelWithProjection)(cfg)
+
+
+def components(model: str) -> tuple[Any, Any, int, int]:
+    """UNet, text conditioning, latent side (256 px; tiny: 64) and attention-map side."""
+    from creaturekit.conditioning.text import TextConditioning
+
+    if model == "sdxl":
+        (tok, enc), (tok2, enc2) = text_encoder(), text_encoder(1280, 32, 20)
+        tok2.pad_token = "!"
+        # the preset's level: down_blocks.2, the middle block, up_blocks.0 (60 layers)
+        return sdxl_unet(), TextConditioning("sdxl", [tok, tok2], [enc, enc2]), 32, 8
+    tok, enc = text_encoder()
+    unet, latent = (sd15_unet(), 32) if model == "sd15" else (tiny_unet(), 16)
+    return unet, TextConditioning("sd", [tok], [enc]), latent, latent // 2
 
 
 def run(model: str, variant: str) -> dict[str, float]:
@@ -78,39 +118,44 @@ def run(model: str, variant: str) -> dict[str, float]:
     from diffusers import DDPMScheduler
 
     from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
-    from creaturekit.conditioning.text import TextConditioning
-    from creaturekit.conditioning.tokens import part_token, tokenize
+    from creaturekit.conditioning.tokens import part_token
     from creaturekit.training.attention import install_attention_recorder
     from creaturekit.training.objective import Objective, add_lora
 
     torch.manual_seed(0)
-    unet = sd15_unet() if model == "sd15" else tiny_unet()
-    latent = 32 if model == "sd15" else 16  # 256 px / 8; tiny: 64 px / 4
-    tok, enc = text_encoder()
-    enc.requires_grad_(False)
+    unet, conditioning, latent, attn_side = components(model)
+    for encoder in conditioning.text_encoders:
+        encoder.requires_grad_(False)
     scheduler = DDPMScheduler()
     lora = add_lora(unet, rank=4)
     latents = torch.randn(BATCH, 4, latent, latent)
+    side = latent * 8
     if variant == "plain":
-        ids = tokenize(tok, ["a photo of a bird"] * BATCH)
         optimizer = torch.optim.AdamW(lora, lr=1e-4)
+        captions = ["a photo of a bird"] * BATCH
 
         def step() -> None:
-            with torch.no_grad():  # diffusers' LoRA example encodes each batch's captions
-                context = enc(ids)[0]
+            with torch.no_grad():  # diffusers' LoRA examples encode each batch's captions
+                embeds = conditioning.encode(captions)
             noise = torch.randn_like(latents)
             t = torch.randint(0, 1000, (BATCH,))
-            pred = unet(scheduler.add_noise(latents, noise, t), t, context).sample
+            inputs = conditioning.unet_inputs(embeds, [(side, side)] * BATCH, side)
+            pred = unet(scheduler.add_noise(latents, noise, t), t, **inputs).sample
             loss = torch.nn.functional.mse_loss(pred, noise)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
     else:
-        conditioning = TextConditioning("sd", [tok], [enc])
         conditioning.add_part_tokens(9)
-        mapper = TokenMapper(MapperConfig(num_codes=(256,) * 9, dim=768, depth=3))
-        store = install_attention_recorder(unet, resolution=latent // 2)
-        objective = Objective(conditioning, unet, scheduler, mapper, store, 0.01, 5.0)
+        widths = conditioning.widths
+        mapper = TokenMapper(
+            MapperConfig(
+                num_codes=(256,) * 9, dim=sum(widths), depth=3, split=conditioning.mapper_split
+            )
+        )
+        store = install_attention_recorder(unet, resolution=attn_side)
+        weight = 0.1 if model == "sdxl" else 0.01
+        objective = Objective(conditioning, unet, scheduler, mapper, store, weight, 5.0, side)
         optimizer = torch.optim.AdamW([*lora, *mapper.parameters()], lr=1e-4)
         prompt = "a photo of a " + " ".join(part_token(i) for i in range(9)) + " bird"
         captions = [prompt] * BATCH
@@ -148,13 +193,15 @@ def dino_forward() -> dict[str, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] in ("tiny", "sd15"):
+    if len(sys.argv) == 3 and sys.argv[1] in ("tiny", "sd15", "sdxl"):
         print(json.dumps(run(sys.argv[1], sys.argv[2])))
         return
     if sys.argv[1:] == ["dino"]:
         print(json.dumps(dino_forward()))
         return
     models = ["tiny"] if "--tiny" in sys.argv else ["tiny", "sd15"]
+    if "--model" in sys.argv:
+        models = [sys.argv[sys.argv.index("--model") + 1]]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}")
     for model in models:
         figures = {}
@@ -174,7 +221,7 @@ def main() -> None:
             f" MB | creaturekit {ours['seconds_per_step']:.3f} s/step "
             f"{ours['peak_rss_mb']:.0f} MB | time x{ratio:.3f}, memory x{mem:.3f}"
         )
-    if "--tiny" not in sys.argv:
+    if "--tiny" not in sys.argv and "--model" not in sys.argv:
         out = subprocess.run(
             [sys.executable, __file__, "dino"], check=True, capture_output=True, text=True
         ).stdout

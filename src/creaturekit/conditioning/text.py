@@ -97,11 +97,11 @@ class TextConditioning:
             if locate_part_tokens(more, part_ids) != found:
                 raise CreatureKitError("The base model's tokenizers split the prompt differently.")
         where, vectors = self._part_vectors(found, ids[0].shape, codes, mapper)
-        hidden, pooled = [], None
+        hidden, pooled, sdxl = [], None, self.family == "sdxl"
         for i, (encoder, input_ids) in enumerate(zip(self.text_encoders, ids, strict=True)):
             with swapped_embeddings(encoder, vectors[i], where):
-                out = encoder(input_ids.to(encoder.device), output_hidden_states=True)
-            if self.family == "sdxl":  # as diffusers' SDXL pipelines (clip_skip None)
+                out = encoder(input_ids.to(encoder.device), output_hidden_states=sdxl)
+            if sdxl:  # as diffusers' SDXL pipelines (clip_skip None)
                 hidden.append(out.hidden_states[-2])
                 pooled = out[0]  # the last encoder's projected pooled output
             else:
