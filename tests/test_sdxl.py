@@ -122,26 +122,10 @@ def test_recorder_on_sdxl_structure_averages_the_lowest_level() -> None:
     """SDXL's real block structure (2 layers per block, 1/2/10 transformer blocks, 3
     levels) with narrow channels: at the lowest level 2x10 (down) + 10 (middle) + 3x10
     (up) = 60 cross-attention layers are recorded, at the next 2x2 + 3x2 = 10."""
-    from diffusers import UNet2DConditionModel
-
     from creaturekit.training.attention import install_attention_recorder
+    from tests.tiny_sd import tiny_sdxl_unet
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=16,
-        block_out_channels=(8, 16, 16),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10),
-        layers_per_block=2,
-        cross_attention_dim=16,
-        attention_head_dim=(2, 2, 2),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=4,
-        projection_class_embeddings_input_dim=6 * 4 + 8,
-        norm_num_groups=8,
-    )
+    unet = tiny_sdxl_unet(cross_dim=16, pooled_dim=8, transformer_layers=(1, 2, 10))
     added = {"text_embeds": torch.zeros(1, 8), "time_ids": torch.zeros(1, 6)}
     for side, layers in ((4, 60), (8, 10)):
         store = install_attention_recorder(unet, side)

@@ -100,9 +100,12 @@ def save_tiny_pipeline(folder: Any) -> Any:
     return folder
 
 
-def tiny_sdxl_unet(cross_dim: int = 80, pooled_dim: int = 48) -> Any:
-    """A 3-level SDXL-shaped UNet: no cross-attention at the top level, two transformer
-    blocks at the lowest, and SDXL's "text_time" addition embedding (pooled text + sizes)."""
+def tiny_sdxl_unet(
+    cross_dim: int = 80, pooled_dim: int = 48, transformer_layers: tuple[int, ...] = (1, 1, 2)
+) -> Any:
+    """A 3-level SDXL-shaped UNet: no cross-attention at the top level, two layers per
+    block, ``transformer_layers`` per level (SDXL's own: 1, 2, 10), and SDXL's "text_time"
+    addition embedding (pooled text + sizes)."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
@@ -113,7 +116,7 @@ def tiny_sdxl_unet(cross_dim: int = 80, pooled_dim: int = 48) -> Any:
         block_out_channels=(16, 32, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 1, 2),
+        transformer_layers_per_block=transformer_layers,
         layers_per_block=2,
         cross_attention_dim=cross_dim,
         attention_head_dim=(2, 4, 4),
