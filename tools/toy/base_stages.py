@@ -21,9 +21,11 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from creaturekit import fsutil
+from creaturekit.conditioning.base_model import BaseModel
 from creaturekit.conditioning.pipeline import build_pipeline
 from creaturekit.conditioning.tokens import tokenize
 from creaturekit.errors import StageMissingError
+from creaturekit.models import ModelRef
 from creaturekit.progress import track
 from creaturekit.toy.oracle import (
     COLUMNS,
@@ -567,7 +569,19 @@ class DiffusionStage:
             module.eval()
         self.store.active = False
         cfg = self.config
-        return generate_from_truth(self, truth, cfg.sample_steps, cfg.guidance, seed)
+        return generate_from_truth(self.base_model(), truth, cfg.sample_steps, cfg.guidance, seed)
+
+    def base_model(self) -> BaseModel:
+        """The stage's modules as an SD-family base model (what the product's pipeline takes)."""
+        return BaseModel(
+            ref=ModelRef(ref=str(self.out), kind="local", location=str(self.out)),
+            family="sd",
+            tokenizers=(self.tokenizer,),
+            text_encoders=(self.text_encoder,),
+            vae=self.vae,
+            unet=self.unet,
+            scheduler=self.scheduler,
+        )
 
     def measure(self, n: int) -> dict[str, float]:
         """Oracle accuracy per column (and the mean over parts) on generated images."""
@@ -616,9 +630,14 @@ class DiffusionStage:
 
 @torch.no_grad()
 def generate_from_truth(
-    base: Any, truth: np.ndarray, steps: int, guidance: float, seed: int, batch_size: int = 32
+    base: BaseModel,
+    truth: np.ndarray,
+    steps: int,
+    guidance: float,
+    seed: int,
+    batch_size: int = 32,
 ) -> np.ndarray:
-    """Images (uint8) that ``base`` (a pipeline's modules) draws from the full captions
+    """Images (uint8) that ``base`` (a base model's modules) draws from the full captions
     of ``truth`` rows; batch ``i`` uses the generator seeded ``seed + i * batch_size``.
     """
     pipe = build_pipeline(base)
