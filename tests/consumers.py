@@ -8,15 +8,23 @@ of the original functions are given so a reader can compare):
   names every Linear/Conv2d inside a ``Transformer2DModel`` (and, when loading weights, a
   ``ResnetBlock2D``/``Downsample2D``/``Upsample2D``) ``lora_unet_<path with _>``;
   ``create_network_from_weights`` reads dim from ``lora_down`` and ``alpha``; the weight
-  change is ``up @ down * alpha / dim``.
+  change is ``up @ down * alpha / dim``. For SDXL the UNet is ``library/sdxl_original_unet.py``
+  (the original module paths, its attention block class also named ``Transformer2DModel``),
+  so the names are ``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``;
+  ``library/sdxl_model_util.py`` gives ``ss_base_model_version`` ``sdxl_base_v1-0`` and
+  ``library/sai_model_spec.py`` the architecture ``stable-diffusion-xl-v1-base/lora``.
 * ComfyUI ``comfy/utils.py`` ``unet_to_diffusers`` (diffusers UNet key -> the original
   LDM key), ``comfy/lora.py`` ``model_lora_keys_unet`` + ``load_lora`` (commit 00728eb;
   keys it does not use are logged "lora key not loaded"), ``comfy/sd1_clip.py``
-  ``load_embed``; the change is ``alpha / rank * up @ down``.
+  ``load_embed`` (``embedding_key`` ``clip_l``; SDXL's second tokenizer in
+  ``comfy/sdxl_clip.py`` reads ``clip_g``); the change is ``alpha / rank * up @ down``.
 * AUTOMATIC1111 stable-diffusion-webui ``extensions-builtin/Lora/networks.py``
-  ``convert_diffusers_name_to_compvis`` and ``load_network`` (``bundle_emb.*`` keys),
-  ``network_lora.py`` (``up @ down * alpha / dim``) and
-  ``modules/textual_inversion/textual_inversion.py`` ``create_embedding_from_data``.
+  ``convert_diffusers_name_to_compvis`` and ``load_network`` (``bundle_emb.*`` keys; a key
+  that does not convert has ``lora_unet`` replaced by ``diffusion_model``: "SDXL loras seem
+  to already have correct compvis keys"), ``network_lora.py`` (``up @ down * alpha / dim``),
+  ``network.py`` (``ss_base_model_version`` starting ``sdxl_`` = an SDXL network) and
+  ``modules/textual_inversion/textual_inversion.py`` ``create_embedding_from_data`` (a
+  dict with ``clip_g`` and ``clip_l`` = an SDXL embedding).
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from typing import Any
 import torch
 
 from creaturekit import fsutil
+
+#: An embedding as the web UI holds it: (vectors, dim), or SDXL's tensor per encoder.
+Embedding = torch.Tensor | dict[str, torch.Tensor]
 
 # -- the UNet of the original Stable Diffusion code (LDM), as ComfyUI maps diffusers to it --
 
@@ -52,6 +63,8 @@ _BASIC = {
     "conv_out": "out.2",
     "time_embedding.linear_1": "time_embed.0",
     "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's pooled text + sizes
+    "add_embedding.linear_2": "label_emb.0.2",
 }
 #: ComfyUI's unet_config of SD 1.x (comfy/supported_models.py, model_detection.py).
 SD15_COMFY_CONFIG: dict[str, Any] = {
@@ -60,6 +73,14 @@ SD15_COMFY_CONFIG: dict[str, Any] = {
     "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
     "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
     "transformer_depth_middle": 1,
+}
+#: ComfyUI's unet_config of SDXL (comfy/supported_models.py SDXL, model_detection.py).
+SDXL_COMFY_CONFIG: dict[str, Any] = {
+    "num_res_blocks": [2, 2, 2],
+    "channel_mult": [1, 2, 4],
+    "transformer_depth": [0, 0, 2, 2, 10, 10],
+    "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+    "transformer_depth_middle": 10,
 }
 
 
@@ -135,6 +156,18 @@ def kohya_modules(unet: Any) -> dict[str, torch.nn.Module]:
     return names
 
 
+def kohya_sdxl_modules(unet: Any, config: dict[str, Any]) -> dict[str, torch.nn.Module]:
+    """The same for kohya's SDXL UNet: each module by its original path (``unet_to_ldm``)."""
+    ldm = unet_to_ldm(config)
+    names = {}
+    for name, module in unet.named_modules():
+        if type(module).__name__ == "Transformer2DModel":
+            for child_name, child in module.named_modules():
+                if type(child).__name__ in ("Linear", "Conv2d"):
+                    names["lora_unet_" + ldm[f"{name}.{child_name}"].replace(".", "_")] = child
+    return names
+
+
 def kohya_deltas(
     lora: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module]
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -189,16 +222,17 @@ def comfy_load_lora(
     return patches, [k for k in lora if k not in loaded]
 
 
-def comfy_load_embed(name: str, folder: Path) -> torch.Tensor | None:
-    """``load_embed`` of ``embedding:NAME`` from an embeddings folder (safetensors files)."""
+def comfy_load_embed(name: str, folder: Path, key: str = "clip_l") -> torch.Tensor | None:
+    """``load_embed`` of ``embedding:NAME`` from an embeddings folder (safetensors files), by
+    the tokenizer whose ``embedding_key`` is ``key``."""
     path = folder / name
     if not path.is_file():
         path = folder / f"{name}.safetensors"
     if not path.is_file():
         return None
     embed = fsutil.load_safetensors(path)
-    if "clip_l" in embed:
-        return embed["clip_l"]
+    if key in embed:
+        return embed[key]
     return next(iter(embed.values()))
 
 
@@ -235,7 +269,7 @@ def a1111_compvis_name(key: str) -> str:
 
 def a1111_load_network(
     lora: dict[str, torch.Tensor], layers: set[str]
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+) -> tuple[dict[str, torch.Tensor], dict[str, Embedding], list[str]]:
     """``load_network``: (weight change by layer name, bundled embeddings, unmatched keys).
 
     ``layers`` are the web UI's ``network_layer_mapping`` names: the LDM model's module
@@ -254,6 +288,8 @@ def a1111_load_network(
             else:
                 data[vec_name] = weight
         name = a1111_compvis_name(head)
+        if name not in layers and "lora_unet" in head:  # SDXL: already the original names
+            name = head.replace("lora_unet", "diffusion_model")
         if name not in layers:
             unmatched.append(key)
             continue
@@ -266,8 +302,11 @@ def a1111_load_network(
     return deltas, {n: embedding_from_data(d) for n, d in bundle.items()}, unmatched
 
 
-def embedding_from_data(data: dict[str, Any]) -> torch.Tensor:
-    """``create_embedding_from_data`` for safetensors data: the (vectors, dim) tensor."""
+def embedding_from_data(data: dict[str, Any]) -> Embedding:
+    """``create_embedding_from_data`` for safetensors data: the (vectors, dim) tensor, or
+    for an SDXL embedding its ``{"clip_l": ..., "clip_g": ...}``."""
+    if "clip_g" in data and "clip_l" in data:
+        return dict(data)
     if "string_to_param" in data:
         params = data["string_to_param"]
         assert len(params) == 1, "embedding file has multiple terms in it"
@@ -278,7 +317,7 @@ def embedding_from_data(data: dict[str, Any]) -> torch.Tensor:
     return vec[None] if vec.dim() == 1 else vec
 
 
-def a1111_embeddings(source: Path) -> dict[str, torch.Tensor]:
+def a1111_embeddings(source: Path) -> dict[str, Embedding]:
     """The embeddings the web UI takes from an export folder's ``embeddings/`` (name = file
     name) or, given a file, from a LoRA's bundled embeddings."""
     if source.is_file():

@@ -71,6 +71,13 @@ def import_run(
     run: Annotated[
         str | None, typer.Option(help="Name of the new run (default: the exported run's).")
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The run's base model (hub id or folder), where its own is not here; read "
+            "only for an SDXL run's a1111 export (its UNet config names the LoRA's modules)."
+        ),
+    ] = None,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -78,7 +85,7 @@ def import_run(
     """Make an export (diffusers or a1111) a run of this project again, for mix and eval."""
     from creaturekit.generation.import_run import import_run as import_export
 
-    folder = import_export(open_cli_project(project), source, run)
+    folder = import_export(open_cli_project(project), source, run, model)
     if json_output:
         print_json({"run": folder.name, "folder": str(folder)})
     elif not quiet:

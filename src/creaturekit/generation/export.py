@@ -13,6 +13,12 @@ textual-inversion embeddings, one token per pair, named by ``name_template`` (de
   ``embeddings/<name>.safetensors`` = ``{"emb_params": (1, dim)}`` (the file name is the
   token).
 
+For an SDXL run every embedding file (both formats) is ``{"clip_l": (1, w1), "clip_g":
+(1, w2)}``, each text encoder's part of the vector (the SDXL layout of A1111 and ComfyUI,
+and what diffusers' SDXL documentation loads into ``text_encoder`` / ``text_encoder_2``),
+and the a1111 LoRA has the original UNet's module names, as kohya's SDXL LoRAs (see
+``kohya.py``).
+
 Both hold ``creaturekit-run/`` (config.toml, vocab.json, mapper.safetensors), what
 ``import-run`` turns back into a run, and a README naming the tokens and how to load them.
 
@@ -39,7 +45,13 @@ from creaturekit import constants as C
 from creaturekit import fsutil
 from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.errors import CreatureKitError
-from creaturekit.generation.kohya import bundle_embeddings, diffusers_to_kohya, lora_metadata
+from creaturekit.generation.kohya import (
+    bundle_embeddings,
+    diffusers_to_kohya,
+    encoder_embeddings,
+    lora_metadata,
+    sgm_blocks,
+)
 from creaturekit.generation.mix import latest_run
 from creaturekit.generation.requests import Vocabulary
 from creaturekit.project import Project
@@ -230,10 +242,15 @@ def _export_files(
     vocab = Vocabulary(folder.vocab(), project.config)
     names = token_names(vocab, folder.path.name, template)
     mapper = TokenMapper.load(folder.mapper)
+    info = folder.info()
+    split = mapper.config.split
     vectors = {names[key]: v for key, v in vocabulary_vectors(mapper, vocab).items()}
     files: dict[str, Callable[[Path], None]] = {}
     for name, vector in vectors.items():
-        payload = {f"<{name}>": vector} if fmt == "diffusers" else {"emb_params": vector[None]}
+        if split:
+            payload = encoder_embeddings(vector, split)
+        else:
+            payload = {f"<{name}>": vector} if fmt == "diffusers" else {"emb_params": vector[None]}
         files[f"embeddings/{name}.safetensors"] = _tensors(payload)
     for run_file in RUN_FILES:
         files[f"{RUN_DIR}/{run_file}"] = _copy(folder.path / run_file)
@@ -246,7 +263,12 @@ def _export_files(
         fit = saved["fit"]
         kohya = {}
         if has_lora:
-            kohya = diffusers_to_kohya(fsutil.load_safetensors(folder.lora), fit["lora_alpha"])
+            blocks = None
+            if info.family == "sdxl":
+                source = f"base_model in {folder.path / CONFIG_FILE}"
+                blocks = sgm_blocks(base_unet_config(project, info.base_model, source))
+            lora = fsutil.load_safetensors(folder.lora)
+            kohya = diffusers_to_kohya(lora, fit["lora_alpha"], blocks)
         steps = fsutil.safetensors_metadata(folder.mapper).get("step", fit["steps"])
         example = [names[n, 0] for n in vocab.by_name]
 
@@ -256,7 +278,8 @@ def _export_files(
                 run=folder.path.name,
                 fit=fit,
                 base_model=str(saved["base_model"]),
-                width=mapper.config.dim,
+                width=mapper.config.widths[0],
+                family=info.family,
                 steps=int(steps),
                 created=datetime.datetime.fromtimestamp(folder.mapper.stat().st_mtime),
                 trigger=example,
@@ -269,11 +292,25 @@ def _export_files(
             files[f"{stem}.safetensors"] = _tensors(kohya, metadata(stem))
         bundle = f"{folder.path.name}_bundle"
         files[f"{bundle}.safetensors"] = _tensors(
-            kohya | bundle_embeddings(vectors), metadata(bundle)
+            kohya | bundle_embeddings(vectors, split), metadata(bundle)
         )
-    readme = _readme(fmt, vocab, folder, names, has_lora)
+    readme = _readme(fmt, vocab, folder, names, has_lora, info.family)
     files["README.md"] = lambda path: fsutil.write_text(path, readme)
     return files
+
+
+def base_unet_config(project: Project, base_model: str, source: str) -> dict[str, Any]:
+    """The UNet config (``unet/config.json``) of ``base_model``, named in ``source`` (a file
+    of the project), checked as any model a project names (see ``project_model``)."""
+    from diffusers import UNet2DConditionModel
+
+    from creaturekit.models import load_pretrained, project_model, resolve_model
+
+    ref = resolve_model(project_model(base_model, project.root, source), base=project.root)
+    config = load_pretrained(
+        UNet2DConditionModel.load_config, ref, "base model's UNet config", subfolder="unet"
+    )
+    return dict(config)
 
 
 def _tensors(
@@ -306,8 +343,10 @@ def _readme(
     folder: RunFolder,
     names: dict[tuple[str, int], str],
     has_lora: bool,
+    family: str,
 ) -> str:
     run = folder.path.name
+    sdxl = family == "sdxl"
     token = (lambda n: f"<{n}>") if fmt == "diffusers" else (lambda n: n)
     example = " ".join(token(names[n, 0]) for n in vocab.by_name)
     lora = (
@@ -315,32 +354,55 @@ def _readme(
         if (has_lora)
         else "none: this run trained part tokens only (rank 0)"
     )
+    base = folder.saved_config()["base_model"]
     lines = [
         f"# creaturekit export of run `{run}` ({fmt})",
         "",
-        f"Base model: `{folder.saved_config()['base_model']}`. LoRA: {lora}.",
+        f"Base model: `{base}`" + (" (SDXL)" if sdxl else "") + f". LoRA: {lora}.",
         "",
-        f"{len(names)} textual-inversion tokens, one per (part, code), in `embeddings/`:",
+        f"{len(names)} textual-inversion tokens, one per (part, code), in `embeddings/`"
+        + (
+            " (SDXL embeddings: each file holds `clip_l` and `clip_g`, the vectors of the "
+            "two text encoders):"
+            if sdxl
+            else ":"
+        ),
         "",
         *[f"* {line}" for line in _token_ranges(vocab, names, token)],
         "",
         f'Example prompt: "a photo of a {example} {vocab.category}"',
         "",
     ]
+    pipeline = "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline"
     if fmt == "diffusers":
         lines += [
+            f"**diffusers** (`pipe` a `{pipeline}` of the base model):",
+            "",
             "```python",
             "from pathlib import Path",
+            *(["from safetensors.torch import load_file"] if sdxl else []),
             "",
             *(["pipe.load_lora_weights('.')"] if has_lora else []),
             "files = sorted(Path('embeddings').glob('*.safetensors'))",
-            "pipe.load_textual_inversion([str(f) for f in files])",
+            *(
+                _sdxl_embedding_lines("[f'<{f.stem}>' for f in files]")
+                if sdxl
+                else ["pipe.load_textual_inversion([str(f) for f in files])"]
+            ),
             "```",
             "",
         ]
     else:
         lora_tag = f"<lora:{run}_lora:1>"
         lines += [
+            *(
+                [
+                    "Use them with an SDXL checkpoint (the base model above or one built on it).",
+                    "",
+                ]
+                if sdxl
+                else []
+            ),
             "**A1111 web UI, one file:** copy `{0}_bundle.safetensors` to `models/Lora/` and "
             "add `<lora:{0}_bundle:1>` to the prompt: it {1} every token above.".format(
                 run, "applies the LoRA and makes typeable" if has_lora else "makes typeable"
@@ -359,12 +421,18 @@ def _readme(
             "bundle_emb...`): use the per-file way there.",
             "",
             "**diffusers:** the `diffusers` export (`creaturekit export --format diffusers`) "
-            "is the one made for it. These files load too, but each embedding file holds "
-            "`emb_params`, so give the tokens, or all of them collapse into one token "
-            "`emb_params`:",
+            "is the one made for it. These files load too, but "
+            + (
+                "each embedding file holds one vector per text encoder, so load each into "
+                "its encoder with the token (the file name):"
+                if sdxl
+                else "each embedding file holds `emb_params`, so give the tokens, or all of "
+                "them collapse into one token `emb_params`:"
+            ),
             "",
             "```python",
             "from pathlib import Path",
+            *(["from safetensors.torch import load_file"] if sdxl else []),
             "",
             *(
                 [f"pipe.load_lora_weights('.', weight_name='{run}_lora.safetensors')"]
@@ -372,7 +440,14 @@ def _readme(
                 else []
             ),
             "files = sorted(Path('embeddings').glob('*.safetensors'))",
-            "pipe.load_textual_inversion([str(f) for f in files], token=[f.stem for f in files])",
+            *(
+                _sdxl_embedding_lines("[f.stem for f in files]")
+                if sdxl
+                else [
+                    "pipe.load_textual_inversion([str(f) for f in files], "
+                    "token=[f.stem for f in files])"
+                ]
+            ),
             "```",
             "",
         ]
@@ -382,3 +457,16 @@ def _readme(
         "",
     ]
     return "\n".join(lines)
+
+
+def _sdxl_embedding_lines(tokens: str) -> list[str]:
+    """The README's Python lines loading SDXL embedding ``files`` into both text encoders
+    of ``pipe`` as the tokens ``tokens`` (an expression)."""
+    return [
+        f"tokens = {tokens}",
+        "vectors = [load_file(f) for f in files]",
+        "pipe.load_textual_inversion([v['clip_l'] for v in vectors], token=tokens,",
+        "                            text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)",
+        "pipe.load_textual_inversion([v['clip_g'] for v in vectors], token=tokens,",
+        "                            text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)",
+    ]

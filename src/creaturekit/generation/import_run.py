@@ -1,7 +1,9 @@
 """``import-run``: an export (either format) back into a run of a project, for ``mix`` and ``eval``.
 
 An export holds ``creaturekit-run/`` (config.toml, vocab.json, mapper.safetensors) and
-the LoRA: the diffusers file as it is, or the a1111 file's kohya keys converted back.
+the LoRA: the diffusers file as it is, or the a1111 file's kohya keys converted back
+(an SDXL run's have the original UNet's names: their diffusers names come from the base
+model's UNet config, read from the run's base model or ``model``).
 The run lands in ``runs/<name>/`` whole or not at all (filled beside it, then renamed).
 Only an export of a run trained on the project's own discovery result is accepted:
 part tokens mean nothing against another discovery's parts.
@@ -17,12 +19,13 @@ from creaturekit import fsutil
 from creaturekit.conditioning.mapper import TokenMapper
 from creaturekit.discovery.result import RESULT_FILE
 from creaturekit.errors import CreatureKitError, StageMissingError
-from creaturekit.generation.export import MARKER, RUN_DIR, RUN_FILES
-from creaturekit.generation.kohya import kohya_to_diffusers
+from creaturekit.generation.export import MARKER, RUN_DIR, RUN_FILES, base_unet_config
+from creaturekit.generation.kohya import kohya_to_diffusers, sgm_blocks
 from creaturekit.paths import check_name
 from creaturekit.project import Project
 from creaturekit.training.objective import lora_config, lora_targets
 from creaturekit.training.run import (
+    CONFIG_FILE,
     LOG_FILE,
     LORA_FILE,
     RunFolder,
@@ -31,8 +34,17 @@ from creaturekit.training.run import (
 )
 
 
-def import_run(project: Project, source: str | os.PathLike[str], run: str | None = None) -> Path:
-    """Make the export in ``source`` the run ``run`` (default: the exported run's name)."""
+def import_run(
+    project: Project,
+    source: str | os.PathLike[str],
+    run: str | None = None,
+    model: str | None = None,
+) -> Path:
+    """Make the export in ``source`` the run ``run`` (default: the exported run's name).
+
+    ``model`` (a hub id or folder of the run's base model) is read only for an SDXL run's
+    a1111 export, where the run's own ``base_model`` is not at hand here.
+    """
     source = Path(source).expanduser()
     marker = _read_marker(source)
     folder = run_folder(project, run or str(marker.get("run", "")))
@@ -48,6 +60,14 @@ def import_run(project: Project, source: str | os.PathLike[str], run: str | None
     _check_discovery(project, source, vocab.discovery_stamp)
     TokenMapper.load(exported.mapper)  # a damaged mapper is named now, not at mix time
     lora = _lora_file(source, marker, int(fit["rank"]))
+    blocks = None
+    info = exported.info()
+    if lora is not None and marker["format"] == "a1111" and info.family == "sdxl":
+        from creaturekit.models import trust_model_path
+
+        trust_model_path(model)
+        where = f"base_model in {exported.path / CONFIG_FILE} (or --model)"
+        blocks = sgm_blocks(base_unet_config(project, model or info.base_model, where))
     project.runs_dir.mkdir(parents=True, exist_ok=True)
     with project.lock("import-run"):
         if folder.path.exists():
@@ -64,7 +84,7 @@ def import_run(project: Project, source: str | os.PathLike[str], run: str | None
                 shutil.copyfile(lora, staging / LORA_FILE)
             elif lora is not None:
                 try:
-                    layers = kohya_to_diffusers(fsutil.load_safetensors(lora))
+                    layers = kohya_to_diffusers(fsutil.load_safetensors(lora), blocks)
                 except CreatureKitError as err:
                     raise CreatureKitError(f"{lora}: {err}") from None
                 adapter = lora_config(
