@@ -331,7 +331,7 @@ def test_sdxl_pipeline_loads_the_export_as_the_readme_says(
     cwd = os.getcwd()
     try:
         os.chdir(exports[fmt])
-        exec(code, {"pipe": pipe})  # noqa: S102 - the README's own lines
+        exec(code, {"pipe": pipe})
     finally:
         os.chdir(cwd)
     token = "<{}>" if fmt == "diffusers" else "{}"
@@ -391,3 +391,54 @@ def test_sgm_keys_need_the_unet_config(exports: dict[str, Path]) -> None:
     shallow = sgm_blocks(SDXL_UNET | {"layers_per_block": 1})  # another UNet's blocks
     with pytest.raises(CreatureKitError, match="the base model's UNet does not have"):
         kohya_to_diffusers(lora, shallow)
+
+
+def test_sdxl_lora_export_and_import_without_the_base_model_say_what_to_do(
+    exports: dict[str, Path], tmp_path: Path, runner: CliRunner
+) -> None:
+    """The a1111 LoRA's names come from the base model's UNet config: where the run's base
+    model is gone, export and import-run say so in one sentence and write nothing; both
+    take the base model from --model."""
+    root = tmp_path / "proj"
+    shutil.copytree(exports["project"], root)
+    config = root / "runs" / "xl" / "config.toml"
+    config.write_text(config.read_text().replace(str(exports["base"]), "./models/gone"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["export", "-C", str(root), "--format", "a1111", "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    said = "An SDXL run's a1111 LoRA is named from its base model's UNet config, which could"
+    assert said in result.stderr and "--model" in result.stderr and not out.exists()
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "-C",
+            str(root),
+            "--format",
+            "a1111",
+            "--out",
+            str(out),
+            "--model",
+            str(exports["base"]),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    exported = fsutil.load_safetensors(out / "xl_lora.safetensors")
+    assert exported.keys() == lora_files(exports)["lora"].keys()
+
+    shutil.rmtree(root / "runs")
+    shared = tmp_path / "shared"
+    shutil.copytree(exports["a1111"], shared)
+    exported = shared / "creaturekit-run" / "config.toml"
+    exported.write_text(exported.read_text().replace(str(exports["base"]), "./models/gone"))
+    result = runner.invoke(app, ["import-run", "-C", str(root), str(shared)])
+    assert result.exit_code == 1 and said in result.stderr and "--model" in result.stderr
+    assert not (root / "runs" / "xl").exists()
+    result = runner.invoke(
+        app, ["import-run", "-C", str(root), str(shared), "--model", str(exports["base"])]
+    )
+    assert result.exit_code == 0, result.output
+    lora = "pytorch_lora_weights.safetensors"
+    before = fsutil.load_safetensors(exports["project"] / "runs" / "xl" / lora)
+    back = fsutil.load_safetensors(root / "runs" / "xl" / lora)
+    assert back.keys() == before.keys() and all(torch.equal(back[k], before[k]) for k in back)

@@ -23,6 +23,15 @@ def register(app: typer.Typer) -> None:
     app.command("import-run")(handle_errors(import_run))
 
 
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The run's base model (hub id or folder), where its own is not here; read "
+        "only for an SDXL run's a1111 export (its UNet config names the LoRA's modules)."
+    ),
+]
+
+
 def export(
     fmt: Annotated[
         str, typer.Option("--format", help="diffusers or a1111 (kohya LoRA keys, A1111/ComfyUI).")
@@ -50,6 +59,7 @@ def export(
             "(files with the export's names are replaced).",
         ),
     ] = False,
+    model: ModelOpt = None,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
@@ -58,7 +68,13 @@ def export(
     from creaturekit.generation.export import export_run
 
     folder = export_run(
-        open_cli_project(project), fmt, run, out, force=force, name_template=name_template
+        open_cli_project(project),
+        fmt,
+        run,
+        out,
+        force=force,
+        name_template=name_template,
+        model=model,
     )
     if json_output:
         print_json({"folder": str(folder), "format": fmt})
@@ -71,13 +87,7 @@ def import_run(
     run: Annotated[
         str | None, typer.Option(help="Name of the new run (default: the exported run's).")
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="The run's base model (hub id or folder), where its own is not here; read "
-            "only for an SDXL run's a1111 export (its UNet config names the LoRA's modules)."
-        ),
-    ] = None,
+    model: ModelOpt = None,
     project: ProjectOpt = None,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,

@@ -141,16 +141,19 @@ def export_run(
     out: str | Path | None = None,
     force: bool = False,
     name_template: str = DEFAULT_NAME_TEMPLATE,
+    model: str | None = None,
 ) -> Path:
     """Write the export of ``run`` (default: latest) to ``out`` (default: in the run folder),
     under the project lock (a fit cannot change the run meanwhile).
 
     ``force`` writes into a non-empty folder that is not an export, beside its files
     (files with the export's names are replaced). ``name_template`` names the tokens
-    (see :func:`token_names`).
+    (see :func:`token_names`). ``model`` (a hub id or folder of the run's base model) is
+    read only for an SDXL run's a1111 LoRA, where the run's own base model is not at hand:
+    its UNet config names the LoRA's modules.
     """
     with project.lock("export"):
-        return _export_run(project, fmt, run, out, force, name_template)
+        return _export_run(project, fmt, run, out, force, name_template, model)
 
 
 def _export_run(
@@ -160,6 +163,7 @@ def _export_run(
     out: str | Path | None,
     force: bool,
     name_template: str,
+    model: str | None,
 ) -> Path:
     if fmt not in FORMATS:
         raise CreatureKitError(f"Unknown export format {fmt!r}; choose {' or '.join(FORMATS)}.")
@@ -170,7 +174,7 @@ def _export_run(
     target = default if out is None else Path(out).expanduser()
     check_target(project, folder, target)
     previous = _previous_files(target, force or target.resolve() == default.resolve())
-    files = _export_files(project, folder, fmt, name_template)
+    files = _export_files(project, folder, fmt, name_template, model)
     marker = {"creaturekit_version": __version__, "run": folder.path.name, "format": fmt}
     fsutil.write_json(
         target / MARKER, {**marker, "complete": False, "files": sorted(previous | set(files))}
@@ -236,7 +240,7 @@ def _previous_files(target: Path, force: bool) -> set[str]:
 
 
 def _export_files(
-    project: Project, folder: RunFolder, fmt: str, template: str
+    project: Project, folder: RunFolder, fmt: str, template: str, model: str | None
 ) -> dict[str, Callable[[Path], None]]:
     """Each file of the export (path relative to the export folder) and what writes it."""
     vocab = Vocabulary(folder.vocab(), project.config)
@@ -265,8 +269,7 @@ def _export_files(
         if has_lora:
             blocks = None
             if info.family == "sdxl":
-                source = f"base_model in {folder.path / CONFIG_FILE}"
-                blocks = sgm_blocks(base_unet_config(project, info.base_model, source))
+                blocks = sgm_blocks(base_unet_config(project, folder, info.base_model, model))
             lora = fsutil.load_safetensors(folder.lora)
             kohya = diffusers_to_kohya(lora, fit["lora_alpha"], blocks)
         steps = fsutil.safetensors_metadata(folder.mapper).get("step", fit["steps"])
@@ -299,17 +302,29 @@ def _export_files(
     return files
 
 
-def base_unet_config(project: Project, base_model: str, source: str) -> dict[str, Any]:
-    """The UNet config (``unet/config.json``) of ``base_model``, named in ``source`` (a file
-    of the project), checked as any model a project names (see ``project_model``)."""
+def base_unet_config(
+    project: Project, run: RunFolder, base_model: str, model: str | None = None
+) -> dict[str, Any]:
+    """The UNet config (``unet/config.json``) of ``model`` (the user's) or else of the run's
+    ``base_model`` (checked as any model a project file names, see ``project_model``)."""
     from diffusers import UNet2DConditionModel
 
-    from creaturekit.models import load_pretrained, project_model, resolve_model
+    from creaturekit.models import load_pretrained, project_model, resolve_model, trust_model_path
 
-    ref = resolve_model(project_model(base_model, project.root, source), base=project.root)
-    config = load_pretrained(
-        UNet2DConditionModel.load_config, ref, "base model's UNet config", subfolder="unet"
-    )
+    if model is None:
+        model = project_model(base_model, project.root, f"base_model in {run.path / CONFIG_FILE}")
+    else:
+        trust_model_path(model)
+    try:
+        ref = resolve_model(model, base=project.root)
+        config = load_pretrained(
+            UNet2DConditionModel.load_config, ref, "base model's UNet", subfolder="unet"
+        )
+    except CreatureKitError as err:
+        raise type(err)(
+            f"An SDXL run's a1111 LoRA is named from its base model's UNet config, which "
+            f"could not be read: {err}"
+        ) from None
     return dict(config)
 
 

@@ -25,7 +25,6 @@ from creaturekit.paths import check_name
 from creaturekit.project import Project
 from creaturekit.training.objective import lora_config, lora_targets
 from creaturekit.training.run import (
-    CONFIG_FILE,
     LOG_FILE,
     LORA_FILE,
     RunFolder,
@@ -63,11 +62,7 @@ def import_run(
     blocks = None
     info = exported.info()
     if lora is not None and marker["format"] == "a1111" and info.family == "sdxl":
-        from creaturekit.models import trust_model_path
-
-        trust_model_path(model)
-        where = f"base_model in {exported.path / CONFIG_FILE} (or --model)"
-        blocks = sgm_blocks(base_unet_config(project, model or info.base_model, where))
+        blocks = sgm_blocks(base_unet_config(project, exported, info.base_model, model))
     project.runs_dir.mkdir(parents=True, exist_ok=True)
     with project.lock("import-run"):
         if folder.path.exists():
