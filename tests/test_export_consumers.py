@@ -117,25 +117,28 @@ def diffusers_deltas(exports: dict[str, Path]) -> dict[str, torch.Tensor]:
 
 
 def test_the_base_has_sd15_names_and_ldm_layout(exports: dict[str, Path]) -> None:
-    from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
     with torch.device("meta"):
         real = sd15_layout_unet()  # SD 1.5 itself, without memory
+    assert_real_names_and_ldm_layout(unet_of(exports["base"]), real, SD15_COMFY_CONFIG)
+
+
+def assert_real_names_and_ldm_layout(unet: Any, real: Any, config: dict[str, Any]) -> None:
+    """``unet`` has every module and weight name of ``real``, and the LDM names ComfyUI maps
+    to (``config``) are those of the original checkpoints: diffusers' own single-file
+    loader reads them back into exactly this UNet."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
     assert unet.state_dict().keys() == real.state_dict().keys()
     assert [n for n, _ in unet.named_modules()] == [n for n, _ in real.named_modules()]
-    # The LDM names ComfyUI maps to are those of the original checkpoints: diffusers' own
-    # single-file loader reads them back into exactly this UNet.
-    ldm = ldm_state_dict(unet, SD15_COMFY_CONFIG)
-    back = convert_ldm_unet_checkpoint(ldm, dict(unet.config))
+    back = convert_ldm_unet_checkpoint(ldm_state_dict(unet, config), dict(unet.config))
     assert back.keys() == unet.state_dict().keys()
     assert all(torch.equal(back[k], v) for k, v in unet.state_dict().items())
 
 
-def lora_files(exports: dict[str, Path]) -> dict[str, dict[str, torch.Tensor]]:
+def lora_files(exports: dict[str, Path], run: str = "sd") -> dict[str, dict[str, torch.Tensor]]:
+    """The a1111 export's LoRA and bundle files of ``run``."""
     return {
-        name: fsutil.load_safetensors(exports["a1111"] / f"sd_{name}.safetensors")
+        name: fsutil.load_safetensors(exports["a1111"] / f"{run}_{name}.safetensors")
         for name in ("lora", "bundle")
     }
 
@@ -143,10 +146,7 @@ def lora_files(exports: dict[str, Path]) -> dict[str, dict[str, torch.Tensor]]:
 def test_kohya_loads_every_key(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
-    modules = kohya_modules(unet)
+    modules = kohya_modules(unet_of(exports["base"]))
     files = lora_files(exports)
     deltas, unused = kohya_deltas(files["lora"], modules)
     assert unused == [] and len(deltas) == len(diffusers_deltas)
@@ -158,25 +158,58 @@ def test_kohya_loads_every_key(
         torch.testing.assert_close(delta, diffusers_deltas[by_kohya[name]], atol=1e-6, rtol=1e-4)
 
 
+def unet_of(base: Path) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(base, subfolder="unet")
+
+
+def assert_same_deltas(deltas: dict[str, Any], expected: dict[str, torch.Tensor]) -> None:
+    """``deltas`` (by diffusers module) are the diffusers export's, module by module."""
+    assert deltas.keys() == expected.keys()
+    for module, delta in deltas.items():
+        torch.testing.assert_close(delta, expected[module], atol=1e-6, rtol=1e-4)
+
+
+def comfy_patches(
+    base: Path, config: dict[str, Any], lora: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """ComfyUI's weight patches of ``lora`` on the UNet of ``base`` (with ComfyUI's
+    ``config``), by diffusers module, each checked to fit a real weight; and the keys it
+    logs as not loaded."""
+    unet = unet_of(base)
+    ldm = {k.removeprefix("model."): v for k, v in ldm_state_dict(unet, config).items()}
+    patches, not_loaded = comfy_load_lora(lora, comfy_key_map(list(ldm), config))
+    to_diffusers = {f"diffusion_model.{v}.weight": k for k, v in unet_to_ldm(config).items()}
+    for target, delta in patches.items():
+        assert ldm[target].shape == delta.shape  # a real weight of the model
+    return {to_diffusers[t]: d for t, d in patches.items()}, not_loaded
+
+
+def a1111_network(
+    base: Path, config: dict[str, Any], lora: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[str]]:
+    """The web UI's ``load_network`` of ``lora`` on the LDM model of ``base``'s UNet:
+    (weight changes by diffusers module, bundled embeddings, unmatched keys)."""
+    ldm = ldm_state_dict(unet_of(base), config)
+    # network_layer_mapping: the LDM model's modules, `diffusion_model.` first, `_` for `.`
+    layers = {k.removeprefix("model.").rpartition(".")[0].replace(".", "_") for k in ldm}
+    to_diffusers = {
+        f"diffusion_model_{v}".replace(".", "_"): k for k, v in unet_to_ldm(config).items()
+    }
+    deltas, embeddings, unmatched = a1111_load_network(lora, layers)
+    return {to_diffusers[n]: d for n, d in deltas.items()}, embeddings, unmatched
+
+
 def test_comfyui_loads_every_key_and_embedding(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
-    ldm = {k.removeprefix("model."): v for k, v in ldm_state_dict(unet, SD15_COMFY_CONFIG).items()}
-    key_map = comfy_key_map(list(ldm), SD15_COMFY_CONFIG)
-    patches, not_loaded = comfy_load_lora(lora_files(exports)["lora"], key_map)
-    assert not_loaded == [] and len(patches) == len(diffusers_deltas)
-    to_diffusers = {
-        f"diffusion_model.{v}.weight": k for k, v in unet_to_ldm(SD15_COMFY_CONFIG).items()
-    }
-    for target, delta in patches.items():
-        assert ldm[target].shape == delta.shape  # a real weight of the model
-        torch.testing.assert_close(
-            delta, diffusers_deltas[to_diffusers[target]], atol=1e-6, rtol=1e-4
-        )
-    _, bundled = comfy_load_lora(lora_files(exports)["bundle"], key_map)
+    patches, not_loaded = comfy_patches(
+        exports["base"], SD15_COMFY_CONFIG, lora_files(exports)["lora"]
+    )
+    assert not_loaded == []
+    assert_same_deltas(patches, diffusers_deltas)
+    _, bundled = comfy_patches(exports["base"], SD15_COMFY_CONFIG, lora_files(exports)["bundle"])
     assert bundled and all(k.startswith("bundle_emb.") for k in bundled)  # logged, not used
 
     vectors = diffusers_vectors(exports)
@@ -189,27 +222,15 @@ def test_comfyui_loads_every_key_and_embedding(
 def test_a1111_loads_every_key_and_the_bundled_embeddings(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
-    ldm = ldm_state_dict(unet, SD15_COMFY_CONFIG)
-    # network_layer_mapping: the LDM model's modules, `diffusion_model.` first, `_` for `.`
-    modules = {k.removeprefix("model.").rpartition(".")[0] for k in ldm}
-    layers = {m.replace(".", "_") for m in modules}
-    to_diffusers = {
-        f"diffusion_model_{v}".replace(".", "_"): k
-        for k, v in unet_to_ldm(SD15_COMFY_CONFIG).items()
-    }
     files = lora_files(exports)
-    deltas, embeddings, unmatched = a1111_load_network(files["lora"], layers)
-    assert unmatched == [] and embeddings == {} and len(deltas) == len(diffusers_deltas)
-    for layer, delta in deltas.items():
-        torch.testing.assert_close(
-            delta, diffusers_deltas[to_diffusers[layer]], atol=1e-6, rtol=1e-4
-        )
+    deltas, embeddings, unmatched = a1111_network(exports["base"], SD15_COMFY_CONFIG, files["lora"])
+    assert unmatched == [] and embeddings == {}
+    assert_same_deltas(deltas, diffusers_deltas)
 
-    deltas, embeddings, unmatched = a1111_load_network(files["bundle"], layers)
-    assert len(deltas) == len(diffusers_deltas)  # the same LoRA ...
+    deltas, embeddings, unmatched = a1111_network(
+        exports["base"], SD15_COMFY_CONFIG, files["bundle"]
+    )
+    assert_same_deltas(deltas, diffusers_deltas)  # the same LoRA ...
     assert all(k.startswith("bundle_emb.") for k in unmatched)  # ... plus the vocabulary
     vectors = diffusers_vectors(exports)
     assert embeddings.keys() == vectors.keys()

@@ -30,17 +30,21 @@ from tests.consumers import (
     SD15_COMFY_CONFIG,
     SDXL_COMFY_CONFIG,
     a1111_embeddings,
-    a1111_load_network,
-    comfy_key_map,
     comfy_load_embed,
-    comfy_load_lora,
     kohya_deltas,
     kohya_sdxl_modules,
-    ldm_state_dict,
     unet_to_ldm,
 )
 from tests.helpers import fit_runs
-from tests.test_export_consumers import SD15_UNET
+from tests.test_export_consumers import (
+    SD15_UNET,
+    a1111_network,
+    assert_real_names_and_ldm_layout,
+    assert_same_deltas,
+    comfy_patches,
+    unet_of,
+)
+from tests.test_export_consumers import lora_files as consumer_lora_files
 
 #: stabilityai/stable-diffusion-xl-base-1.0 unet/config.json
 SDXL_UNET: dict[str, Any] = {
@@ -160,25 +164,13 @@ def test_sgm_blocks_follow_the_unet_config() -> None:
 
 
 def test_the_base_has_sdxl_names_and_ldm_layout(exports: dict[str, Path]) -> None:
-    from diffusers import UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
     with torch.device("meta"):
         real = sdxl_layout_unet()  # SDXL itself, without memory
-    assert [n for n, _ in unet.named_modules()] == [n for n, _ in real.named_modules()]
-    assert unet.state_dict().keys() == real.state_dict().keys()
-    ldm = ldm_state_dict(unet, SDXL_COMFY_CONFIG)
-    back = convert_ldm_unet_checkpoint(ldm, dict(unet.config))
-    assert back.keys() == unet.state_dict().keys()
-    assert all(torch.equal(back[k], v) for k, v in unet.state_dict().items())
+    assert_real_names_and_ldm_layout(unet_of(exports["base"]), real, SDXL_COMFY_CONFIG)
 
 
 def lora_files(exports: dict[str, Path]) -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        name: fsutil.load_safetensors(exports["a1111"] / f"xl_{name}.safetensors")
-        for name in ("lora", "bundle")
-    }
+    return consumer_lora_files(exports, "xl")
 
 
 def test_sdxl_lora_has_kohyas_original_names_and_metadata(exports: dict[str, Path]) -> None:
@@ -204,10 +196,7 @@ def test_sdxl_lora_has_kohyas_original_names_and_metadata(exports: dict[str, Pat
 def test_kohya_loads_every_key(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
-    modules = kohya_sdxl_modules(unet, SDXL_COMFY_CONFIG)
+    modules = kohya_sdxl_modules(unet_of(exports["base"]), SDXL_COMFY_CONFIG)
     files = lora_files(exports)
     deltas, unused = kohya_deltas(files["lora"], modules)
     assert unused == [] and len(deltas) == len(diffusers_deltas)
@@ -225,53 +214,30 @@ def test_kohya_loads_every_key(
 def test_comfyui_loads_every_key_and_both_encoders_embeddings(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
-    ldm = {k.removeprefix("model."): v for k, v in ldm_state_dict(unet, SDXL_COMFY_CONFIG).items()}
-    key_map = comfy_key_map(list(ldm), SDXL_COMFY_CONFIG)
-    patches, not_loaded = comfy_load_lora(lora_files(exports)["lora"], key_map)
-    assert not_loaded == [] and len(patches) == len(diffusers_deltas)
-    to_diffusers = {
-        f"diffusion_model.{v}.weight": k for k, v in unet_to_ldm(SDXL_COMFY_CONFIG).items()
-    }
-    for target, delta in patches.items():
-        assert ldm[target].shape == delta.shape
-        torch.testing.assert_close(
-            delta, diffusers_deltas[to_diffusers[target]], atol=1e-6, rtol=1e-4
-        )
+    patches, not_loaded = comfy_patches(
+        exports["base"], SDXL_COMFY_CONFIG, lora_files(exports)["lora"]
+    )
+    assert not_loaded == []
+    assert_same_deltas(patches, diffusers_deltas)
     vectors = mixer_vectors(exports)
     folder = exports["a1111"] / "embeddings"
-    for name, vector in vectors.items():
+    for name, vector in vectors.items():  # SDXL's two tokenizers, by their embedding_key
         clip_l, clip_g = comfy_load_embed(name, folder), comfy_load_embed(name, folder, "clip_g")
         assert clip_l is not None and clip_g is not None
-        assert torch.equal(torch.cat([clip_l, clip_g], -1), vector[None])
         assert clip_l.shape == (1, 32) and clip_g.shape == (1, 48)
+        assert torch.equal(torch.cat([clip_l, clip_g], -1), vector[None])
 
 
 def test_a1111_loads_every_key_and_the_bundled_sdxl_embeddings(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(exports["base"], subfolder="unet")
-    ldm = ldm_state_dict(unet, SDXL_COMFY_CONFIG)
-    layers = {k.removeprefix("model.").rpartition(".")[0].replace(".", "_") for k in ldm}
-    to_diffusers = {
-        f"diffusion_model_{v}".replace(".", "_"): k
-        for k, v in unet_to_ldm(SDXL_COMFY_CONFIG).items()
-    }
     files = lora_files(exports)
-    deltas, embeddings, unmatched = a1111_load_network(files["lora"], layers)
-    assert unmatched == [] and embeddings == {} and len(deltas) == len(diffusers_deltas)
-    for layer, delta in deltas.items():
-        torch.testing.assert_close(
-            delta, diffusers_deltas[to_diffusers[layer]], atol=1e-6, rtol=1e-4
-        )
-    deltas, bundled, unmatched = a1111_load_network(files["bundle"], layers)
-    assert len(deltas) == len(diffusers_deltas) and all(
-        k.startswith("bundle_emb.") for k in unmatched
-    )
+    deltas, embeddings, unmatched = a1111_network(exports["base"], SDXL_COMFY_CONFIG, files["lora"])
+    assert unmatched == [] and embeddings == {}
+    assert_same_deltas(deltas, diffusers_deltas)
+    deltas, bundled, unmatched = a1111_network(exports["base"], SDXL_COMFY_CONFIG, files["bundle"])
+    assert_same_deltas(deltas, diffusers_deltas)
+    assert all(k.startswith("bundle_emb.") for k in unmatched)
     per_file = a1111_embeddings(exports["a1111"])
     vectors = mixer_vectors(exports)
     assert bundled.keys() == per_file.keys() == vectors.keys()
@@ -286,9 +252,7 @@ def test_diffusers_reads_the_a1111_sdxl_lora_too(
     exports: dict[str, Path], diffusers_deltas: dict[str, torch.Tensor]
 ) -> None:
     deltas = fused_deltas(exports["base"], exports["a1111"] / "xl_lora.safetensors")
-    assert deltas.keys() == diffusers_deltas.keys()
-    for name, delta in deltas.items():
-        torch.testing.assert_close(delta, diffusers_deltas[name], atol=1e-6, rtol=1e-4)
+    assert_same_deltas(deltas, diffusers_deltas)
 
 
 def mixer_vectors(exports: dict[str, Path]) -> dict[str, torch.Tensor]:
