@@ -109,13 +109,14 @@ def exports(
     pipe.save_pretrained(base)
     trust_model_path(str(base))
     settings = {"resolution": 32, "attn_resolution": 4, "steps": 3, "checkpoint_every": 3}
-    root = fit_runs(discovered, tmp / "proj", base, {"xl": settings})
+    tokens_only = settings | {"rank": 0, "steps": 1, "checkpoint_every": 1}
+    root = fit_runs(discovered, tmp / "proj", base, {"xl": settings, "xl0": tokens_only})
     project = open_project(root)
     return {
         "base": base,
         "project": root,
-        "a1111": export_run(project, "a1111", out=tmp / "a1111"),
-        "diffusers": export_run(project, "diffusers", out=tmp / "diffusers"),
+        "a1111": export_run(project, "a1111", run="xl", out=tmp / "a1111"),
+        "diffusers": export_run(project, "diffusers", run="xl", out=tmp / "diffusers"),
     }
 
 
@@ -368,27 +369,27 @@ def test_sdxl_lora_export_and_import_without_the_base_model_say_what_to_do(
     config = root / "runs" / "xl" / "config.toml"
     config.write_text(config.read_text().replace(str(exports["base"]), "./models/gone"))
     out = tmp_path / "out"
-    result = runner.invoke(app, ["export", "-C", str(root), "--format", "a1111", "--out", str(out)])
+    command = ["export", "-C", str(root), "--run", "xl", "--format", "a1111", "--out", str(out)]
+    result = runner.invoke(app, command)
     assert result.exit_code == 1 and "Traceback" not in result.output
     said = "An SDXL run's a1111 LoRA is named from its base model's UNet config, which could"
     assert said in result.stderr and "--model" in result.stderr and not out.exists()
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "-C",
-            str(root),
-            "--format",
-            "a1111",
-            "--out",
-            str(out),
-            "--model",
-            str(exports["base"]),
-        ],
-    )
+    result = runner.invoke(app, [*command, "--model", str(exports["base"])])
     assert result.exit_code == 0, result.output
     exported = fsutil.load_safetensors(out / "xl_lora.safetensors")
     assert exported.keys() == lora_files(exports)["lora"].keys()
+
+    # a run without a LoRA (rank 0) has no module names to read: its export needs no base
+    config = root / "runs" / "xl0" / "config.toml"
+    config.write_text(config.read_text().replace(str(exports["base"]), "./models/gone"))
+    tokens_only = export_run(open_project(root), "a1111", run="xl0", out=tmp_path / "xl0")
+    assert (
+        not list(tokens_only.glob("*lora*"))
+        and "LoRA: none" in (tokens_only / "README.md").read_text()
+    )
+    bundle = fsutil.load_safetensors(tokens_only / "xl0_bundle.safetensors")
+    assert {k.rpartition(".")[2] for k in bundle} == {"clip_l", "clip_g"}
+    assert len(bundle) == 2 * len(list((tokens_only / "embeddings").iterdir()))
 
     shutil.rmtree(root / "runs")
     shared = tmp_path / "shared"
