@@ -267,6 +267,16 @@ def a1111_compvis_name(key: str) -> str:
     return key
 
 
+def a1111_sd_version(metadata: dict[str, str]) -> str:
+    """``NetworkOnDisk.detect_version``: the model version the web UI files a LoRA under (its
+    "Unknown" ones are hidden by a common setting)."""
+    if metadata.get("ss_base_model_version", "").startswith("sdxl_"):
+        return "SDXL"
+    if metadata.get("ss_v2", "") == "True":
+        return "SD2"
+    return "SD1" if metadata else "Unknown"
+
+
 def a1111_load_network(
     lora: dict[str, torch.Tensor], layers: set[str]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Embedding], list[str]]:

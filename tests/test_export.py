@@ -20,7 +20,7 @@ from creaturekit.generation.mix import Mixer
 from creaturekit.generation.requests import Vocabulary
 from creaturekit.project import open_project
 from creaturekit.training.run import RunFolder, RunVocab, VocabPart
-from tests.consumers import a1111_embeddings
+from tests.consumers import a1111_embeddings, a1111_sd_version
 from tests.helpers import fit_runs
 
 FAST = {"steps": 2, "size": 16}
@@ -96,6 +96,7 @@ def test_a1111_lora_metadata(fitted: Path, tmp_path: Path) -> None:
         assert meta["ss_network_module"] == "networks.lora"
         assert meta["ss_network_dim"] == "4" and meta["ss_network_alpha"] == "4.0"
         assert meta["ss_base_model_version"] == "sd_v1" and meta["ss_v2"] == "False"
+        assert a1111_sd_version(meta) == "SD1"
         assert meta["ss_steps"] == "2" and meta["ss_resolution"] == "(16, 16)"
         assert meta["ss_sd_model_name"] == "tiny-sd0"  # the local base's folder name only
         assert meta["modelspec.sai_model_spec"] == "1.0.1"

@@ -30,6 +30,7 @@ from tests.consumers import (
     SD15_COMFY_CONFIG,
     SDXL_COMFY_CONFIG,
     a1111_embeddings,
+    a1111_sd_version,
     comfy_load_embed,
     kohya_deltas,
     kohya_sdxl_modules,
@@ -184,6 +185,7 @@ def test_sdxl_lora_has_kohyas_original_names_and_metadata(exports: dict[str, Pat
     for stem in ("xl_lora", "xl_bundle"):
         meta = fsutil.safetensors_metadata(exports["a1111"] / f"{stem}.safetensors")
         assert meta["ss_base_model_version"] == "sdxl_base_v1-0" and meta["ss_v2"] == "False"
+        assert a1111_sd_version(meta) == "SDXL"
         assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
         assert (
             meta["modelspec.implementation"] == "https://github.com/Stability-AI/generative-models"
