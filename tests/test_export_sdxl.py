@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from creaturekit import fsutil
 from creaturekit.cli import app
 from creaturekit.generation.export import export_run
-from creaturekit.generation.kohya import kohya_to_diffusers, sgm_blocks
+from creaturekit.generation.kohya import diffusers_to_kohya, kohya_to_diffusers, sgm_blocks
 from creaturekit.generation.mix import Mixer
 from creaturekit.project import open_project
 from tests.consumers import (
@@ -355,6 +355,8 @@ def test_sgm_keys_need_the_unet_config(exports: dict[str, Path]) -> None:
         exports["project"] / "runs" / "xl" / "pytorch_lora_weights.safetensors"
     )
     assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    with pytest.raises(CreatureKitError, match=r"'unet\.conv_in\.lora\.down\.weight' is in no"):
+        diffusers_to_kohya({"unet.conv_in.lora.down.weight": torch.ones(4, 4)}, 4, blocks)
     shallow = sgm_blocks(SDXL_UNET | {"layers_per_block": 1})  # another UNet's blocks
     with pytest.raises(CreatureKitError, match="the base model's UNet does not have"):
         kohya_to_diffusers(lora, shallow)
