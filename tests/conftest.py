@@ -8,6 +8,9 @@ import shutil
 # Tiny models gain nothing from threads, and oversubscribed OpenMP threads on a busy
 # 2-core machine make each matmul orders of magnitude slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# huggingface_hub reads HF_HUB_OFFLINE once, when first imported (which may happen while
+# tests are collected): set here, no test ever waits on the network's retries
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 from collections.abc import Iterator
 from pathlib import Path
