@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -23,6 +24,11 @@ from creaturekit.errors import ConfigError, ModelNotFoundError, UnsafePathError
 from creaturekit.paths import inside
 
 T = TypeVar("T")
+
+# Optional kernels that bitsandbytes (imported by peft and diffusers whenever it is
+# installed) fails to fetch on some CPUs are not our users' concern: only errors show.
+for _name in ("bitsandbytes", "kernels"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 #: Named presets: short names for the models the method uses.
 PRESETS: dict[str, str] = {

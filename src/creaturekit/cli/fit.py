@@ -45,6 +45,10 @@ def fit(
         float | None, typer.Option(help="Attention-loss weight lambda; 0 disables it.", min=0)
     ] = None,
     resolution: Annotated[int | None, typer.Option(help="Training image side (px).")] = None,
+    attn_resolution: Annotated[
+        int | None,
+        typer.Option(help="Side of the cross-attention maps the attention loss uses.", min=1),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     precision: Annotated[
         str | None,
@@ -111,6 +115,7 @@ def fit(
         "rank": rank,
         "attn_loss": attn_loss,
         "resolution": resolution,
+        "attn_resolution": attn_resolution,
         "seed": seed,
         "precision": precision,
         "optimizer": optimizer,

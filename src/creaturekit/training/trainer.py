@@ -688,13 +688,10 @@ def make_optimizer(name: str, groups: list[dict[str, Any]], **settings: float) -
     """The optimizer ``name`` (:data:`~creaturekit.training.fit_config.OPTIMIZERS`) over
     ``groups``; one whose library is missing says what to install."""
     import importlib
-    import logging
 
     module, cls = OPTIMIZERS[name]
     package = module.split(".")[0]
     try:
-        # bitsandbytes logs its optional kernels' absence on import (not our concern)
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
         optimizers = importlib.import_module(module)
     except ImportError:
         raise ConfigError(
