@@ -29,6 +29,7 @@ from PIL import Image
 from creaturekit.evaluation.backbones import Backbone, load_backbone
 from creaturekit.evaluation.clip_score import ClipScorer
 from creaturekit.evaluation.combinations import Combination, code_rows
+from creaturekit.evaluation.metrics import ImageFigures, ImageMetricsInfo
 from creaturekit.project import Project
 
 #: Per-group image figures repeated in ``overall`` (what ``eval --compare`` shows).
@@ -162,10 +163,10 @@ class ImageScorer:
         images: Sequence[Image.Image],
         names: dict[int, str],
         seed: int,
-    ) -> dict[str, Any]:
+    ) -> ImageFigures:
         """Similarity, CLIP score and FID/KID of one group of generated images."""
         if not images:
-            return {}
+            return ImageFigures()
         embedded = self.similarity.embed(images, "Embedding generated images")
         fake = (
             embedded
@@ -173,23 +174,36 @@ class ImageScorer:
             else self.fid.embed(images, "Embedding generated images (FID/KID)")
         )
         self._fakes.append(fake)
-        figures = code_similarity(embedded, requested, self.means, names)
-        if self.clip is not None:
-            figures["clip_score"] = float(self.clip.score(images, [self.text] * len(images)).mean())
-        return figures | fid_kid(self.real, fake, seed)
+        similarity = code_similarity(embedded, requested, self.means, names)
+        clip = (
+            float(self.clip.score(images, [self.text] * len(images)).mean())
+            if self.clip is not None
+            else None
+        )
+        distances = fid_kid(self.real, fake, seed)
+        subset = distances.get("kid_subset")
+        return ImageFigures(
+            similarity=None if np.isnan(similarity["similarity"]) else similarity["similarity"],
+            similarity_per_part=similarity["similarity_per_part"],
+            clip_score=clip,
+            fid=distances.get("fid"),
+            kid=distances.get("kid"),
+            kid_std=distances.get("kid_std"),
+            kid_subset=None if subset is None else int(subset),
+        )
 
     def overall(self, seed: int) -> dict[str, float]:
         """FID/KID of every generated image scored so far against the training images."""
         fakes = [f for f in self._fakes if len(f)]
         return fid_kid(self.real, np.concatenate(fakes), seed) if fakes else {}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ImageMetricsInfo:
         """What the figures were computed with (recorded in metrics.json)."""
-        return {
-            "image_model": self.similarity.name,
-            "fid_model": self.fid.name,
-            "clip_model": self.clip.name if self.clip is not None else None,
-            "clip_text": self.text,
-            "reference_images": len(self.real),
-            "skipped": self.skipped,
-        }
+        return ImageMetricsInfo(
+            image_model=self.similarity.name,
+            fid_model=self.fid.name,
+            clip_model=self.clip.name if self.clip is not None else None,
+            clip_text=self.text,
+            reference_images=len(self.real),
+            skipped=self.skipped,
+        )
