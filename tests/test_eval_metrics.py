@@ -237,6 +237,26 @@ def test_missing_weights_fail_before_generation(discovered: Path, runner: CliRun
         ImageScorer(open_project(discovered), "facebook/dinov2-base", "discovery", "")
 
 
+def test_missing_weights_are_refused_before_any_backbone_loads(
+    discovered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing CLIP or Inception weights stop the scorer before the (found) similarity
+    backbone is loaded: nothing heavy runs on the way to the error."""
+    import creaturekit.evaluation.image_metrics as image_metrics
+
+    def loaded(*args: object) -> None:
+        raise AssertionError("a backbone was loaded before every model was checked")
+
+    monkeypatch.setattr(image_metrics, "load_backbone", loaded)
+    project = open_project(discovered)
+    with pytest.raises(ModelNotFoundError, match="CLIP model"):
+        ImageScorer(project, "discovery", "discovery", "openai/clip-vit-base-patch32")
+    with pytest.raises(ModelNotFoundError, match="Inception weights"):
+        ImageScorer(project, "discovery", "inception", "")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        ImageScorer(project, "discovery", "nowhere/inception.pth", "")
+
+
 def test_keypoint_scores_on_synthetic_keypoints(evaluated: Path, tmp_path: Path) -> None:
     from creaturekit.discovery.discover import load_result
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from creaturekit.evaluation.backbones import Backbone, load_backbone
-from creaturekit.evaluation.clip_score import ClipScorer
+from creaturekit.evaluation.backbones import Backbone, check_backbone, load_backbone
+from creaturekit.evaluation.clip_score import ClipScorer, check_clip
 from creaturekit.evaluation.combinations import Combination, code_rows
 from creaturekit.evaluation.metrics import ImageFigures, ImageMetricsInfo
 from creaturekit.project import Project
@@ -122,19 +122,23 @@ class ImageScorer:
 
     ``image_model``, ``fid_model``: backbone references (see
     :mod:`creaturekit.evaluation.backbones`); ``clip_model``: a CLIP hub id or folder, or
-    ``""`` to skip the CLIP score. The same reference is loaded (and run) once.
+    ``""`` to skip the CLIP score. The same reference is loaded (and run) once. Missing
+    weights of any of them are refused before the first is loaded.
     """
 
     def __init__(self, project: Project, image_model: str, fid_model: str, clip_model: str):
+        similarity = (image_model, "image-similarity backbone (eval.image_model)", "--image-model")
+        fid = (fid_model, "FID/KID backbone (eval.fid_model)", "--fid-model")
+        for ref, what, flag in (similarity, fid):
+            check_backbone(ref, project, what, flag)
+        if clip_model:
+            check_clip(clip_model, project.root, "--clip-model")
         self.project = project
         self.skipped: dict[str, str] = {}
-        self.similarity = load_backbone(
-            image_model, project, "image-similarity backbone (eval.image_model)", "--image-model"
-        )
+        self.similarity = load_backbone(image_model, project, *similarity[1:])
         self.fid: Backbone = self.similarity
         if fid_model != image_model:
-            what = "FID/KID backbone (eval.fid_model)"
-            self.fid = load_backbone(fid_model, project, what, "--fid-model")
+            self.fid = load_backbone(fid_model, project, *fid[1:])
         self.clip: ClipScorer | None = None
         if clip_model:
             self.clip = ClipScorer(clip_model, project.root, "--clip-model")
