@@ -42,6 +42,7 @@ from creaturekit import fsutil
 from creaturekit.constants import CONFIG_NAME
 from creaturekit.discovery.result import RESULT_FILE
 from creaturekit.errors import CreatureKitError
+from creaturekit.evaluation.metrics import GROUPS
 from creaturekit.project import Project, open_project
 from creaturekit.training.run import RunFolder
 
@@ -145,15 +146,12 @@ def run_variant(
         "fit_s": round(fitted.seconds, 1),
         "step_s": round(float(np.mean(step_times)), 4) if step_times else None,
         "trainable_params": trainable_parameters(run),
-        "eval_s": metrics["seconds"],
-        "guidance": metrics["guidance"],
-        "combinations": {g: metrics[g]["combinations"] for g in ("seen", "novel")},
-        **{f"{g}_emr": metrics[g]["emr"] for g in ("seen", "novel")},
-        **{
-            f"{g}_oracle": metrics[g]["oracle"]["accuracy"] if "oracle" in metrics[g] else None
-            for g in ("seen", "novel")
-        },
-        "novel_oracle_per_part": metrics["novel"].get("oracle", {}).get("per_part"),
+        "eval_s": metrics.seconds,
+        "guidance": metrics.guidance,
+        "combinations": {g: metrics.group(g).combinations for g in GROUPS},
+        **{f"{g}_emr": metrics.group(g).emr for g in GROUPS},
+        **{f"{g}_oracle": metrics.overall.get(f"{g}_oracle_accuracy") for g in GROUPS},
+        "novel_oracle_per_part": metrics.novel.oracle.per_part if metrics.novel.oracle else None,
     }
 
 

@@ -76,8 +76,8 @@ def score_settings(
                 "negative": negative,
                 "draw": draw,
                 "combinations": len(combos),
-                "accuracy": scores["accuracy"],
-                "per_part": scores["per_part"],
+                "accuracy": scores.accuracy,
+                "per_part": scores.per_part,
                 "seconds": round(time.monotonic() - started, 1),
             }
         )

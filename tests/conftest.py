@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 
 # Tiny models gain nothing from threads, and oversubscribed OpenMP threads on a busy
 # 2-core machine make each matmul orders of magnitude slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# huggingface_hub reads HF_HUB_OFFLINE once, when first imported (which may happen while
-# tests are collected): set here, no test ever waits on the network's retries
+# Offline for the whole session, set before any library is imported: huggingface_hub reads
+# HF_HUB_OFFLINE and its cache folder once, when first imported, and that may happen in a
+# session fixture, before `_offline` below runs. Read as online, every "missing" hub model
+# was looked up on the network with retries (about 23 s each, 140 s for one eval test).
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="creaturekit-tests-hf-")
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +26,8 @@ from typer.testing import CliRunner
 from creaturekit.project import open_project
 from tests.helpers import TINY_MIX_FIT, GuardedRunner, write_image
 from tests.tiny_sd import discovered_toy_project, save_tiny_pipeline, save_tiny_sdxl_pipeline
+
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

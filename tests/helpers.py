@@ -1,5 +1,6 @@
 """Helpers shared by test modules (fixtures live in conftest.py): a CLI runner that
-fails on bug reports, image writing, tiny fit settings and trainer shortcuts."""
+fails on bug reports, image writing, tiny fit settings, trainer shortcuts and a
+metrics.json as earlier versions wrote it."""
 
 from __future__ import annotations
 
@@ -123,3 +124,52 @@ def fit_runs(discovered: Path, root: Path, model: Path, runs: dict[str, dict[str
                 **(TINY_MIX_FIT | settings),
             )
     return root
+
+
+def older_metrics(overall: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An ``eval/<run>/metrics.json`` in the layout creaturekit 0.1 wrote (dicts built key by
+    key, before :class:`creaturekit.evaluation.metrics.Metrics`): a toy project's
+    discovery and oracle figures, image metrics, NaN figures written as ``null``, and no
+    ``guidance``/``negative``/``code_similarity`` (added later)."""
+    row: dict[str, Any] = {"requested": {"head": 1, "bg": 0}, "recovered": {"head": 1, "bg": -1}}
+    row |= {"cosim": {"head": 0.9, "bg": 0.0}, "emr": 0.5}
+    per_part = {
+        "head": {"emr": 1.0, "cosim": 0.9, "requests": 1},
+        "bg": {"emr": 0.0, "cosim": 0.0, "requests": 1},
+    }
+    image = {"similarity": 0.5, "similarity_per_part": {"head": 0.5}, "fid": 3.0, "kid": 0.1}
+    group = {
+        "emr": 0.5,
+        "cosim": 0.45,
+        "per_part": per_part,
+        "images": [row],
+        "oracle": {"accuracy": 0.5, "per_part": {"head": 1.0, "bg": 0.0}},
+        "image": image | {"kid_std": 0.01, "kid_subset": 2},
+        "combinations": 1,
+    }
+    return {
+        "run": "r1",
+        "seed": 0,
+        "images_per_combination": 1,
+        "creaturekit_version": "0.1.0",
+        "discovery": {
+            "nmi": 80.0,
+            "ari": 70.0,
+            "fg_nmi": 60.0,
+            "fg_ari": 50.0,
+            "purity": {"0": 0.9},
+            "keypoints": {"nmi": None, "ari": None, "keypoints": 0},
+        },
+        "seen": group,
+        "novel": group | {"image": {}},  # no image scored: the scorer wrote {}
+        "overall": overall or {"seen_emr": 0.5, "novel_emr": 0.5, "fid": 3.0, "kid": None},
+        "image_metrics": {
+            "image_model": "discovery",
+            "fid_model": "discovery",
+            "clip_model": None,
+            "clip_text": "a photo of a creature",
+            "reference_images": 8,
+            "skipped": {"clip_score": "no CLIP model set"},
+        },
+        "seconds": 1.5,
+    }

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from creaturekit.evaluation.evaluate import load_metrics
+from creaturekit.evaluation.metrics import GROUPS
 from creaturekit.project import open_project
 from tests.benchmark_scripts import load_benchmark
 from tests.helpers import TINY_MIX_FIT
@@ -90,14 +92,11 @@ def test_ablation_trains_and_scores_every_variant(
     assert np.array_equal(recoded, [row["codes"]["0"] for row in clusters.codes])
 
     # Every variant was scored on the same combinations, in the parts project's terms.
-    evaluated = {
-        v: json.loads((root / "eval" / r["run"] / "metrics.json").read_text())
-        for v, r in rows.items()
-    }
-    for group in ("seen", "novel"):
-        requested = {v: [i["requested"] for i in m[group]["images"]] for v, m in evaluated.items()}
+    evaluated = {v: load_metrics(open_project(root), r["run"]) for v, r in rows.items()}
+    for group in GROUPS:
+        requested = {v: [i.requested for i in m.group(group).images] for v, m in evaluated.items()}
         assert requested["full"] and all(r == requested["full"] for r in requested.values())
-    assert set(evaluated["image-clusters"]["novel"]["per_part"]) <= {"part0", "part1", "bg"}
+    assert set(evaluated["image-clusters"].novel.per_part) <= {"part0", "part1", "bg"}
 
     table = (out / "ablation.md").read_text().splitlines()
     assert table[0].startswith("| variant | novel oracle | novel EMR |") and len(table) == 6

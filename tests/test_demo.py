@@ -68,7 +68,7 @@ def test_demo_end_to_end_then_reused_after_moving(
     assert lines[2].startswith("Parts named") and names and set(names.values()) <= set(PARTS)
     assert (root / "discovery" / "report.html").is_file()
     assert (root / "runs" / "demo" / "mapper.safetensors").is_file()
-    assert demo.metrics is not None and demo.metrics["run"] == "demo"
+    assert demo.metrics is not None and demo.metrics.run == "demo"
     assert (root / "eval" / "demo" / "metrics.json").is_file()
     # The mixes ask for part combinations no training image has.
     assert demo.mixes is not None and demo.mixes.parent == root / "mixes"

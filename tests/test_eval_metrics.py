@@ -24,6 +24,7 @@ from creaturekit.evaluation.backbones import (
     load_backbone,
 )
 from creaturekit.evaluation.clip_score import ClipScorer
+from creaturekit.evaluation.evaluate import load_metrics
 from creaturekit.evaluation.image_metrics import (
     ImageScorer,
     code_means,
@@ -32,6 +33,7 @@ from creaturekit.evaluation.image_metrics import (
     text_prompt,
 )
 from creaturekit.evaluation.keypoints import keypoint_scores
+from creaturekit.evaluation.metrics import GROUPS
 from creaturekit.project import init_project, open_project
 
 
@@ -203,10 +205,12 @@ def test_scorer_on_training_images_scores_best(discovered: Path, tiny_dino: Path
     real = [Image.open(project.images_dir / row["file"]).convert("RGB") for row in result.codes]
     same = scorer.group(codes, real, names, seed=0)
     noise = scorer.group(codes, random_images(len(real)), names, seed=0)
-    assert same["fid"] == pytest.approx(0.0, abs=1e-4) and noise["fid"] > 0.1
-    assert same["similarity"] > noise["similarity"]
-    assert "clip_score" not in same and "CLIP" in scorer.skipped["clip_score"]
-    assert scorer.overall(seed=0)["fid"] > same["fid"]  # both groups pooled
+    assert same.fid is not None and noise.fid is not None
+    assert same.fid == pytest.approx(0.0, abs=1e-4) and noise.fid > 0.1
+    assert same.similarity is not None and noise.similarity is not None
+    assert same.similarity > noise.similarity
+    assert same.clip_score is None and "CLIP" in scorer.skipped["clip_score"]
+    assert scorer.overall(seed=0)["fid"] > same.fid  # both groups pooled
 
 
 def test_missing_weights_fail_before_generation(discovered: Path, runner: CliRunner) -> None:
@@ -233,12 +237,32 @@ def test_missing_weights_fail_before_generation(discovered: Path, runner: CliRun
         ImageScorer(open_project(discovered), "facebook/dinov2-base", "discovery", "")
 
 
+def test_missing_weights_are_refused_before_any_backbone_loads(
+    discovered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing CLIP or Inception weights stop the scorer before the (found) similarity
+    backbone is loaded: nothing heavy runs on the way to the error."""
+    import creaturekit.evaluation.image_metrics as image_metrics
+
+    def loaded(*args: object) -> None:
+        raise AssertionError("a backbone was loaded before every model was checked")
+
+    monkeypatch.setattr(image_metrics, "load_backbone", loaded)
+    project = open_project(discovered)
+    with pytest.raises(ModelNotFoundError, match="CLIP model"):
+        ImageScorer(project, "discovery", "discovery", "openai/clip-vit-base-patch32")
+    with pytest.raises(ModelNotFoundError, match="Inception weights"):
+        ImageScorer(project, "discovery", "inception", "")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        ImageScorer(project, "discovery", "nowhere/inception.pth", "")
+
+
 def test_keypoint_scores_on_synthetic_keypoints(evaluated: Path, tmp_path: Path) -> None:
     from creaturekit.discovery.discover import load_result
 
     project = open_project(evaluated)
     scores = keypoint_scores(project, load_result(project))
-    assert scores is not None and scores["nmi"] == pytest.approx(100.0) and scores["keypoints"] > 0
+    assert scores is not None and scores.nmi == pytest.approx(100.0) and scores.keypoints > 0
     assert keypoint_scores(init_project(tmp_path / "plain"), load_result(project)) is None
 
 
@@ -250,16 +274,19 @@ def test_eval_records_image_metrics_and_keypoint_figures(
     assert result.exit_code == 0, result.output
     assert "similarity" in result.stdout and "clip_score skipped" in result.stdout
     folder = evaluated / "eval" / "r1"
-    saved = json.loads((folder / "metrics.json").read_text())
-    assert saved["image_metrics"]["image_model"] == "discovery"  # the toy project's setting
-    assert saved["image_metrics"]["clip_model"] is None
-    for group in ("seen", "novel"):
-        image = saved[group]["image"]
-        assert -1.0 <= image["similarity"] <= 1.0 and image["fid"] >= 0.0
-        assert f"{group}_similarity" in saved["overall"]
-    assert saved["overall"]["fid"] >= 0.0 and "kid" in saved["overall"]
-    assert saved["discovery"]["keypoints"]["nmi"] == pytest.approx(100.0)
-    assert "nmi" in saved["discovery"]  # the toy ground-truth figures stay
+    saved = load_metrics(open_project(evaluated), "r1")
+    assert saved.image_metrics is not None
+    assert saved.image_metrics.image_model == "discovery"  # the toy project's setting
+    assert saved.image_metrics.clip_model is None
+    for group in GROUPS:
+        image = saved.group(group).image
+        assert image is not None and image.similarity is not None and image.fid is not None
+        assert -1.0 <= image.similarity <= 1.0 and image.fid >= 0.0
+        assert f"{group}_similarity" in saved.overall
+    assert (saved.overall["fid"] or -1.0) >= 0.0 and "kid" in saved.overall
+    assert saved.discovery is not None and saved.discovery.keypoints is not None
+    assert saved.discovery.keypoints.nmi == pytest.approx(100.0)
+    assert "nmi" in saved.discovery.world  # the toy ground-truth figures stay
     report = (folder / "report.html").read_text()
     assert "Image metrics" in report and "at the part keypoints" in report
 

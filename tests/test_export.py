@@ -191,7 +191,7 @@ def test_import_run_mixes_like_the_original(
         from creaturekit.evaluation.evaluate import evaluate
 
         metrics = evaluate(open_project(source), "r1", combinations=2, steps=1, image_metrics=False)
-        assert metrics["run"] == "r1" and (source / "eval" / "r1" / "metrics.json").is_file()
+        assert metrics.run == "r1" and (source / "eval" / "r1" / "metrics.json").is_file()
 
     again = runner.invoke(app, ["import-run", "-C", str(source), str(tmp_path / "shared")])
     assert (

@@ -13,6 +13,7 @@ import pytest
 from creaturekit.cli import app
 from creaturekit.cli.mix import parse_part_options
 from creaturekit.errors import CreatureKitError, StageMissingError
+from creaturekit.evaluation.evaluate import load_metrics
 from creaturekit.generation.mix import Mixer, mix, sweep
 from creaturekit.generation.requests import PartRequestError
 from creaturekit.project import open_project
@@ -230,10 +231,12 @@ def test_recoding_scores_known_answer() -> None:
     scores = recoding_scores(
         [{0: 0, 1: 1}, {0: 0, 1: 1}], codes, feats, centroids, {0: "head", 1: "bg"}
     )
-    assert scores["emr"] == 0.5  # 2 of 4 requested codes recovered
-    assert scores["per_part"]["head"]["emr"] == 0.5 and scores["per_part"]["bg"]["emr"] == 0.5
-    assert np.isclose(scores["cosim"], (1 + 1 + np.sqrt(0.5) + 0) / 4)
-    assert scores["images"][1]["recovered"] == {"head": 1, "bg": -1}
+    assert scores.emr == 0.5  # 2 of 4 requested codes recovered
+    assert scores.per_part["head"].emr == 0.5 and scores.per_part["bg"].emr == 0.5
+    assert scores.per_part["head"].requests == 2
+    assert np.isclose(scores.cosim, (1 + 1 + np.sqrt(0.5) + 0) / 4)
+    assert scores.images[1].recovered == {"head": 1, "bg": -1}
+    assert scores.images[0].emr == 1.0 and scores.images[1].cosim == {"head": 0.7071, "bg": 0.0}
 
 
 def test_eval_writes_metrics_and_report(fitted: Path) -> None:
@@ -246,15 +249,17 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert {"seen", "novel", "overall"} <= set(data)
     assert 0.0 <= data["seen"]["emr"] <= 1.0 and data["seen"]["combinations"] >= 1
     folder = fitted / "eval" / "r1"
-    saved = json.loads((folder / "metrics.json").read_text())
-    assert saved["seen"]["emr"] == data["seen"]["emr"]
+    saved = load_metrics(open_project(fitted), "r1")
+    assert saved.seen.emr == data["seen"]["emr"] and "images" not in data["seen"]
     assert "Evaluation of run r1" in (folder / "report.html").read_text()
     # A toy project: discovery vs ground truth, and the oracle's reading of the mixes.
-    assert 0.0 <= saved["seen"]["oracle"]["accuracy"] <= 1.0
-    assert set(saved["seen"]["oracle"]["per_part"]) <= {"part0", "part1", "bg"}
-    assert "nmi" in saved["discovery"] and "seen_oracle_accuracy" in saved["overall"]
-    assert set(saved["code_similarity"]) == {"part0", "part1", "bg"}  # the run's own names
-    alike = [n for n, v in saved["code_similarity"].items() if v is not None and v >= ALIKE]
+    assert saved.seen.oracle is not None and 0.0 <= saved.seen.oracle.accuracy <= 1.0
+    assert set(saved.seen.oracle.per_part) <= {"part0", "part1", "bg"}
+    assert saved.discovery is not None and "nmi" in saved.discovery.world
+    assert "seen_oracle_accuracy" in saved.overall
+    assert saved.code_similarity is not None
+    assert set(saved.code_similarity) == {"part0", "part1", "bg"}  # the run's own names
+    alike = [n for n, v in saved.code_similarity.items() if v is not None and v >= ALIKE]
     assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
@@ -264,8 +269,8 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     info = runner.invoke(app, ["info", "-C", str(fitted), "--json"])
     assert json.loads(info.stdout)["metrics"]["run"] == "r1"
     mix_settings = open_project(fitted).config.mix
-    assert saved["guidance"] == mix_settings.guidance  # unless given
-    assert saved["negative"] == mix_settings.negative
+    assert saved.guidance == mix_settings.guidance  # unless given
+    assert saved.negative == mix_settings.negative
     args = ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
     gentle = json.loads(runner.invoke(app, [*args, "--guidance", "2"]).stdout)
     assert gentle["guidance"] == 2.0 and gentle["seen"]["cosim"] != data["seen"]["cosim"]
@@ -351,11 +356,11 @@ def test_oracle_scores_known_answer() -> None:
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 3}, 1: {0: 2}}, discovery={}
     )
     scores = right.score([{0: 5, 1: 0}] * 6, drawings, names)
-    assert scores["accuracy"] >= 5 / 6 and scores["per_part"]["bg"] == 1.0
+    assert scores.accuracy >= 5 / 6 and scores.per_part["bg"] == 1.0
     wrong = ToyReference(
         part_of={0: "head", 1: "bg"}, variant_of={0: {5: 4}, 1: {0: 1}}, discovery={}
     )
-    assert wrong.score([{0: 5, 1: 0}] * 6, drawings, names)["accuracy"] <= 1 / 6
+    assert wrong.score([{0: 5, 1: 0}] * 6, drawings, names).accuracy <= 1 / 6
 
 
 def test_run_from_another_discovery_is_refused(fitted: Path, tmp_path: Path) -> None:

@@ -38,13 +38,14 @@ def test_mix_settings_reproduce_eval_and_cover_every_setting(
     assert [(r["guidance"], r["negative"]) for r in rows] == list(
         product([guidance, 2.0], [negative, "blurry"])
     )
-    novel = metrics["novel"]
-    assert rows[0]["accuracy"] == novel["oracle"]["accuracy"]  # eval's draw and seeds
-    assert rows[0]["per_part"] == novel["oracle"]["per_part"]
+    novel = metrics.novel
+    assert novel.oracle is not None
+    assert rows[0]["accuracy"] == novel.oracle.accuracy  # eval's draw and seeds
+    assert rows[0]["per_part"] == novel.oracle.per_part
     for row in rows:
         assert row["run"] == "r1" and row["draw"] == 0
-        assert row["combinations"] == novel["combinations"] >= 1
-        assert 0.0 <= row["accuracy"] <= 1.0 and set(row["per_part"]) <= set(novel["per_part"])
+        assert row["combinations"] == novel.combinations >= 1
+        assert 0.0 <= row["accuracy"] <= 1.0 and set(row["per_part"]) <= set(novel.per_part)
     assert "r1  guidance 2  negative 'blurry':" in capsys.readouterr().out
 
 

@@ -10,6 +10,7 @@ import torch
 from creaturekit.errors import ConfigError, ModelNotFoundError
 from creaturekit.models import (
     PRESETS,
+    check_weights_available,
     load_pretrained,
     resolve_model,
     select_device,
@@ -44,6 +45,29 @@ def test_offline_hub_id_gives_one_clear_sentence() -> None:
     message = str(err.value)
     assert "facebook/dinov2-base" in message and "--model PATH" in message
     assert "HF_HUB_OFFLINE" in message and "\n" not in message
+
+
+def test_missing_hub_weights_are_refused_without_loading_and_cached_ones_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    model = resolve_model("facebook/dinov2-base")
+    with pytest.raises(ModelNotFoundError) as err:
+        check_weights_available(model, "feature backbone", "--image-model")
+    message = str(err.value)  # the sentence loading it would give
+    assert "'facebook/dinov2-base'" in message and "--image-model PATH" in message
+    assert "HF_HUB_OFFLINE=1" in message and "\n" not in message
+    repo = tmp_path / "models--facebook--dinov2-base"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    check_weights_available(model, "feature backbone", "--image-model")  # cached: loads
+    check_weights_available(resolve_model(str(repo)), "feature backbone")  # a folder: loads
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    check_weights_available(resolve_model("facebook/dinov2-small"), "feature backbone")  # online
 
 
 def test_tiny_text_encoder_round_trips_through_the_hub_path(

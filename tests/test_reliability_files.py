@@ -18,7 +18,7 @@ import pytest
 
 from creaturekit import fsutil
 from creaturekit.cli import app
-from tests.helpers import TINY_MIX_FIT, GuardedRunner, write_image
+from tests.helpers import TINY_MIX_FIT, GuardedRunner, older_metrics, write_image
 
 DISCOVER = ["--backend", "effnet-kmeans", "--parts", "2", "--subconcepts", "2"]
 DISCOVER += ["--bg-subconcepts", "2", "--image-size", "64", "--no-report"]
@@ -127,7 +127,7 @@ def test_info_names_a_damaged_result(project: Path) -> None:
 
 def test_info_and_compare_name_damaged_metrics(project: Path) -> None:
     for run in ("r1", "r2"):
-        fsutil.write_json(project / "eval" / run / "metrics.json", {"overall": {"seen_emr": 1.0}})
+        fsutil.write_json(project / "eval" / run / "metrics.json", older_metrics())
     truncate(project / "eval" / "r1" / "metrics.json")
     compared = invoke("eval", "-C", str(project), "--compare", "r1", "--compare", "r2")
     fails_naming(compared, "metrics.json")

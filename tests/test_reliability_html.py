@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,16 @@ from creaturekit.demo import DemoResult, render_page
 from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.report import render_html
 from creaturekit.evaluation.evaluate import write_evaluation
+from creaturekit.evaluation.metrics import (
+    DiscoveryFigures,
+    GroupScores,
+    ImageFigures,
+    ImageMetricsInfo,
+    ImageScores,
+    Metrics,
+    OracleScores,
+    PartScores,
+)
 from creaturekit.htmlpage import Html, href, markup, page
 from creaturekit.project import open_project
 
@@ -69,34 +80,37 @@ def test_discovery_report_escapes_names_and_result_values(tampered: Path) -> Non
     assert '<img src="report/part0.png"' in text  # the page itself is unchanged
 
 
-def _metrics(part: str) -> dict[str, Any]:
-    row = {"emr": 0.5, "cosim": {part: 0.5}, "requested": {part: 1}, "recovered": {part: 0}}
-    group = {
-        "per_part": {part: {"emr": 0.5, "cosim": 0.25}},
-        "emr": 0.5,
-        "cosim": 0.25,
-        "combinations": SCRIPT,
-        "oracle": {"accuracy": SCRIPT},
-        "images": [row],
-        "image": {"similarity": 0.5},
-    }
-    return {
-        "run": SCRIPT,
-        "seen": group,
-        "novel": {**group, "images": [row]},
-        "images_per_combination": SCRIPT,
-        "seed": SCRIPT,
-        "seconds": SCRIPT,
-        "overall": {"fid": 1.0},
-        "image_metrics": {
-            "image_model": SCRIPT,
-            "fid_model": SCRIPT,
-            "clip_model": SCRIPT,
-            "clip_text": SCRIPT,
-            "reference_images": SCRIPT,
-            "skipped": {SCRIPT: SCRIPT},
-        },
-    }
+def _metrics(part: str) -> Metrics:
+    """Metrics whose every shown value is a script (numbers too: a tampered file)."""
+    wrong: Any = SCRIPT  # where a number belongs
+    row = ImageScores(requested={part: 1}, recovered={part: 0}, cosim={part: 0.5}, emr=0.5)
+    group = GroupScores(
+        combinations=wrong,
+        emr=0.5,
+        cosim=0.25,
+        per_part={part: PartScores(emr=0.5, cosim=0.25, requests=1)},
+        images=[row],
+        oracle=OracleScores(accuracy=wrong, per_part={}),
+        image=ImageFigures(similarity=0.5),
+    )
+    return Metrics(
+        run=SCRIPT,
+        seed=wrong,
+        images_per_combination=wrong,
+        creaturekit_version=SCRIPT,
+        seen=group,
+        novel=group,
+        overall={"fid": 1.0},
+        seconds=wrong,
+        image_metrics=ImageMetricsInfo(
+            image_model=SCRIPT,
+            fid_model=SCRIPT,
+            clip_model=SCRIPT,
+            clip_text=SCRIPT,
+            reference_images=wrong,
+            skipped={SCRIPT: SCRIPT},
+        ),
+    )
 
 
 def test_evaluation_report_escapes_metrics_and_part_names(tmp_path: Path) -> None:
@@ -131,7 +145,9 @@ def test_demo_page_escapes_run_settings_mixes_and_metrics(tampered: Path) -> Non
         {"project": SCRIPT},
         run=run,
         mixes=mixes,
-        metrics={"overall": {SCRIPT: 0.5}, "discovery": {SCRIPT: 1.0}},
+        metrics=replace(
+            _metrics("part0"), overall={SCRIPT: 0.5}, discovery=DiscoveryFigures({SCRIPT: 1.0})
+        ),
         missing_model=SCRIPT,
     )
     text = render_page(demo)

@@ -21,13 +21,14 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from creaturekit import fsutil
 from creaturekit.cli import app as cli
 from creaturekit.discovery.discover import load_result
 from creaturekit.discovery.report import REPORT_HTML, part_crop, write_report
 from creaturekit.project import init_project, open_project
 from creaturekit.studio.app import TOKEN_HEADER, create_app
 from creaturekit.studio.server import bind, is_loopback
-from tests.helpers import GuardedRunner, fit_runs, write_image
+from tests.helpers import GuardedRunner, fit_runs, older_metrics, write_image
 
 TOKEN = "test-token-123"
 AUTH = {TOKEN_HEADER: TOKEN}
@@ -393,7 +394,7 @@ def test_runs_page_shows_eval_figures(client: TestClient, fitted: Path) -> None:
     assert "not evaluated" in client.get("/runs").text
     folder = fitted / "eval" / "r1"
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"overall": {"novel_emr": 0.25, XSS: 1.0}}))
+    fsutil.write_json(folder / "metrics.json", older_metrics({"novel_emr": 0.25, XSS: 1.0}))
     write_image(folder / "novel-best-000.png")
     try:
         page = client.get("/runs").text

@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from creaturekit import constants as C
 from creaturekit import fsutil, htmlpage
@@ -27,6 +27,9 @@ from creaturekit.htmlpage import Html, join, markup, page, table_row
 from creaturekit.models import BUNDLED, resolve_model
 from creaturekit.project import Project, open_project
 from creaturekit.toy.dataset import DEFAULT_SIZE
+
+if TYPE_CHECKING:
+    from creaturekit.evaluation.metrics import Metrics
 
 PAGE_FILE = "index.html"
 RUN = "demo"
@@ -43,7 +46,7 @@ class DemoResult:
     stages: dict[str, str] = field(default_factory=dict)  # stage -> DONE, RESUMED, ...
     run: Path | None = None
     mixes: Path | None = None
-    metrics: dict[str, Any] | None = None
+    metrics: Metrics | None = None
     missing_model: str | None = None  # why fit, mix and eval were skipped
 
 
@@ -242,7 +245,7 @@ def _evaluate(
     steps: int | None,
     size: int | None,
     say: Callable[[str], None],
-) -> tuple[dict[str, Any], str]:
+) -> tuple[Metrics, str]:
     from creaturekit.evaluation.evaluate import METRICS_FILE, evaluate, load_metrics
 
     if (project.eval_dir / RUN / METRICS_FILE).is_file():
@@ -389,13 +392,11 @@ def _mixes_section(mixes: Path, parts: list[dict[str, Any]], links: _Links) -> H
     )
 
 
-def _metrics_section(project: Project, metrics: dict[str, Any], links: _Links) -> Html:
+def _metrics_section(project: Project, metrics: Metrics, links: _Links) -> Html:
     from creaturekit.evaluation.evaluate import REPORT_FILE
 
-    values = {
-        **metrics["overall"],
-        **{f"discovery {k}": v for k, v in metrics.get("discovery", {}).items()},
-    }
+    world = metrics.discovery.world if metrics.discovery is not None else {}
+    values = {**metrics.overall, **{f"discovery {k}": v for k, v in world.items()}}
     rows = join(
         table_row([markup("{:.3g}", v)], [k])
         for k, v in values.items()

@@ -173,6 +173,20 @@ def missing_weights_message(
     )
 
 
+def check_weights_available(
+    model: ModelRef, what: str, flag: str = "--model", file: str = "config.json"
+) -> None:
+    """Refuse at once a hub model that cannot be loaded: the hub is disabled and ``file``
+    of it is not in the local cache. Cheap: call it before importing the library that
+    loads the model (``transformers`` takes seconds to import)."""
+    if model.is_local or not hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model.location, file), str):
+        raise ModelNotFoundError(missing_weights_message(model, what, flag=flag))
+
+
 def load_pretrained(
     loader: Callable[..., T],
     model: ModelRef | str,

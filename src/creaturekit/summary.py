@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from creaturekit import fsutil
+from creaturekit.evaluation.metrics import Metrics
 from creaturekit.project import Project
 from creaturekit.training.run import list_runs
 
@@ -45,11 +46,6 @@ def _latest_metrics(project: Project) -> dict[str, Any] | None:
     files = sorted(project.eval_dir.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
     if not files:
         return None
-    data = fsutil.read_json(files[-1])
-    figures = data.get("overall", data) if isinstance(data, dict) else None
-    if not isinstance(figures, dict):
-        raise fsutil.damaged(files[-1], "no overall figures")
-    values = {
-        k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    figures = Metrics.read(files[-1]).overall
+    values = {k: v for k, v in figures.items() if v is not None}
     return {"run": files[-1].parent.name, "values": values}

@@ -74,6 +74,7 @@ def evaluate(
     """Generate requested combinations, re-code them with the discovery centroids, score."""
     from creaturekit.evaluation.evaluate import evaluate as run_eval
     from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES
+    from creaturekit.evaluation.metrics import GROUPS
 
     proj = open_cli_project(project)
     if compare:
@@ -96,27 +97,22 @@ def evaluate(
         model=model,
     )
     if json_output:
-        print_json(
-            {k: v for k, v in metrics.items() if k not in ("seen", "novel")}
-            | {g: {k: v for k, v in metrics[g].items() if k != "images"} for g in ("seen", "novel")}
-        )
+        print_json(metrics.to_dict(images=False))
         return
     if quiet:
         return
-    image = "image_metrics" in metrics
+    image = metrics.image_metrics is not None
     columns = ["similarity", "CLIP", "FID", "KID"] if image else []
-    table = Table("combinations", "EMR", "CoSim", *columns, title=f"Run {metrics['run']}")
-    for group in ("seen", "novel"):
-        m = metrics[group]
-        figures = [_figure(m["image"].get(k)) for k in IMAGE_HEADLINES] if image else []
-        table.add_row(
-            f"{group} ({m['combinations']})", f"{m['emr']:.3f}", f"{m['cosim']:.3f}", *figures
-        )
+    table = Table("combinations", "EMR", "CoSim", *columns, title=f"Run {metrics.run}")
+    for group in GROUPS:
+        m = metrics.group(group)
+        figures = [_figure(m.image.headline(k)) for k in IMAGE_HEADLINES] if m.image else []
+        table.add_row(f"{group} ({m.combinations})", f"{m.emr:.3f}", f"{m.cosim:.3f}", *figures)
     console.print(table)
-    if image:
-        for name, reason in metrics["image_metrics"]["skipped"].items():
+    if metrics.image_metrics is not None:
+        for name, reason in metrics.image_metrics.skipped.items():
             console.print(f"{name} skipped: {reason}.")
-    console.print(f"Report: {proj.eval_dir / metrics['run'] / 'report.html'}")
+    console.print(f"Report: {proj.eval_dir / metrics.run / 'report.html'}")
 
 
 def _figure(value: float | None) -> str:
@@ -135,5 +131,5 @@ def _compare(project: Project, runs: list[str], quiet: bool, json_output: bool) 
     keys = sorted({k for figures in table_data.values() for k in figures})
     table = Table("run", *keys, title="Runs side by side")
     for run, figures in table_data.items():
-        table.add_row(run, *(f"{figures[k]:.3f}" if k in figures else "" for k in keys))
+        table.add_row(run, *(_figure(figures[k]) if k in figures else "" for k in keys))
     console.print(table)

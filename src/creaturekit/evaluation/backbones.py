@@ -79,11 +79,17 @@ class HFBackbone(Backbone):
     """A Hugging Face image model (DINOv2, CLIP, ViT...) with its own image processor."""
 
     def __init__(self, ref: str, base: Path | None, what: str, flag: str) -> None:
-        from transformers import AutoImageProcessor, AutoModel
-
-        from creaturekit.models import load_pretrained, resolve_model, select_device
+        from creaturekit.models import (
+            check_weights_available,
+            load_pretrained,
+            resolve_model,
+            select_device,
+        )
 
         model = resolve_model(ref, base, flag)
+        check_weights_available(model, what, flag)
+        from transformers import AutoImageProcessor, AutoModel
+
         self.name = model.location
         self.net = load_pretrained(AutoModel.from_pretrained, model, what, flag).eval()
         self.processor = load_pretrained(
@@ -145,26 +151,41 @@ def _tensors_only() -> Iterator[None]:
             os.environ[key] = old
 
 
-def _load_inception(weights: str | None, what: str, flag: str) -> Any:
-    """torch-fidelity's Inception from ``weights`` (a file) or its download cache."""
+def _inception_fix(flag: str) -> str:
+    return (
+        f"download {INCEPTION_FILE} (torch-fidelity's releases) and pass it with {flag} PATH, "
+        f"or choose {flag} {DISCOVERY} or an image model."
+    )
+
+
+def _inception_weights(weights: str | None, what: str, flag: str) -> Path:
+    """Where the Inception weights are (``weights``, a file, or torch-fidelity's download
+    cache); refused at once when they are missing and cannot be downloaded."""
     import torch
-    from torchmetrics.image.fid import NoTrainInceptionV3
 
     from creaturekit.models import hub_offline
 
     path = Path(weights).expanduser() if weights else None
     looked = path or Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    fix = (
-        f"download {INCEPTION_FILE} (torch-fidelity's releases) and pass it with {flag} PATH, "
-        f"or choose {flag} {DISCOVERY} or an image model."
-    )
     if path is None and hub_offline() and not looked.is_file():
         raise ModelNotFoundError(
             f"Could not find the Inception weights of the {what} at {looked} and the hub is "
-            f"disabled (HF_HUB_OFFLINE=1); {fix}"
+            f"disabled (HF_HUB_OFFLINE=1); {_inception_fix(flag)}"
         )
     if path is not None and not path.is_file():
-        raise ModelNotFoundError(f"The Inception weights file {path} does not exist; {fix}")
+        raise ModelNotFoundError(
+            f"The Inception weights file {path} does not exist; {_inception_fix(flag)}"
+        )
+    return looked
+
+
+def _load_inception(weights: str | None, what: str, flag: str) -> Any:
+    """torch-fidelity's Inception from ``weights`` (a file) or its download cache."""
+    looked = _inception_weights(weights, what, flag)
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    path = Path(weights).expanduser() if weights else None
+    fix = _inception_fix(flag)
     try:
         with _tensors_only():
             return NoTrainInceptionV3(
@@ -182,6 +203,19 @@ def _load_inception(weights: str | None, what: str, flag: str) -> Any:
         raise ModelNotFoundError(
             f"Could not load the Inception weights of the {what} from {looked} ({reason}); {fix}"
         ) from err
+
+
+def check_backbone(ref: str, project: Project, what: str, flag: str) -> None:
+    """Refuse at once the backbone ``ref`` when its weights are missing, before any backbone
+    is loaded (the project's own discoverer is loaded, and checked, first)."""
+    if ref == DISCOVERY:
+        return
+    if ref == INCEPTION or Path(ref).suffix in (".pth", ".pt"):
+        _inception_weights(None if ref == INCEPTION else ref, what, flag)
+        return
+    from creaturekit.models import check_weights_available, resolve_model
+
+    check_weights_available(resolve_model(ref, project.root, flag), what, flag)
 
 
 def load_backbone(ref: str, project: Project, what: str, flag: str) -> Backbone:

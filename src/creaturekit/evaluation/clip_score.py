@@ -14,24 +14,36 @@ import numpy as np
 from PIL import Image
 
 from creaturekit.evaluation.backbones import BATCH, pooled
+from creaturekit.models import (
+    ModelRef,
+    check_weights_available,
+    load_pretrained,
+    resolve_model,
+    select_device,
+)
 from creaturekit.progress import track
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+WHAT = "CLIP model (eval.clip_model)"
+
+
+def check_clip(ref: str, base: Path | None = None, flag: str = "--model") -> ModelRef:
+    """The CLIP model ``ref`` resolved; refused at once when it cannot be loaded offline."""
+    model = resolve_model(ref, base, flag)
+    check_weights_available(model, WHAT, flag)
+    return model
 
 
 class ClipScorer:
     """A CLIP model loaded once; :meth:`score` gives one figure per (image, text) pair."""
 
     def __init__(self, ref: str = DEFAULT_CLIP, base: Path | None = None, flag: str = "--model"):
+        model = check_clip(ref, base, flag)
         from transformers import AutoProcessor, CLIPModel
 
-        from creaturekit.models import load_pretrained, resolve_model, select_device
-
-        model = resolve_model(ref, base, flag)
         self.name = model.location
-        what = "CLIP model (eval.clip_model)"
-        self.net = load_pretrained(CLIPModel.from_pretrained, model, what, flag).eval()
-        self.processor = load_pretrained(AutoProcessor.from_pretrained, model, what, flag)
+        self.net = load_pretrained(CLIPModel.from_pretrained, model, WHAT, flag).eval()
+        self.processor = load_pretrained(AutoProcessor.from_pretrained, model, WHAT, flag)
         self.device = select_device()
         self.net.to(self.device)
 

@@ -16,6 +16,13 @@ from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination, code_rows, evaluation_draw
 from creaturekit.evaluation.image_metrics import IMAGE_HEADLINES, ImageScorer
 from creaturekit.evaluation.keypoints import keypoint_scores
+from creaturekit.evaluation.metrics import (
+    GROUPS,
+    DiscoveryFigures,
+    GroupScores,
+    ImageScores,
+    Metrics,
+)
 from creaturekit.evaluation.recoding import recoding_scores
 from creaturekit.evaluation.reference import Reference, find_reference
 from creaturekit.generation.mix import Mixer
@@ -91,7 +98,7 @@ def evaluate(
     clip_model: str | None = None,
     model: str | None = None,
     creatures: Creatures | None = None,
-) -> dict[str, Any]:
+) -> Metrics:
     """Score a run on seen and novel combinations; write ``eval/<run>/``; return the metrics.
 
     Unset options come from ``[eval]`` in creaturekit.toml (``guidance`` and ``negative``
@@ -111,12 +118,9 @@ def evaluate(
     per = per_combination or settings.images_per_combination
     seed = settings.seed if seed is None else seed
     check_generation(seed=seed, n=per, steps=steps, guidance=guidance, size=size)
-    generation = {
-        "steps": steps,
-        "guidance": project.config.mix.guidance if guidance is None else guidance,
-        "negative": project.config.mix.negative if negative is None else negative,
-        "size": size,
-    }
+    guidance = project.config.mix.guidance if guidance is None else guidance
+    negative = project.config.mix.negative if negative is None else negative
+    generation = {"steps": steps, "guidance": guidance, "negative": negative, "size": size}
     started = time.monotonic()
     result = load_result(project)
     scorer = _image_scorer(
@@ -133,22 +137,13 @@ def evaluate(
     creatures = creatures or RunCreatures(Mixer(project, run, model=model), names)
     discoverer = load_discoverer(project.discovery_dir)
     reference = find_reference(project, result)
-    metrics: dict[str, Any] = {
-        "run": creatures.name,
-        "seed": seed,
-        "images_per_combination": per,
-        "guidance": generation["guidance"],
-        "negative": generation["negative"],
-        "creaturekit_version": __version__,
-    }
-    if isinstance(creatures, RunCreatures):
-        metrics["code_similarity"] = creatures.code_similarity()
+    code_similarity = creatures.code_similarity() if isinstance(creatures, RunCreatures) else None
     discovery = _discovery_figures(project, result, reference)
-    if discovery:
-        metrics["discovery"] = discovery
     images: dict[str, list[Image.Image]] = {}
-    groups = evaluation_draw(code_rows(result), n, seed)
-    for group, combos in groups.items():
+    scores: dict[str, GroupScores] = {}
+    draw = evaluation_draw(code_rows(result), n, seed)
+    for group in GROUPS:
+        combos = draw[group]
         requested = [combo for combo in combos for _ in range(per)]
         generated = [
             image
@@ -157,15 +152,25 @@ def evaluate(
             )
             for image in creatures(combo, per, seed + j * per, **generation)
         ]
-        metrics[group] = _group_scores(
-            discoverer, requested, generated, names, reference, scorer, seed
+        scores[group] = _group_scores(
+            discoverer, len(combos), requested, generated, names, reference, scorer, seed
         )
-        metrics[group]["combinations"] = len(combos)
         images[group] = generated
-    metrics["overall"] = _overall(metrics, list(groups), reference is not None, scorer, seed)
-    if scorer is not None:
-        metrics["image_metrics"] = scorer.describe()
-    metrics["seconds"] = round(time.monotonic() - started, 1)
+    metrics = Metrics(
+        run=creatures.name,
+        seed=seed,
+        images_per_combination=per,
+        creaturekit_version=__version__,
+        seen=scores["seen"],
+        novel=scores["novel"],
+        overall=_overall(scores, scorer, seed),
+        seconds=round(time.monotonic() - started, 1),
+        guidance=guidance,
+        negative=negative,
+        code_similarity=code_similarity,
+        discovery=discovery,
+        image_metrics=scorer.describe() if scorer is not None else None,
+    )
     with project.lock("eval"):
         write_evaluation(project.eval_dir / creatures.name, metrics, images)
     return metrics
@@ -183,56 +188,63 @@ def _image_scorer(
     return scorer
 
 
-def _discovery_figures(project: Project, result: Any, reference: Reference | None) -> dict:
+def _discovery_figures(
+    project: Project, result: Any, reference: Reference | None
+) -> DiscoveryFigures | None:
     """Discovery against a world's ground truth and against keypoints, where they exist."""
-    figures: dict[str, Any] = dict(reference.discovery) if reference is not None else {}
+    world = dict(reference.discovery) if reference is not None else {}
     keypoints = keypoint_scores(project, result)
-    if keypoints is not None:
-        figures["keypoints"] = keypoints
-    return figures
+    if not world and keypoints is None:
+        return None
+    return DiscoveryFigures(world=world, keypoints=keypoints)
 
 
 def _group_scores(
     discoverer: Any,
+    combinations: int,
     requested: list[Combination],
     generated: list[Image.Image],
     names: dict[int, str],
     reference: Reference | None,
     scorer: ImageScorer | None,
     seed: int,
-) -> dict[str, Any]:
+) -> GroupScores:
     """EMR/CoSim by re-coding, the world's judgement and the image metrics of one group."""
+    recoding = None
     if generated:
         coding = discoverer.encode(generated)
         centroids = discoverer.hierarchy_.sub_centroids
-        scores = recoding_scores(requested, coding.codes, coding.part_features, centroids, names)
-    else:
-        scores = {"emr": 0.0, "cosim": 0.0, "per_part": {}, "images": []}
-    if reference is not None:
-        scores["oracle"] = reference.score(requested, generated, names)
-    if scorer is not None:
-        scores["image"] = scorer.group(requested, generated, names, seed)
-    return scores
+        recoding = recoding_scores(requested, coding.codes, coding.part_features, centroids, names)
+    return GroupScores(
+        combinations=combinations,
+        emr=recoding.emr if recoding else 0.0,
+        cosim=recoding.cosim if recoding else 0.0,
+        per_part=recoding.per_part if recoding else {},
+        images=recoding.images if recoding else [],
+        oracle=reference.score(requested, generated, names) if reference is not None else None,
+        image=scorer.group(requested, generated, names, seed) if scorer is not None else None,
+    )
 
 
 def _overall(
-    metrics: dict[str, Any],
-    groups: list[str],
-    judged: bool,
-    scorer: ImageScorer | None,
-    seed: int,
-) -> dict[str, Any]:
+    groups: dict[str, GroupScores], scorer: ImageScorer | None, seed: int
+) -> dict[str, float | None]:
     """The headline figures of every group, flat (``novel_emr``, ``seen_fid``...)."""
-    overall = {f"{g}_{k}": metrics[g][k] for g in groups for k in ("emr", "cosim")}
-    if judged:
-        overall |= {f"{g}_oracle_accuracy": metrics[g]["oracle"]["accuracy"] for g in groups}
+    overall: dict[str, float | None] = {}
+    for g, scores in groups.items():
+        overall |= {f"{g}_emr": scores.emr, f"{g}_cosim": scores.cosim}
+    for g, scores in groups.items():
+        if scores.oracle is not None:
+            overall[f"{g}_oracle_accuracy"] = scores.oracle.accuracy
     if scorer is not None:
-        overall |= {
-            f"{g}_{k}": metrics[g]["image"][k]
-            for g in groups
-            for k in IMAGE_HEADLINES
-            if k in metrics[g]["image"]
-        }
+        for g, scores in groups.items():
+            image = scores.image
+            if image is not None:
+                overall |= {
+                    f"{g}_{k}": image.headline(k)
+                    for k in IMAGE_HEADLINES
+                    if image.headline(k) is not None
+                }
         overall |= {k: v for k, v in scorer.overall(seed).items() if k in IMAGE_HEADLINES}
     return overall
 
@@ -253,70 +265,65 @@ def _backbone(project: Project, given: str | None, setting: str) -> str:
     return project_model(value, project.root, where, "--" + setting.replace("_", "-"))
 
 
-def load_metrics(project: Project, run: str) -> dict[str, Any]:
-    """The stored ``eval/<run>/metrics.json``."""
+def load_metrics(project: Project, run: str) -> Metrics:
+    """The stored ``eval/<run>/metrics.json`` (a damaged file is named)."""
     path = project.eval_dir / check_name(run, "Run name") / METRICS_FILE
     if not path.is_file():
         raise CreatureKitError(
             f"Run {run!r} has not been evaluated yet; run `creaturekit eval --run {run}`."
         )
-    metrics = fsutil.read_json(path)
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("overall"), dict):
-        raise fsutil.damaged(path, "no overall figures")
-    return metrics
+    return Metrics.read(path)
 
 
-def compare(project: Project, runs: list[str]) -> dict[str, dict[str, float]]:
+def compare(project: Project, runs: list[str]) -> dict[str, dict[str, float | None]]:
     """Headline figures of evaluated runs side by side: run -> {seen_emr, novel_emr, ...}."""
     if len(runs) < 2:
         raise CreatureKitError("Give at least two runs to compare.")
-    return {run: load_metrics(project, run)["overall"] for run in runs}
+    return {run: load_metrics(project, run).overall for run in runs}
 
 
-def write_evaluation(
-    folder: Path, metrics: dict[str, Any], images: dict[str, list[Image.Image]]
-) -> None:
+def write_evaluation(folder: Path, metrics: Metrics, images: dict[str, list[Image.Image]]) -> None:
     """``metrics.json``, best/worst PNGs and ``report.html``, swapped in all at once."""
     staging = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shown: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    shown: dict[str, list[tuple[str, ImageScores]]] = {}
     for group, pictures in images.items():
-        rows = metrics[group]["images"]
-        order = sorted(
-            range(len(rows)), key=lambda i: (rows[i]["emr"], sum(rows[i]["cosim"].values()))
-        )
+        rows = metrics.group(group).images
+        order = sorted(range(len(rows)), key=lambda i: (rows[i].emr, sum(rows[i].cosim.values())))
         picks = [("worst", i) for i in order[:SHOWN]] + [("best", i) for i in order[::-1][:SHOWN]]
         for kind, i in picks:
             name = f"{group}-{kind}-{i:03d}.png"
             pictures[i].save(staging / name)
             shown.setdefault(group, []).append((name, rows[i]))
-    fsutil.write_json(staging / METRICS_FILE, metrics)
+    fsutil.write_json(staging / METRICS_FILE, metrics.to_dict())
     fsutil.write_text(staging / REPORT_FILE, _report(metrics, shown))
     if folder.exists():
         shutil.rmtree(folder)
     staging.rename(folder)
 
 
-def _report(metrics: dict[str, Any], shown: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
-    parts = sorted({p for g in ("seen", "novel") for p in metrics[g]["per_part"]})
+def _report(metrics: Metrics, shown: dict[str, list[tuple[str, ImageScores]]]) -> str:
+    parts = sorted({p for g in GROUPS for p in metrics.group(g).per_part})
     table = []
-    for group in ("seen", "novel"):
-        m = metrics[group]
+    for group in GROUPS:
+        m = metrics.group(group)
         cells = [
-            markup("{emr:.2f} / {cosim:.2f}", **m["per_part"][p]) if p in m["per_part"] else ""
+            markup("{:.2f} / {:.2f}", m.per_part[p].emr, m.per_part[p].cosim)
+            if p in m.per_part
+            else ""
             for p in parts
         ]
-        oracle = markup("{:.3f}", m["oracle"]["accuracy"]) if "oracle" in m else "n/a"
-        first = [markup("{:.3f}", m["emr"]), markup("{:.3f}", m["cosim"]), oracle]
-        table.append(table_row([*first, *cells], [f"{group} ({m['combinations']})"]))
+        oracle = markup("{:.3f}", m.oracle.accuracy) if m.oracle is not None else "n/a"
+        first = [markup("{:.3f}", m.emr), markup("{:.3f}", m.cosim), oracle]
+        table.append(table_row([*first, *cells], [f"{group} ({m.combinations})"]))
     figures = []
     for group, items in shown.items():
         pictures = (
             markup(
                 "<figure>{}<figcaption>{}</figcaption></figure>",
                 image(name, ""),
-                ", ".join(f"{p} {k}->{row['recovered'][p]}" for p, k in row["requested"].items()),
+                ", ".join(f"{p} {k}->{row.recovered[p]}" for p, k in row.requested.items()),
             )
             for name, row in items
         )
@@ -337,54 +344,65 @@ requested sub-concept centroid (requested code -> recovered code below each pict
 seed {seed}, {seconds} s. Oracle: share of requested parts whose
 ground-truth variant the toy world's independent oracle reads on the image.
 {discovery}</p>{images}{figures}""",
-        run=metrics["run"],
+        run=metrics.run,
         head=table_row([], ["", "EMR", "CoSim", "oracle (toy)", *parts]),
         table=join(table),
-        per=metrics["images_per_combination"],
-        seed=metrics["seed"],
-        seconds=metrics["seconds"],
+        per=metrics.images_per_combination,
+        seed=metrics.seed,
+        seconds=metrics.seconds,
         discovery=_discovery_line(metrics),
         images=_image_table(metrics),
         figures=join(figures),
     )
-    return page(f"creaturekit eval: {metrics['run']}", body)
+    return page(f"creaturekit eval: {metrics.run}", body)
 
 
-def _discovery_line(metrics: dict[str, Any]) -> str:
-    d = metrics.get("discovery", {})
+def _discovery_line(metrics: Metrics) -> str:
+    if metrics.discovery is None:
+        return ""
+    d, k = metrics.discovery.world, metrics.discovery.keypoints
     line = ""
     if "nmi" in d:
         line += (
-            f"Discovery vs ground truth: part NMI {d['nmi']:.1f}, ARI {d['ari']:.1f} "
-            f"(x100), within the true foreground NMI {d['fg_nmi']:.1f}. "
+            f"Discovery vs ground truth: part NMI {_one(d['nmi'])}, ARI {_one(d.get('ari'))} "
+            f"(x100), within the true foreground NMI {_one(d.get('fg_nmi'))}. "
         )
-    if "keypoints" in d:
-        k = d["keypoints"]
+    if k is not None:
         line += (
-            f"Discovery at the part keypoints: NMI {k['nmi']:.1f}, ARI {k['ari']:.1f} "
-            f"(x100, {k['keypoints']} keypoints)."
+            f"Discovery at the part keypoints: NMI {_one(k.nmi)}, ARI {_one(k.ari)} "
+            f"(x100, {k.keypoints} keypoints)."
         )
     return line
 
 
-def _image_table(metrics: dict[str, Any]) -> Html:
+def _one(value: object) -> str:
+    """A figure with one decimal; n/a where it could not be computed."""
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _image_table(metrics: Metrics) -> Html:
     """The image metrics of both groups and of all images, with what they were computed on."""
-    info = metrics.get("image_metrics")
+    info = metrics.image_metrics
     if info is None:
         return Html("")
 
-    def cells(figures: dict[str, Any], keys: tuple[str, ...]) -> list[object]:
-        values = [figures.get(key) for key in keys]
+    def cells(values: list[float | None]) -> list[object]:
         return [markup("{:.3f}", v) if isinstance(v, float) else "n/a" for v in values]
 
-    rows = [table_row(cells(metrics[g]["image"], IMAGE_HEADLINES), [g]) for g in ("seen", "novel")]
-    rows.append(table_row(["", "", *cells(metrics["overall"], ("fid", "kid"))], ["all"]))
+    rows = []
+    for g in GROUPS:
+        image = metrics.group(g).image
+        values = [image.headline(k) if image else None for k in IMAGE_HEADLINES]
+        rows.append(table_row(cells(values), [g]))
+    rows.append(
+        table_row(["", "", *cells([metrics.overall.get(k) for k in ("fid", "kid")])], ["all"])
+    )
     clip = (
-        markup('CLIP score (x100): image vs "{}" with {}.', info["clip_text"], info["clip_model"])
-        if info["clip_model"]
+        markup('CLIP score (x100): image vs "{}" with {}.', info.clip_text, info.clip_model)
+        if info.clip_model
         else ""
     )
-    skipped = join(markup(" {} skipped: {}.", k, v) for k, v in info["skipped"].items())
+    skipped = join(markup(" {} skipped: {}.", k, v) for k, v in info.skipped.items())
     return markup(
         """<h2>Image metrics</h2>
 <table>{head}
@@ -395,9 +413,9 @@ averaged. FID/KID against the training images on {fid_model} features.
 {clip}{skipped}</p>""",
         head=table_row([], ["", "similarity", "CLIP score", "FID", "KID"]),
         rows=join(rows),
-        image_model=info["image_model"],
-        reference=info["reference_images"],
-        fid_model=info["fid_model"],
+        image_model=info.image_model,
+        reference=info.reference_images,
+        fid_model=info.fid_model,
         clip=clip,
         skipped=skipped,
     )

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from creaturekit.evaluation.backbones import Backbone, load_backbone
-from creaturekit.evaluation.clip_score import ClipScorer
+from creaturekit.evaluation.backbones import Backbone, check_backbone, load_backbone
+from creaturekit.evaluation.clip_score import ClipScorer, check_clip
 from creaturekit.evaluation.combinations import Combination, code_rows
+from creaturekit.evaluation.metrics import ImageFigures, ImageMetricsInfo
 from creaturekit.project import Project
 
 #: Per-group image figures repeated in ``overall`` (what ``eval --compare`` shows).
@@ -121,19 +122,23 @@ class ImageScorer:
 
     ``image_model``, ``fid_model``: backbone references (see
     :mod:`creaturekit.evaluation.backbones`); ``clip_model``: a CLIP hub id or folder, or
-    ``""`` to skip the CLIP score. The same reference is loaded (and run) once.
+    ``""`` to skip the CLIP score. The same reference is loaded (and run) once. Missing
+    weights of any of them are refused before the first is loaded.
     """
 
     def __init__(self, project: Project, image_model: str, fid_model: str, clip_model: str):
+        similarity = (image_model, "image-similarity backbone (eval.image_model)", "--image-model")
+        fid = (fid_model, "FID/KID backbone (eval.fid_model)", "--fid-model")
+        for ref, what, flag in (similarity, fid):
+            check_backbone(ref, project, what, flag)
+        if clip_model:
+            check_clip(clip_model, project.root, "--clip-model")
         self.project = project
         self.skipped: dict[str, str] = {}
-        self.similarity = load_backbone(
-            image_model, project, "image-similarity backbone (eval.image_model)", "--image-model"
-        )
+        self.similarity = load_backbone(image_model, project, *similarity[1:])
         self.fid: Backbone = self.similarity
         if fid_model != image_model:
-            what = "FID/KID backbone (eval.fid_model)"
-            self.fid = load_backbone(fid_model, project, what, "--fid-model")
+            self.fid = load_backbone(fid_model, project, *fid[1:])
         self.clip: ClipScorer | None = None
         if clip_model:
             self.clip = ClipScorer(clip_model, project.root, "--clip-model")
@@ -162,10 +167,10 @@ class ImageScorer:
         images: Sequence[Image.Image],
         names: dict[int, str],
         seed: int,
-    ) -> dict[str, Any]:
+    ) -> ImageFigures:
         """Similarity, CLIP score and FID/KID of one group of generated images."""
         if not images:
-            return {}
+            return ImageFigures()
         embedded = self.similarity.embed(images, "Embedding generated images")
         fake = (
             embedded
@@ -173,23 +178,36 @@ class ImageScorer:
             else self.fid.embed(images, "Embedding generated images (FID/KID)")
         )
         self._fakes.append(fake)
-        figures = code_similarity(embedded, requested, self.means, names)
-        if self.clip is not None:
-            figures["clip_score"] = float(self.clip.score(images, [self.text] * len(images)).mean())
-        return figures | fid_kid(self.real, fake, seed)
+        similarity = code_similarity(embedded, requested, self.means, names)
+        clip = (
+            float(self.clip.score(images, [self.text] * len(images)).mean())
+            if self.clip is not None
+            else None
+        )
+        distances = fid_kid(self.real, fake, seed)
+        subset = distances.get("kid_subset")
+        return ImageFigures(
+            similarity=None if np.isnan(similarity["similarity"]) else similarity["similarity"],
+            similarity_per_part=similarity["similarity_per_part"],
+            clip_score=clip,
+            fid=distances.get("fid"),
+            kid=distances.get("kid"),
+            kid_std=distances.get("kid_std"),
+            kid_subset=None if subset is None else int(subset),
+        )
 
     def overall(self, seed: int) -> dict[str, float]:
         """FID/KID of every generated image scored so far against the training images."""
         fakes = [f for f in self._fakes if len(f)]
         return fid_kid(self.real, np.concatenate(fakes), seed) if fakes else {}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ImageMetricsInfo:
         """What the figures were computed with (recorded in metrics.json)."""
-        return {
-            "image_model": self.similarity.name,
-            "fid_model": self.fid.name,
-            "clip_model": self.clip.name if self.clip is not None else None,
-            "clip_text": self.text,
-            "reference_images": len(self.real),
-            "skipped": self.skipped,
-        }
+        return ImageMetricsInfo(
+            image_model=self.similarity.name,
+            fid_model=self.fid.name,
+            clip_model=self.clip.name if self.clip is not None else None,
+            clip_text=self.text,
+            reference_images=len(self.real),
+            skipped=self.skipped,
+        )

@@ -17,6 +17,7 @@ from PIL import Image
 
 from creaturekit.errors import CreatureKitError
 from creaturekit.evaluation.combinations import Combination
+from creaturekit.evaluation.metrics import OracleScores
 from creaturekit.project import Project
 
 GROUP = "creaturekit.references"
@@ -35,9 +36,9 @@ class Reference(Protocol):
         requested: Sequence[Combination],
         images: Sequence[Image.Image],
         names: dict[int, str],
-    ) -> dict[str, Any]:
-        """Per image ``i``, whether it shows the parts ``requested[i]`` asked for:
-        ``{"accuracy": share of requested parts drawn right, "per_part": {name: share}}``."""
+    ) -> OracleScores:
+        """Per image ``i``, whether it shows the parts ``requested[i]`` asked for: the
+        share of requested parts drawn right, overall and per part name."""
         ...
 
 

@@ -163,11 +163,11 @@ class Studio:
                 base, steps = saved.get("base_model", "?"), saved["fit"].get("steps", "?")
             except CreatureKitError:
                 base, steps = "(config.toml unreadable)", "?"
-            metrics: dict[str, Any] = {}
+            metrics: dict[str, float | None] = {}
             eval_error = None
             if (self.project.eval_dir / name).is_dir():
                 try:
-                    metrics = load_metrics(self.project, name)["overall"]
+                    metrics = load_metrics(self.project, name).overall
                 except CreatureKitError as err:
                     eval_error = str(err)
             rows.append(

@@ -18,6 +18,7 @@ from PIL import Image
 
 from creaturekit.errors import StageMissingError
 from creaturekit.evaluation.combinations import Combination
+from creaturekit.evaluation.metrics import OracleScores
 from creaturekit.project import Project
 
 
@@ -34,7 +35,7 @@ class ToyReference:
         requested: Sequence[Combination],
         images: Sequence[Image.Image],
         names: dict[int, str],
-    ) -> dict[str, Any]:
+    ) -> OracleScores:
         """Share of requested parts whose true variant the oracle reads on the image."""
         from creaturekit.toy.oracle import COLUMNS, load_oracle
 
@@ -48,10 +49,10 @@ class ToyReference:
                 ok = ok and predicted[i, column] == expected
                 hits.setdefault(names[m], []).append(float(ok))
         every = [v for values in hits.values() for v in values]
-        return {
-            "accuracy": float(np.mean(every)) if every else 0.0,
-            "per_part": {name: float(np.mean(v)) for name, v in hits.items()},
-        }
+        return OracleScores(
+            accuracy=float(np.mean(every)) if every else 0.0,
+            per_part={name: float(np.mean(v)) for name, v in hits.items()},
+        )
 
 
 def toy_reference(project: Project, result: Any) -> ToyReference | None:
