@@ -171,7 +171,7 @@ def test_sdxl_fit_resumes_exactly_then_mixes_and_evaluates(
     assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
     with quiet():
         metrics = evaluate(project, "straight", combinations=2, steps=1, image_metrics=False)
-    assert metrics["run"] == "straight" and (root / "eval" / "straight" / "metrics.json").is_file()
+    assert metrics.run == "straight" and (root / "eval" / "straight" / "metrics.json").is_file()
 
 
 def test_a_run_mixed_on_a_base_of_another_family_is_refused(fitted: Path, tiny_sdxl: Path) -> None:
