@@ -527,3 +527,24 @@ def test_latency_benchmark_runs_on_a_copy(fitted: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "first creature (1 image):" in out and "studio / mix:               x" in out
     assert listing(fitted) == before  # the project's own mixes/ is left alone
+
+
+def test_an_unexpected_failure_while_loading_is_shown_and_the_worker_lives_on(
+    fitted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creaturekit.generation import mix
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Cannot copy out of meta tensor")
+
+    monkeypatch.setattr(mix.Mixer, "__init__", broken)
+    with studio(fitted) as c:
+        opened(c)
+        deadline = time.monotonic() + 60
+        while not (status := c.get("/api/status", headers=AUTH).json())["load_error"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "RuntimeError" in status["load_error"] and "a bug" in status["load_error"]
+        response = c.post("/api/generate", json={**FAST, "parts": {"part0": [[0]]}}, headers=AUTH)
+        job = finish(c, response.json(), timeout=60)  # served, not stuck behind a dead thread
+        assert job["state"] == "failed" and "RuntimeError" in job["message"]

@@ -164,6 +164,12 @@ class GenerationWorker:
                 self._mixer_for(self.run)
             except CreatureKitError as err:
                 self.load_error = str(err)  # shown on the compose page
+            except Exception as err:  # a bug: said on the page, and the worker lives on
+                self.load_error = (
+                    f"Unexpected {type(err).__name__} while loading the run: {err}. "
+                    "This is a bug in creaturekit."
+                )
+                log.exception("Loading the run failed")
         while not self._stopping.is_set():
             job = self._queue.get()
             if job is None:
