@@ -43,6 +43,7 @@ class FitConfig:
     grad_accum: int = 4
     lr: float = 1e-4  # token mapper, and LoRA unless lora_lr is set
     lora_lr: float = 0.0  # LoRA's own learning rate; 0: the same as lr
+    warmup_steps: int = 0  # learning rates rise linearly from 0 over the first N steps
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     rank: int = 4  # LoRA rank (0: textual inversion only, no LoRA)
@@ -51,6 +52,7 @@ class FitConfig:
     attn_loss: float = 0.01  # lambda of the attention loss (0 disables it)
     attn_resolution: int = 16  # side of the cross-attention maps the loss uses
     projector_depth: int = 3
+    code_init_std: float = 0.02  # std of the code embeddings at the start
     snr_gamma: float = 5.0  # Min-SNR gamma (0 disables the weighting)
     template_probability: float = 0.5
     flip: bool = True  # random horizontal flip of image AND part masks
@@ -90,6 +92,10 @@ class FitConfig:
             raise ConfigError(f"fit lr must be positive, got {self.lr}.")
         if self.lora_lr < 0:
             raise ConfigError(f"fit lora_lr cannot be negative, got {self.lora_lr}.")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"fit warmup_steps cannot be negative, got {self.warmup_steps}.")
+        if self.code_init_std <= 0:
+            raise ConfigError(f"fit code_init_std must be positive, got {self.code_init_std}.")
         if self.rank < 0 or self.attn_loss < 0 or self.snr_gamma < 0:
             raise ConfigError("fit rank, attn_loss and snr_gamma cannot be negative.")
         if self.checkpoint_minutes < 0:
@@ -131,6 +137,14 @@ PRESETS: dict[str, FitConfig] = {
         log_every=10,
     ),
 }
+
+
+def lr_scale(config: FitConfig, step: int) -> float:
+    """The factor on every learning rate at optimisation step ``step`` (1-based): the
+    linear warm-up, then 1. A function of the step alone, so a resumed run follows it."""
+    if step >= config.warmup_steps:
+        return 1.0
+    return step / config.warmup_steps
 
 
 def field_names() -> list[str]:
