@@ -107,18 +107,22 @@ def test_code_init_std_sets_the_code_embeddings_scale() -> None:
         assert float(weight.std()) == pytest.approx(std, rel=0.05)
 
 
-def test_runs_saved_before_new_settings_keep_the_old_behaviour() -> None:
-    """A config.toml written before warmup_steps and code_init_std existed loads with the
-    values those runs were trained with (no warm-up, codes at std 0.02)."""
-    from dataclasses import asdict
-
+def test_runs_saved_before_new_settings_keep_the_old_behaviour(tmp_path: Path) -> None:
+    """A config.toml written before warmup_steps and code_init_std existed reads as the
+    values those runs were trained with (no warm-up, codes at std 0.02), whatever the
+    presets say now; bad values are refused."""
+    from creaturekit import fsutil
     from creaturekit.errors import ConfigError
-    from creaturekit.training.fit_config import config_from_dict
+    from creaturekit.training.run import CONFIG_FILE, RunFolder, RunVocab
 
-    old = asdict(PRESETS["toy"])
-    del old["warmup_steps"], old["code_init_std"]
-    config = config_from_dict(old)
+    run = RunFolder(tmp_path / "old")
+    run.start(PRESETS["toy"], RunVocab("s", "h", "creature", []), "toy")
+    older = run.saved_config()
+    del older["fit"]["warmup_steps"], older["fit"]["code_init_std"]
+    fsutil.write_toml(run.path / CONFIG_FILE, older)
+    config = run.info().fit
     assert (config.warmup_steps, config.code_init_std) == (0, 0.02)
+    assert run.resume_config({"steps": 9}).code_init_std == 0.02
     for key, value, message in (
         ("warmup_steps", -1, "warmup_steps cannot be negative"),
         ("code_init_std", 0.0, "code_init_std must be positive"),

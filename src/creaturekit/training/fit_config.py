@@ -52,7 +52,9 @@ class FitConfig:
     attn_loss: float = 0.01  # lambda of the attention loss (0 disables it)
     attn_resolution: int = 16  # side of the cross-attention maps the loss uses
     projector_depth: int = 3
-    code_init_std: float = 0.02  # std of the code embeddings at the start
+    # std of the code embeddings at the start; 0.02 is the value of runs saved before the
+    # setting existed, the presets start at the reference's 1.0
+    code_init_std: float = 0.02
     snr_gamma: float = 5.0  # Min-SNR gamma (0 disables the weighting)
     template_probability: float = 0.5
     flip: bool = True  # random horizontal flip of image AND part masks
@@ -113,7 +115,10 @@ class FitConfig:
 
 #: Named presets. ``sd15`` is the reference implementation's recipe.
 PRESETS: dict[str, FitConfig] = {
-    "sd15": FitConfig(),
+    # the reference's code embeddings start at nn.Embedding's std 1.0: at 0.02 the
+    # projector's bias makes every code's vector the same for most of a fit
+    # (docs/results.md, "Codes distinct from the start")
+    "sd15": FitConfig(code_init_std=1.0),
     "toy": FitConfig(
         model="toy",
         resolution=64,
@@ -131,6 +136,9 @@ PRESETS: dict[str, FitConfig] = {
         attn_loss=0.05,
         attn_resolution=16,
         projector_depth=3,
+        # codes apart from the start: the quality of 1,500 steps at 0.02 in 500
+        # (docs/results.md, "Codes distinct from the start")
+        code_init_std=1.0,
         checkpoint_every=250,
         sample_every=500,
         sample_steps=20,
