@@ -1,7 +1,8 @@
 """The ablation of issue #8: what each piece of the method adds on NOVEL part combinations.
 
     python benchmarks/ablation.py [--model toy] [--steps 1500] [--seeds 42 43 44]
-        [--project DIR] [--variants full no-attn ti-only image-clusters] [--combinations 32]
+        [--project DIR] [--variants full no-attn ti-only codes-0.02 image-clusters]
+        [--combinations 32]
         [--guidance G]
 
 Uses the toy project in --project (created there, 24 species x 40 images, and
@@ -13,6 +14,8 @@ with the project's eval seed, so they are identical for every variant and seed):
   full            token mapper (projector) + LoRA + attention loss: the ``toy`` preset
   no-attn         the same without the attention loss (attn_loss = 0)
   ti-only         textual inversion only: the token mapper, no LoRA (rank = 0)
+  codes-0.02      the full method with the code embeddings starting at std 0.02, as
+                  before issue 20 (code_init_std = 0.02)
   image-clusters  one token per whole-image cluster, no parts: the usual personalisation
                   baseline (creaturekit.evaluation.baseline), K = the toy world's species
                   count (--clusters); a requested combination is served by the cluster
@@ -52,6 +55,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("projector + LoRA + attention loss", {}),
     "no-attn": ("without the attention loss", {"attn_loss": 0.0}),
     "ti-only": ("textual inversion only (no LoRA)", {"rank": 0}),
+    "codes-0.02": ("the codes start nearly alike (std 0.02)", {"code_init_std": 0.02}),
     BASELINE: ("one token per whole-image cluster (no parts)", {}),
 }
 FIGURES = ("novel_oracle", "novel_emr", "seen_oracle", "seen_emr", "fit_s", "step_s", "eval_s")

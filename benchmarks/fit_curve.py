@@ -1,10 +1,14 @@
 """Oracle accuracy on NOVEL combinations and code distinctness along a toy fit.
 
     python benchmarks/fit_curve.py --project DIR --run RUN [--steps 250 500 1000 1500]
-        [--combinations 64] [--draw 0] [--sample-steps N] [--out FILE]
+        [--set KEY=VALUE ...] [--model M] [--combinations 64] [--draw 0] [--sample-steps N]
+        [--out FILE]
 
-Each listed checkpoint of RUN (fitted with checkpoints kept at those steps, e.g.
-``[fit] overrides = {checkpoint_every = 250, keep_checkpoints = 10}``) becomes a run
+RUN is fitted first when the project has no such run (the project's fit preset, ``--set``
+fit settings on top, as many steps as the last listed one and a checkpoint kept at every
+listed step); an existing run must have kept checkpoints at those steps, e.g. with
+``[fit] overrides = {checkpoint_every = 250, keep_checkpoints = 10}``. Each listed
+checkpoint of RUN becomes a run
 ``RUN-at-STEP`` (``creaturekit.training.fit.run_from_checkpoint``); each is scored like
 ``benchmarks/mix_settings.py`` scores a run (the novel combinations ``eval`` draws, the
 project's mix settings, the toy oracle) and its parts' code distinctness (median cosine
@@ -15,12 +19,14 @@ line per step and writes them as JSON to --out (default DIR/fit-curve.json).
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 
 from creaturekit import fsutil
 from creaturekit.errors import CreatureKitError
-from creaturekit.project import open_project
+from creaturekit.project import Project, open_project
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmark scripts
 from mix_settings import score_settings
@@ -31,11 +37,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--project", required=True, help="a toy project with a fitted run")
     parser.add_argument("--run", required=True, help="the run whose checkpoints are scored")
     parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 1000, 1500])
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fit setting (JSON value)"
+    )
+    parser.add_argument("--model", help="base model of the fit (default: the project's)")
     parser.add_argument("--combinations", type=int, default=64, help="novel combinations")
     parser.add_argument("--draw", type=int, default=0, help="seed of the combination draw")
     parser.add_argument("--sample-steps", type=int, help="denoising steps (default: mix.steps)")
     parser.add_argument("--out", help="JSON file (default: DIR/fit-curve.json)")
     return parser.parse_args(argv)
+
+
+def fit_if_missing(project: Project, args: argparse.Namespace) -> None:
+    """Fit ``args.run`` with a checkpoint kept at every listed step, unless it exists."""
+    from creaturekit.training.fit import fit
+    from creaturekit.training.run import run_folder
+
+    flags = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if (run_folder(project, args.run).path / "config.toml").is_file():
+        if flags or args.model:
+            raise CreatureKitError(
+                f"The run {args.run!r} exists already; --set and --model apply to a run this "
+                "benchmark fits: choose another --run."
+            )
+        return
+    every = math.gcd(*args.steps)
+    last = max(args.steps)
+    checkpoints = {"checkpoint_every": every, "keep_checkpoints": last // every}
+    fit(project, run=args.run, model=args.model, steps=last, **(flags | checkpoints))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         project = open_project(args.project)
+        fit_if_missing(project, args)
         mix = project.config.mix
         for step in args.steps:
             name = f"{args.run}-at-{step}"

@@ -74,6 +74,7 @@ def test_ablation_trains_and_scores_every_variant(
     assert logged["no-attn"] and not any("loss_attn" in line for line in logged["no-attn"])
     assert fit["ti-only"]["rank"] == 0 and not runs["ti-only"].lora.is_file()
     assert rows["ti-only"]["trainable_params"] < rows["full"]["trainable_params"]
+    assert (fit["full"]["code_init_std"], fit["codes-0.02"]["code_init_std"]) == (1.0, 0.02)
     assert all(f["seed"] == 3 and f["steps"] == 2 for f in fit.values())
 
     # The baseline: its own project over the same images, one part whose codes are clusters.
@@ -99,7 +100,7 @@ def test_ablation_trains_and_scores_every_variant(
     assert set(evaluated["image-clusters"].novel.per_part) <= {"part0", "part1", "bg"}
 
     table = (out / "ablation.md").read_text().splitlines()
-    assert table[0].startswith("| variant | novel oracle | novel EMR |") and len(table) == 6
+    assert table[0].startswith("| variant | novel oracle | novel EMR |") and len(table) == 7
     assert {s["variant"] for s in report["summary"]} == set(bench.VARIANTS)
 
 

@@ -45,19 +45,24 @@ def test_fit_writes_loadable_outputs(discovered: Path, tiny_sd: Path) -> None:
     assert any("lora" in n for n, _ in pipe.unet.named_parameters())
 
 
-def test_resume_equals_uninterrupted(discovered: Path, tiny_sd: Path) -> None:
+@pytest.mark.parametrize("changes", [{}, {"warmup_steps": 3}], ids=["constant", "warmup"])
+def test_resume_equals_uninterrupted(
+    discovered: Path, tiny_sd: Path, changes: dict[str, int]
+) -> None:
+    """Also when the warm-up spans the interruption (its rates follow the step)."""
     from safetensors.torch import load_file
 
     from creaturekit.progress import quiet
 
     project = open_project(discovered)
+    straight, halves = (f"{name}-{len(changes)}" for name in ("straight", "halves"))
     with quiet():
-        tiny_trainer(project, tiny_sd, "straight").fit()
-        tiny_trainer(project, tiny_sd, "halves", steps=2).fit()
-        tiny_trainer(project, tiny_sd, "halves", resume=True).fit()
+        tiny_trainer(project, tiny_sd, straight, **changes).fit()
+        tiny_trainer(project, tiny_sd, halves, steps=2, **changes).fit()
+        tiny_trainer(project, tiny_sd, halves, resume=True, **changes).fit()
     for name in ("mapper.safetensors", "pytorch_lora_weights.safetensors"):
-        a = load_file(str(project.runs_dir / "straight" / name))
-        b = load_file(str(project.runs_dir / "halves" / name))
+        a = load_file(str(project.runs_dir / straight / name))
+        b = load_file(str(project.runs_dir / halves / name))
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
@@ -79,6 +84,51 @@ def test_lora_gets_its_own_learning_rate_when_asked(discovered: Path, tiny_sd: P
     assert moved["same-lr"] > 1e-4 > 1e-9 > moved["frozen-lora"]  # up (B) starts at zero
     with pytest.raises(ConfigError, match="lora_lr cannot be negative"):
         resolve_fit_config("toy", flags={"lora_lr": -1.0})
+
+
+def test_warmup_raises_the_rates_linearly(discovered: Path, tiny_sd: Path) -> None:
+    from creaturekit.progress import quiet
+    from creaturekit.training.run import RunFolder
+
+    project = open_project(discovered)
+    with quiet():
+        result = tiny_trainer(project, tiny_sd, "warm", warmup_steps=3, lora_lr=1e-4).fit()
+    rows = RunFolder(result.run_dir).read_log()
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])
+    assert [r["lora_lr"] for r in rows] == pytest.approx([1e-4 / 3, 2e-4 / 3, 1e-4, 1e-4])
+
+
+def test_code_init_std_sets_the_code_embeddings_scale() -> None:
+    from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
+
+    config = MapperConfig(num_codes=(40, 40), dim=64, depth=2)
+    for std in (0.02, 1.0):
+        weight = TokenMapper(config, code_std=std).code_embedding.weight.detach()
+        assert float(weight.std()) == pytest.approx(std, rel=0.05)
+
+
+def test_runs_saved_before_new_settings_keep_the_old_behaviour(tmp_path: Path) -> None:
+    """A config.toml written before warmup_steps and code_init_std existed reads as the
+    values those runs were trained with (no warm-up, codes at std 0.02), whatever the
+    presets say now; bad values are refused."""
+    from creaturekit import fsutil
+    from creaturekit.errors import ConfigError
+    from creaturekit.training.run import CONFIG_FILE, RunFolder, RunVocab
+
+    run = RunFolder(tmp_path / "old")
+    run.start(PRESETS["toy"], RunVocab("s", "h", "creature", []), "toy")
+    older = run.saved_config()
+    del older["fit"]["warmup_steps"], older["fit"]["code_init_std"]
+    fsutil.write_toml(run.path / CONFIG_FILE, older)
+    config = run.info().fit
+    assert (config.warmup_steps, config.code_init_std) == (0, 0.02)
+    assert run.resume_config({"steps": 9}).code_init_std == 0.02
+    for key, value, message in (
+        ("warmup_steps", -1, "warmup_steps cannot be negative"),
+        ("code_init_std", 0.0, "code_init_std must be positive"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            resolve_fit_config("toy", flags={key: value})
 
 
 def test_fit_bad_input(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
@@ -147,7 +197,12 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
         "--json",
     ]
     proj = open_project(project)  # settings without a flag come from creaturekit.toml
-    proj.config.fit.overrides = {"attn_resolution": 8, "sample_every": 0, "checkpoint_every": 1}
+    proj.config.fit.overrides = {
+        "attn_resolution": 8,
+        "sample_every": 0,
+        "checkpoint_every": 1,
+        "code_init_std": 0.02,  # codes that start alike: still alike after 2 steps, reported
+    }
     proj.save_config()
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -158,7 +213,7 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     assert set(similarity) == {"part0", "part1", "bg"}
     assert all(v is None or -1 <= v <= 1 for v in similarity.values())
     alike = [name for name, v in similarity.items() if v is not None and v >= ALIKE]
-    assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
+    assert alike and all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.stderr
     resumed = runner.invoke(app, [*args[:-1], "--steps", "3", "--resume", "--json"])

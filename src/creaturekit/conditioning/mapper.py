@@ -37,9 +37,13 @@ class MapperConfig:
 
 
 class TokenMapper(nn.Module):
-    """Code embeddings + part embeddings + an MLP projector."""
+    """Code embeddings + part embeddings + an MLP projector.
 
-    def __init__(self, config: MapperConfig) -> None:
+    ``code_std`` is the standard deviation of the code embeddings at initialisation (a
+    fit's ``code_init_std``); it does not matter for a mapper whose weights are loaded.
+    """
+
+    def __init__(self, config: MapperConfig, code_std: float = 0.02) -> None:
         super().__init__()
         if config.depth < 1:
             raise ValueError("The projector needs at least one layer.")
@@ -56,7 +60,7 @@ class TokenMapper(nn.Module):
             if i < config.depth - 1:
                 layers.append(nn.ReLU())
         self.projector = nn.Sequential(*layers)
-        nn.init.normal_(self.code_embedding.weight, std=0.02)
+        nn.init.normal_(self.code_embedding.weight, std=code_std)
         nn.init.normal_(self.part_embedding.weight, std=0.02)
 
     @property

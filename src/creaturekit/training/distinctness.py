@@ -6,7 +6,10 @@ draws the same thing: asking for head 3 or head 12 makes no difference. ``fit`` 
 each part's median pairwise cosine in its last log row and warns about parts at or above
 :data:`ALIKE`; ``eval`` records it with the metrics. Along the toy demo's fit, parts at
 0.9 or above were drawn right about as often as chance, parts at 0.85 or below 4 to 9
-times out of 10 (docs/results.md, "When are a part's codes distinct").
+times out of 10 (docs/results.md, "When are a part's codes distinct"). That holds for
+codes that start alike (``code_init_std`` 0.02); codes started apart (1.0, the presets'
+value) are below :data:`ALIKE` from the first step, so there a low cosine does not show
+that a fit was long enough (docs/results.md, "Codes distinct from the start").
 """
 
 from __future__ import annotations

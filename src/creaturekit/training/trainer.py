@@ -50,7 +50,7 @@ from creaturekit.training.data import (
     next_indices,
 )
 from creaturekit.training.distinctness import alike, alike_warning, code_similarity
-from creaturekit.training.fit_config import OPTIMIZERS, FitConfig
+from creaturekit.training.fit_config import OPTIMIZERS, FitConfig, lr_scale
 from creaturekit.training.objective import Objective, add_lora, lora_targets
 from creaturekit.training.run import RunVocab, VocabPart, run_folder, write_lora
 
@@ -146,7 +146,8 @@ class Trainer:
                 dim=sum(self.conditioning.widths),
                 depth=cfg.projector_depth,
                 split=self.conditioning.mapper_split,
-            )
+            ),
+            code_std=cfg.code_init_std,
         ).to(self.accelerator.device)
         lora = (
             add_lora(base.unet, cfg.rank, cfg.lora_alpha, lora_targets(cfg.lora_layers))
@@ -440,14 +441,20 @@ class Trainer:
         self.mapper.load_state_dict(found.mapper)
         if found.lora is not None:
             set_peft_model_state_dict(self.base.unet, found.lora)
-        self.optimizer.load_state_dict(found.optimizer)
-        groups = self.optimizer.param_groups  # a resumed run may change --lr
-        groups[0]["lr"] = self.config.lr
-        if len(groups) > 1:
-            groups[1]["lr"] = self.config.lora_lr
+        self.optimizer.load_state_dict(found.optimizer)  # its rates: _set_learning_rates
         ckpt.rng_from_states({"data": self.data_gen, "noise": self.noise_gen}, found.rng)
         self.caption_rng.setstate(ckpt.to_random_state(found.captions))
         return found.step, found.cursor
+
+    def _set_learning_rates(self, step: int) -> float:
+        """Set every group's rate for optimisation step ``step`` from the config (a resumed
+        run may change --lr) and the warm-up; return the warm-up factor."""
+        scale = lr_scale(self.config, step)
+        groups = self.optimizer.param_groups
+        groups[0]["lr"] = self.config.lr * scale
+        if len(groups) > 1:
+            groups[1]["lr"] = self.config.lora_lr * scale
+        return scale
 
     def _code_similarity(self, step: int) -> dict[str, float | None]:
         """Each part's median cosine between its code vectors; a warning for parts whose
@@ -588,14 +595,15 @@ class Trainer:
                 while step < cfg.steps:
                     t0 = time.monotonic()
                     snapshot = self._rng_snapshot()
+                    scale = self._set_learning_rates(step + 1)
                     last, new_cursor = self._optimisation_step(cursor)
                     step, cursor, snapshot = step + 1, new_cursor, None
                     if main and (step % cfg.log_every == 0 or step == cfg.steps):
                         row: dict[str, Any] = {
                             "step": step,
                             **last,
-                            "lr": cfg.lr,
-                            "lora_lr": cfg.lora_lr or cfg.lr,
+                            "lr": cfg.lr * scale,
+                            "lora_lr": (cfg.lora_lr or cfg.lr) * scale,
                             "seconds": round(time.monotonic() - t0, 4),
                         }
                         if step == cfg.steps:
