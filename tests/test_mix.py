@@ -260,7 +260,9 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert saved.code_similarity is not None
     assert set(saved.code_similarity) == {"part0", "part1", "bg"}  # the run's own names
     alike = [n for n, v in saved.code_similarity.items() if v is not None and v >= ALIKE]
-    assert all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
+    said = " ".join(result.stderr.split())
+    assert ("not yet distinct" in said) == bool(alike)  # warned exactly when codes are alike
+    assert all(f"{name} (" in said for name in alike)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]
