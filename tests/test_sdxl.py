@@ -65,7 +65,7 @@ def test_conditioning_matches_diffusers_sdxl_pipeline(tiny_sdxl: Path) -> None:
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt, do_classifier_free_guidance=True, negative_prompt=None
         )
-        empty = conditioning.negative("", 1)
+        empty = conditioning.negative("")
     assert ours.hidden.shape == (1, 77, 80)
     assert torch.allclose(ours.hidden, embeds, atol=1e-6)
     assert torch.allclose(ours.pooled, pooled, atol=1e-6)  # type: ignore[arg-type]

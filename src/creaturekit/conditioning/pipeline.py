@@ -75,7 +75,7 @@ def generate(
     ``on_step`` is called after every denoising step (progress; it may raise to stop).
     """
     embeds = part_prompt_embeddings(conditioning, mapper, prompts, codes)
-    negative_embeds = conditioning.negative(negative, 1)
+    negative_embeds = conditioning.negative(negative)
     images = []
     hook = None if on_step is None else _step_hook(on_step)
     for i, seed in enumerate(seeds):

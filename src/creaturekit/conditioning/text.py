@@ -137,15 +137,12 @@ class TextConditioning:
         )
         return where, list(vectors.split(list(self.widths), dim=-1))
 
-    def negative(self, text: str, batch: int) -> PromptEmbeddings:
-        """The negative prompt's embeddings for ``batch`` images (SDXL: zeros for "")."""
+    def negative(self, text: str) -> PromptEmbeddings:
+        """The negative prompt's embeddings (SDXL: zeros for "", as diffusers)."""
         embeds = self.encode([text])
         if not text and self.zeros_for_empty_prompt:
             embeds.hidden = torch.zeros_like(embeds.hidden)
             embeds.pooled = None if embeds.pooled is None else torch.zeros_like(embeds.pooled)
-        embeds.hidden = embeds.hidden.expand(batch, -1, -1)
-        if embeds.pooled is not None:
-            embeds.pooled = embeds.pooled.expand(batch, -1)
         return embeds
 
     def unet_inputs(

@@ -48,16 +48,6 @@ def examples_from_discovery(images_dir: Path, result: Any) -> list[FitExample]:
     return examples
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """An image's (height, width), from its header."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except OSError as err:
-        raise unreadable_image(path, err) from None
-    return height, width
-
-
 def load_pixels(path: Path, resolution: int) -> torch.Tensor:
     """An image as a (3, r, r) tensor in [-1, 1], squashed to the square."""
     rgb = load_rgb(path).resize((resolution, resolution), Image.Resampling.BICUBIC)

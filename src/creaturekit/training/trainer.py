@@ -44,7 +44,6 @@ from creaturekit.training.data import (
     cached_latents,
     encode_latents,
     examples_from_discovery,
-    image_size,
     latent_cache_key,
     load_pixels,
     next_indices,
@@ -137,8 +136,7 @@ class Trainer:
         parts = self.result.parts
         self.conditioning = TextConditioning.of(base)
         self.token_ids = self.conditioning.add_part_tokens(len(parts))
-        # SDXL's size conditioning: each image's size before it is squashed
-        self.sizes = [image_size(ex.path) for ex in self.examples] if base.family == "sdxl" else []
+        self.sizes = self._original_sizes() if base.family == "sdxl" else []
         torch.manual_seed(cfg.seed)
         self.mapper = TokenMapper(
             MapperConfig(
@@ -196,6 +194,13 @@ class Trainer:
         self.data_gen = torch.Generator().manual_seed(rank_seed + 1)
         self.noise_gen = torch.Generator(device=acc.device).manual_seed(rank_seed + 2)
         self.caption_rng = random.Random(rank_seed + 3)
+
+    def _original_sizes(self) -> list[tuple[int, int]]:
+        """Each example's (height, width) before it is squashed, as the project's manifest
+        recorded it at import (SDXL's size conditioning)."""
+        recorded = {r.file: (r.height, r.width) for r in self.project.manifest()}
+        images = self.project.images_dir
+        return [recorded[ex.path.relative_to(images).as_posix()] for ex in self.examples]
 
     def _check_attention_resolution(self) -> None:
         cfg = self.config
