@@ -224,13 +224,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--px", type=int, default=256, help="image side (sd15, sdxl)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    parser.add_argument("--child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # MODEL VARIANT, or dino
     return parser.parse_args()
 
 
 def main() -> None:
     args = arguments()
-    if args.child == ["dino", "-"]:
+    if args.child == ["dino"]:
         print(json.dumps(dino_forward()))
         return
     if args.child:
@@ -263,7 +263,7 @@ def main() -> None:
         )
     if not args.tiny and not args.model:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", "dino", "-"],
+            [sys.executable, __file__, "--child", "dino"],
             check=True,
             capture_output=True,
             text=True,
