@@ -11,8 +11,9 @@ listed step); an existing run must have kept checkpoints at those steps, e.g. wi
 checkpoint of RUN becomes a run
 ``RUN-at-STEP`` (``creaturekit.training.fit.run_from_checkpoint``); each is scored like
 ``benchmarks/mix_settings.py`` scores a run (the novel combinations ``eval`` draws, the
-project's mix settings, the toy oracle) and its parts' code distinctness (median cosine
-between a part's code vectors, ``creaturekit.training.distinctness``) is recorded. Prints a
+project's mix settings, the toy oracle) and its parts' code distinctness is recorded (the
+median cosine between a part's code vectors and how often the probe prefers an image's
+own code, ``creaturekit.training.distinctness``). Prints a
 line per step and writes them as JSON to --out (default DIR/fit-curve.json).
 """
 
@@ -69,8 +70,10 @@ def fit_if_missing(project: Project, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Score every listed checkpoint; print a line each; write the JSON."""
-    from creaturekit.conditioning.mapper import TokenMapper
-    from creaturekit.training.distinctness import code_similarity
+    from creaturekit.discovery.discover import load_result
+    from creaturekit.discovery.naming import part_names
+    from creaturekit.evaluation.evaluate import distinctness
+    from creaturekit.generation.mix import Mixer
     from creaturekit.training.fit import run_from_checkpoint
     from creaturekit.training.run import run_folder
 
@@ -81,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         project = open_project(args.project)
         fit_if_missing(project, args)
         mix = project.config.mix
+        result = load_result(project)
+        names = part_names(project, result)
         for step in args.steps:
             name = f"{args.run}-at-{step}"
             folder = run_folder(project, name)
             if not folder.mapper.is_file():
                 folder = run_from_checkpoint(project, args.run, step, name)
-            names = [p.name for p in folder.vocab().parts]
-            similarity = code_similarity(TokenMapper.load(folder.mapper), names)
             (row,) = score_settings(
                 project,
                 name,
@@ -96,10 +99,21 @@ def main(argv: list[str] | None = None) -> int:
                 draw=args.draw,
                 steps=args.sample_steps,
             )
-            rows.append({"step": step, **row, "code_similarity": similarity})
+            distinct = distinctness(Mixer(project, name), names, result)
+            rows.append({"step": step, **row, **distinct})
             parts = ", ".join(f"{p} {100 * a:.0f}%" for p, a in row["per_part"].items())
-            alike = ", ".join(f"{p} {v:.3f}" for p, v in similarity.items() if v is not None)
-            print(f"step {step}: {100 * row['accuracy']:.1f}% ({parts}); cosine {alike}")
+            similarity = distinct["code_similarity"] or {}
+            recognition = distinct["code_recognition"] or {}
+            figures = [
+                f"{p} {v:.3f}"
+                + (f"/{recognition[p]:.0%}" if recognition.get(p) is not None else "")
+                for p, v in similarity.items()
+                if v is not None
+            ]
+            print(
+                f"step {step}: {100 * row['accuracy']:.1f}% ({parts}); cosine / own code "
+                f"preferred: {', '.join(figures)}"
+            )
     except CreatureKitError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1

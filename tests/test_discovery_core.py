@@ -162,6 +162,32 @@ def test_results_saved_before_facing_stay_mirror_invariant() -> None:
     assert hierarchy.encode(loaded, feats, GRID).masks.shape == (24, 36)
 
 
+def test_part_means_read_a_part_from_its_interior() -> None:
+    """A part with enough interior patches (all four neighbours its own) is averaged over
+    those alone, so a boundary patch that sees the neighbour does not blur it; a part
+    too thin for an interior keeps all its patches; results saved before the rule keep
+    the plain mean."""
+    grid = (4, 6)
+    masks = np.zeros((1, 24), np.uint8)  # part 0 fills columns 0-4, part 1 is column 5
+    masks[0].reshape(grid)[:, 5] = 1
+    inner = hierarchy.interior(masks, grid).reshape(grid)
+    expected = np.zeros(grid, bool)
+    expected[:, :4] = True  # not beside part 1 (the image's edge is no neighbour)
+    assert (inner == expected).all()
+    feats = np.tile(np.array([1.0, 0.0], np.float32), (1, 24, 1))
+    feats[0].reshape(*grid, 2)[:, 4] = [0.0, 1.0]  # the boundary column of part 0 differs
+    feats[0].reshape(*grid, 2)[:, 5] = [0.0, 1.0]
+    plain, present = hierarchy.part_means(feats, masks, 2)
+    means, _ = hierarchy.part_means(feats, masks, 2, grid)
+    assert present.all()
+    assert np.allclose(plain[0, 0], [0.8, 0.2]) and np.allclose(means[0, 0], [1.0, 0.0])
+    assert np.allclose(means[0, 1], [0.0, 1.0])  # no interior: every patch of part 1
+    feats3, _, _ = synthetic_features()
+    h, _, _ = hierarchy.fit(feats3, GRID, hierarchy.HierarchyParams(parts=3, subconcepts=2))
+    old = {k: v for k, v in h.tensors().items() if k != "sub.interior"}
+    assert h.interior and not hierarchy.Hierarchy.from_tensors(old).interior
+
+
 def test_default_starts_spend_a_fixed_budget() -> None:
     assert default_starts(240, 8) == 64  # per-image means of a small set: many cheap starts
     assert default_starts(6_000, 256) == 8  # CUB-scale sub-concepts: the floor

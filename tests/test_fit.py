@@ -10,7 +10,7 @@ import torch
 
 from creaturekit.errors import CreatureKitError, ModelNotFoundError, StageMissingError
 from creaturekit.project import Project, open_project
-from creaturekit.training.distinctness import ALIKE
+from creaturekit.training.distinctness import ALIKE, not_distinct
 from creaturekit.training.fit_config import PRESETS, resolve_fit_config
 from creaturekit.training.trainer import FitError
 from tests.helpers import failing_objective, tiny_trainer
@@ -210,10 +210,15 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     assert data["step"] == 2 and data["run"] == "cli"
     last = json.loads((project / "runs" / "cli" / "log.jsonl").read_text().splitlines()[-1])
     similarity = last["code_similarity"]  # how distinct each part's codes are (distinctness.py)
-    assert set(similarity) == {"part0", "part1", "bg"}
+    recognition = last["code_recognition"]  # and what they draw (recognition.py)
+    assert set(similarity) == set(recognition) == {"part0", "part1", "bg"}
     assert all(v is None or -1 <= v <= 1 for v in similarity.values())
-    alike = [name for name, v in similarity.items() if v is not None and v >= ALIKE]
-    assert alike and all(f"{name} (" in " ".join(result.stderr.split()) for name in alike)
+    assert all(v is None or 0 <= v <= 1 for v in recognition.values())
+    flagged = not_distinct(similarity, recognition)
+    assert any(similarity[name] >= ALIKE for name in flagged)  # codes that start alike
+    said = " ".join(result.stderr.split())
+    assert said.count("are not distinct after 2 steps") == 1  # one line for every part
+    assert all(f"{name} (" in said for name in flagged)
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.stderr
     resumed = runner.invoke(app, [*args[:-1], "--steps", "3", "--resume", "--json"])

@@ -35,6 +35,7 @@ def test_fit_curve_fits_the_run_and_scores_each_listed_step(
     assert [r["step"] for r in rows] == [2, 4]
     for row in rows:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["code_similarity"]
+        assert set(row["code_recognition"]) == set(row["code_similarity"])
         assert (root / "runs" / f"c-at-{row['step']}" / "mapper.safetensors").is_file()
     assert "step 4:" in capsys.readouterr().out
 

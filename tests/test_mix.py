@@ -17,7 +17,7 @@ from creaturekit.evaluation.evaluate import load_metrics
 from creaturekit.generation.mix import Mixer, mix, sweep
 from creaturekit.generation.requests import PartRequestError
 from creaturekit.project import open_project
-from creaturekit.training.distinctness import ALIKE
+from creaturekit.training.distinctness import not_distinct
 from tests.helpers import GuardedRunner
 
 FAST = {"steps": 2, "size": 16}
@@ -257,12 +257,13 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     assert set(saved.seen.oracle.per_part) <= {"part0", "part1", "bg"}
     assert saved.discovery is not None and "nmi" in saved.discovery.world
     assert "seen_oracle_accuracy" in saved.overall
-    assert saved.code_similarity is not None
-    assert set(saved.code_similarity) == {"part0", "part1", "bg"}  # the run's own names
-    alike = [n for n, v in saved.code_similarity.items() if v is not None and v >= ALIKE]
+    similarity, recognition = saved.code_similarity, saved.code_recognition
+    assert similarity is not None and recognition is not None
+    assert set(similarity) == set(recognition) == {"part0", "part1", "bg"}  # the run's names
+    flagged = not_distinct(similarity, recognition)
     said = " ".join(result.stderr.split())
-    assert ("not yet distinct" in said) == bool(alike)  # warned exactly when codes are alike
-    assert all(f"{name} (" in said for name in alike)
+    assert ("are not distinct" in said) == bool(flagged)  # warned exactly when flagged
+    assert all(f"{name} (" in said for name in flagged)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]

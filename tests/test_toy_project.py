@@ -154,6 +154,16 @@ def test_parts_auto_name_after_the_toy_keypoints(
     names = open_project(root).config.parts.names
     assert names and set(names.values()) <= set(PARTS) and len(set(names.values())) == len(names)
     assert all(f"{i} -> {n}" in result.stdout for i, n in names.items())
+    # names from an earlier discovery that this one gives other parts (swapped) are replaced
+    first, second = sorted(names)[:2]
+    project = open_project(root)
+    project.config.parts.names = {first: names[second], second: names[first], "99": "keep"}
+    project.save_config()
+    result = runner.invoke(app, ["parts", "auto-name", "-C", str(root)])
+    assert result.exit_code == 0, result.output
+    assert open_project(root).config.parts.names == {str(i): n for i, n in names.items()} | {
+        "99": "keep"
+    }
     (root / C.IMAGES_DIR / C.KEYPOINTS_NAME).unlink()
     result = runner.invoke(app, ["parts", "auto-name", "-C", str(root)])
     assert result.exit_code == 0 and "No keypoints" in result.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -273,9 +275,13 @@ def test_resume_check_reads_settings_an_older_run_lacks_as_defaults(tmp_path: Pa
 
 
 def test_code_similarity_tells_alike_codes_from_distinct_ones() -> None:
-    """A part whose code vectors coincide is reported (with a one-line warning); a part
+    """A part whose code vectors coincide is flagged (in a one-line warning); a part
     whose codes point different ways is not."""
-    from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+    from creaturekit.training.distinctness import (
+        code_similarity,
+        distinctness_warning,
+        not_distinct,
+    )
 
     mapper = TokenMapper(MapperConfig(num_codes=(4, 3, 1), dim=8, depth=1))
     with torch.no_grad():
@@ -287,7 +293,66 @@ def test_code_similarity_tells_alike_codes_from_distinct_ones() -> None:
         table[5:8] = torch.ones(3, 8)  # part "b": three identical codes
     similarity = code_similarity(mapper, ["a", "b", "bg"])
     assert similarity == {"a": 0.0, "b": 1.0, "bg": None}  # one code: nothing to compare
-    assert alike(similarity) == {"b": 1.0}
-    message = alike_warning(alike(similarity), 200)
-    assert message.startswith("After 200 steps the codes of b (1.000) are not yet distinct")
-    assert "fit longer" in message and message.count(". ") == 0
+    assert not_distinct(similarity) == {"b": "vectors' cosine 1.000"}
+    # what the codes draw flags a part on its own, and adds to a part flagged already
+    flagged = not_distinct(similarity, {"a": 0.62, "b": 0.5, "bg": None})
+    assert flagged == {
+        "a": "own code preferred 62%",
+        "b": "own code preferred 50%, vectors' cosine 1.000",
+    }
+    assert not_distinct(similarity | {"b": 0.5}, {"a": 0.84, "b": 0.9}) == {}
+    message = distinctness_warning(flagged, 200)
+    assert message.startswith("The codes of a (own code preferred 62%), b (own code")
+    assert "not distinct after 200 steps" in message and "fit longer" in message
+    assert "\n" not in message
+
+
+class _CodeReadingUNet(torch.nn.Module):
+    """A denoiser that draws part 0's code exactly (a latent of value code / 10) and
+    ignores every other part's code."""
+
+    def __init__(self, scheduler: Any) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.alphas = scheduler.alphas_cumprod
+
+    def forward(
+        self, noisy: torch.Tensor, t: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> Any:
+        a = self.alphas[t].view(-1, 1, 1, 1)
+        clean = encoder_hidden_states[:, 0, 0].view(-1, 1, 1, 1) / 10
+        return SimpleNamespace(sample=(noisy - a.sqrt() * clean) / (1 - a).sqrt())
+
+
+class _CodesAsContext:
+    """A text conditioning whose context is the prompt's codes themselves."""
+
+    def encode(self, prompts: list[str], codes: list[list[int]], mapper: Any) -> Any:
+        assert all(p == "a photo of a <part_0> <part_1> <part_2> thing" for p in prompts)
+        return SimpleNamespace(hidden=torch.tensor(codes, dtype=torch.float32)[:, None])
+
+    def unet_inputs(self, embeds: Any, sizes: Any, side: int) -> dict[str, Any]:
+        return {"encoder_hidden_states": embeds.hidden}
+
+
+def test_code_recognition_prefers_own_codes_only_where_the_model_draws_them() -> None:
+    """The probe's known answer: part 0's own code always explains its image best (every
+    comparison won), part 1's codes all draw the same (none won: a tie is no preference),
+    and a part with one code, or in no probe's mask, has no figure."""
+    from diffusers import DDPMScheduler
+
+    from creaturekit.training.recognition import Probe, code_recognition
+
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    unet = _CodeReadingUNet(scheduler)
+    mask = torch.zeros(4, 4, dtype=torch.int64)
+    mask[:, 2:] = 1  # part 0 on the left, part 1 on the right, part 2 nowhere
+    probes = [
+        Probe(torch.full((2, 4, 4), code / 10), {0: code, 1: 3, 2: 0}, mask) for code in range(5)
+    ]
+    args = (_CodesAsContext(), unet, scheduler, None)
+    shares = code_recognition(*args, probes, [12, 6, 1], "thing", resolution=32, batch_size=7)
+    assert shares == [1.0, 0.0, None]
+    alone = [Probe(p.latents, p.codes, torch.zeros(4, 4, dtype=torch.int64)) for p in probes]
+    # part 1 is in no probe's mask; part 2 has two codes now but no pixels either
+    assert code_recognition(*args, alone, [12, 6, 2], "thing", resolution=32) == [1.0, None, None]

@@ -71,6 +71,7 @@ class Hierarchy:
     appearance_dims: int = 0
     fg_classifier: np.ndarray | None = None  # (D + 1,): weights, bias; None: the threshold
     facing: bool = False  # position in the object's facing direction; False: mirror-invariant
+    interior: bool = False  # part means over interior patches (:func:`part_means`)
 
     def foreground(self, feats: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
         """The first fg/bg decision ``(N, P)`` for ``feats`` (before cleaning)."""
@@ -91,6 +92,7 @@ class Hierarchy:
             "parts.position_weight": np.array([self.position_weight], np.float32),
             "parts.appearance_dims": np.array([self.appearance_dims], np.int64),
             "parts.facing": np.array([int(self.facing)], np.int64),
+            "sub.interior": np.array([int(self.interior)], np.int64),
         }
         out.update({f"sub.{m}": c.astype(np.float32) for m, c in enumerate(self.sub_centroids)})
         if self.fg_classifier is not None:
@@ -108,6 +110,7 @@ class Hierarchy:
             appearance_dims=int(t.get("parts.appearance_dims", np.zeros(1))[0]),
             fg_classifier=t.get("fgbg.classifier"),
             facing=bool(t.get("parts.facing", np.zeros(1))[0]),
+            interior=bool(t.get("sub.interior", np.zeros(1))[0]),
         )
 
 
@@ -432,19 +435,48 @@ def self_trained_foreground(
     return decision, weights, evidence
 
 
-def part_means(feats: np.ndarray, masks: np.ndarray, n_parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean unit feature of every part in every image, and where the part is present."""
+INTERIOR_MIN = 4
+"""Interior patches a part needs in an image for its mean to use only them."""
+
+
+def interior(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``(N, P)`` bool: patches whose four neighbours (inside the grid) carry their label."""
+    h, w = grid
+    lab = masks.reshape(-1, h, w)
+    inner = np.ones(lab.shape, bool)
+    inner[:, 1:] &= lab[:, 1:] == lab[:, :-1]
+    inner[:, :-1] &= lab[:, :-1] == lab[:, 1:]
+    inner[:, :, 1:] &= lab[:, :, 1:] == lab[:, :, :-1]
+    inner[:, :, :-1] &= lab[:, :, :-1] == lab[:, :, 1:]
+    return inner.reshape(masks.shape)
+
+
+def part_means(
+    feats: np.ndarray, masks: np.ndarray, n_parts: int, grid: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean unit feature of every part in every image, and where the part is present.
+
+    With ``grid``, a part with at least :data:`INTERIOR_MIN` interior patches in an
+    image (:func:`interior`) is averaged over those alone: a boundary patch sees the
+    neighbouring part or the background too (on the toy world the head's sub-concepts
+    went from 0.78 to 0.98 pure; docs/discovery.md, "Part means from interior patches").
+    """
     n, _, d = feats.shape
     means = np.zeros((n, n_parts, d), np.float32)
     counts = np.zeros((n, n_parts), np.int64)
     eye = np.eye(n_parts + 1, dtype=np.float32)[:, :n_parts]  # row n_parts: unassigned
+    inner = interior(masks, grid) if grid is not None else None
     for i in range(n):
         lab = np.minimum(masks[i].astype(np.int64), n_parts)
         onehot = eye[lab]
-        means[i] = onehot.T @ normalize(feats[i])
         counts[i] = onehot.sum(axis=0)
+        if inner is not None:
+            core = onehot * inner[i][:, None]
+            enough = core.sum(axis=0) >= INTERIOR_MIN
+            onehot = np.where(enough, core, onehot)
+        means[i] = onehot.T @ normalize(feats[i])
+        means[i] /= np.maximum(onehot.sum(axis=0), 1)[:, None]
     present = counts > 0
-    means /= np.maximum(counts, 1)[:, :, None]
     return means, present
 
 
@@ -474,7 +506,7 @@ def sub_codes(h: Hierarchy, means: np.ndarray, present: np.ndarray) -> np.ndarra
 def encode(h: Hierarchy, feats: np.ndarray, grid: tuple[int, int]) -> Coding:
     """Code new images with fitted centroids: every patch and part mean to its nearest."""
     masks = encode_masks(h, feats, grid)
-    means, present = part_means(feats, masks, h.n_parts)
+    means, present = part_means(feats, masks, h.n_parts, grid if h.interior else None)
     codes = sub_codes(h, means, present)
     return Coding(masks=masks, codes=codes, part_features=means, present=present)
 
@@ -566,6 +598,7 @@ def fit_regions(
         params.appearance_dims,
         classifier,
         facing=True,
+        interior=True,
     )
     return _Regions(hierarchy, masks.reshape(n, p), evidence, facing)
 
@@ -689,7 +722,9 @@ def learn(
         feats, subset, grid, h, known, params.chunk_images
     ):
         at = np.searchsorted(subset, chunk)
-        sub_means[at], present[at] = part_means(chunk_feats, masks, h.n_parts)
+        sub_means[at], present[at] = part_means(
+            chunk_feats, masks, h.n_parts, grid if h.interior else None
+        )
         known.add(chunk, masks)
     h.sub_centroids, subset_codes = fit_subconcepts(sub_means, present, params, grouper, notes)
     rows, masks = known.arrays()
@@ -814,7 +849,9 @@ def _code_pass(
         feats, np.arange(n), grid, h, known, chunk_images
     ):
         masks[chunk] = chunk_masks
-        means, present[chunk] = part_means(chunk_feats, chunk_masks, h.n_parts)
+        means, present[chunk] = part_means(
+            chunk_feats, chunk_masks, h.n_parts, grid if h.interior else None
+        )
         codes[chunk] = sub_codes(h, means, present[chunk])
         if fixed is not None:
             keep = fixed[chunk] != _UNDECIDED

@@ -37,23 +37,40 @@ def part_names(project: Project, result: DiscoveryResult) -> dict[int, str]:
 
 def set_part_name(project: Project, result: DiscoveryResult, index: int, name: str) -> None:
     """Name foreground part ``index`` and save the project's settings (under its lock)."""
-    part = next((p for p in result.parts if p.index == index), None)
-    if part is None:
-        raise DiscoveryResultError(
-            f"There is no part {index}; parts are 0..{len(result.parts) - 1} "
-            "(see `creaturekit parts`)."
-        )
-    if part.is_background:
-        raise ConfigError(
-            f'Part {index} is the background; its name is always "{BACKGROUND_PART}".'
-        )
-    default = _DEFAULT_NAME.match(name)
-    if default and int(default.group(1)) != index:
-        raise ConfigError(f"{name!r} is the default name of another part; choose another name.")
+    set_part_names(project, result, {index: name})
+
+
+def set_part_names(
+    project: Project, result: DiscoveryResult, names: dict[int, str], *, replace: bool = False
+) -> None:
+    """Name foreground parts (index -> name) in one change of the project's settings
+    (under its lock), so names may move between parts (0 -> tail, 1 -> head after a new
+    discovery). With ``replace``, another part's old name that is given here now is
+    dropped (it named what this discovery calls otherwise); else it is an error."""
+    for index, name in names.items():
+        part = next((p for p in result.parts if p.index == index), None)
+        if part is None:
+            raise DiscoveryResultError(
+                f"There is no part {index}; parts are 0..{len(result.parts) - 1} "
+                "(see `creaturekit parts`)."
+            )
+        if part.is_background:
+            raise ConfigError(
+                f'Part {index} is the background; its name is always "{BACKGROUND_PART}".'
+            )
+        default = _DEFAULT_NAME.match(name)
+        if default and int(default.group(1)) != index:
+            raise ConfigError(f"{name!r} is the default name of another part; choose another name.")
+    given = {str(i): n for i, n in names.items()}
     with project.lock("parts"):
         data = config_to_dict(project.config)
-        data["parts"]["names"] = {**data["parts"]["names"], str(index): name}
-        project.config = config_from_dict(data)  # validates the name
+        kept = {
+            k: v
+            for k, v in data["parts"]["names"].items()
+            if k not in given and not (replace and v in given.values())
+        }
+        data["parts"]["names"] = kept | given
+        project.config = config_from_dict(data)  # validates the names
         project.save_config()
 
 
@@ -96,7 +113,6 @@ def name_parts_by_keypoints(project: Project, result: DiscoveryResult) -> dict[i
         from creaturekit.discovery.report import refresh_page
 
         with project.lock("parts"):
-            for index, name in names.items():
-                set_part_name(project, result, index, name)
+            set_part_names(project, result, names, replace=True)
             refresh_page(project, result)
     return names

@@ -67,18 +67,49 @@ class RunCreatures:
         parts = {self.names[m]: [k] for m, k in combo.items()}
         return self.mixer(parts, n=n, seed=seed, **generation).images
 
-    def code_similarity(self) -> dict[str, float | None]:
-        """Each part's median cosine between its code vectors; warns about parts whose
-        codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
-        from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+    def distinctness(self, result: Any) -> dict[str, dict[str, float | None] | None]:
+        """:func:`distinctness` of the run's codes."""
+        return distinctness(self.mixer, self.names, result)
 
-        parts = self.mixer.fitted.vocab.parts
-        similarity = code_similarity(self.mixer.mapper, [self.names[p.index] for p in parts])
-        if parts_alike := alike(similarity):
-            step = fsutil.safetensors_metadata(self.mixer.run.mapper).get("step", "")
-            message = alike_warning(parts_alike, int(step) if step.isdigit() else None)
-            warn(message)
-        return similarity
+
+def distinctness(
+    mixer: Mixer, names: dict[int, str], result: Any
+) -> dict[str, dict[str, float | None] | None]:
+    """Per part (by ``names``), its code vectors' median cosine and how often the probe
+    recognises its codes on ``result``'s training images (the run's ``probe_images``);
+    one warning for parts whose codes are not yet distinct
+    (:mod:`creaturekit.training.distinctness`)."""
+    from creaturekit.training.data import examples_from_discovery
+    from creaturekit.training.distinctness import (
+        code_similarity,
+        distinctness_warning,
+        not_distinct,
+    )
+    from creaturekit.training.recognition import code_recognition, load_probes
+
+    parts = mixer.fitted.vocab.parts
+    labels = [names[p.index] for p in parts]
+    similarity = code_similarity(mixer.mapper, labels)
+    recognition = None
+    fit = mixer.run.info().fit
+    if fit.probe_images:
+        pipe = mixer.pipe
+        examples = examples_from_discovery(mixer.project.images_dir, result)
+        shares = code_recognition(
+            mixer.conditioning,
+            pipe.unet,
+            pipe.scheduler,
+            mixer.mapper,
+            load_probes(examples, pipe.vae, fit.resolution, fit.probe_images),
+            [p.subconcepts for p in parts],
+            mixer.project.config.project.category,
+            resolution=fit.resolution,
+        )
+        recognition = dict(zip(labels, shares, strict=True))
+    if flagged := not_distinct(similarity, recognition):
+        step = fsutil.safetensors_metadata(mixer.run.mapper).get("step", "")
+        warn(distinctness_warning(flagged, int(step) if step.isdigit() else None))
+    return {"code_similarity": similarity, "code_recognition": recognition}
 
 
 def evaluate(
@@ -137,7 +168,7 @@ def evaluate(
     creatures = creatures or RunCreatures(Mixer(project, run, model=model), names)
     discoverer = load_discoverer(project.discovery_dir)
     reference = find_reference(project, result)
-    code_similarity = creatures.code_similarity() if isinstance(creatures, RunCreatures) else None
+    distinct = creatures.distinctness(result) if isinstance(creatures, RunCreatures) else {}
     discovery = _discovery_figures(project, result, reference)
     images: dict[str, list[Image.Image]] = {}
     scores: dict[str, GroupScores] = {}
@@ -167,7 +198,8 @@ def evaluate(
         seconds=round(time.monotonic() - started, 1),
         guidance=guidance,
         negative=negative,
-        code_similarity=code_similarity,
+        code_similarity=distinct.get("code_similarity"),
+        code_recognition=distinct.get("code_recognition"),
         discovery=discovery,
         image_metrics=scorer.describe() if scorer is not None else None,
     )

@@ -5,7 +5,7 @@
 checked, and names a damaged file. Keys that are part names (per-part figures) are
 ``dict[str, ...]`` fields. Figures that were NaN are stored as ``null`` and read back
 as ``None``. Files written before a field was recorded (``guidance``, ``negative``,
-``code_similarity``) still load, with ``None`` for it.
+``code_similarity``, ``code_recognition``) still load, with ``None`` for it.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class Metrics:
     seconds: float
     guidance: float | None = None
     negative: str | None = None
-    code_similarity: dict[str, float | None] | None = None  # a fitted run's code distinctness
+    code_similarity: dict[str, float | None] | None = None  # its code vectors' median cosine
+    code_recognition: dict[str, float | None] | None = None  # the probe's own-code preference
     discovery: DiscoveryFigures | None = None
     image_metrics: ImageMetricsInfo | None = None
 
@@ -148,6 +149,8 @@ class Metrics:
         }
         if self.code_similarity is not None:
             out["code_similarity"] = self.code_similarity
+        if self.code_recognition is not None:
+            out["code_recognition"] = self.code_recognition
         if self.discovery is not None:
             out["discovery"] = _discovery_dict(self.discovery)
         for name in GROUPS:
@@ -182,6 +185,9 @@ class Metrics:
                 negative=_maybe(_text)(data.get("negative")),
                 code_similarity=_maybe(lambda v: _table(v, _maybe(_number)))(
                     data.get("code_similarity")
+                ),
+                code_recognition=_maybe(lambda v: _table(v, _maybe(_number)))(
+                    data.get("code_recognition")
                 ),
                 discovery=_maybe(_discovery)(data.get("discovery")),
                 image_metrics=_maybe(_image_info)(data.get("image_metrics")),

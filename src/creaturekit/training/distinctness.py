@@ -1,15 +1,22 @@
-"""Are a part's codes distinct yet? Its code vectors from the token mapper, compared.
+"""Are a part's codes distinct yet? Two signals, and the one-line warning of fit and eval.
 
-A part token's meaning comes from the mapper's vector for the requested code. Early in a
-fit the vectors of one part's codes are nearly the same, so every code of that part
-draws the same thing: asking for head 3 or head 12 makes no difference. ``fit`` records
-each part's median pairwise cosine in its last log row and warns about parts at or above
-:data:`ALIKE`; ``eval`` records it with the metrics. Along the toy demo's fit, parts at
-0.9 or above were drawn right about as often as chance, parts at 0.85 or below 4 to 9
-times out of 10 (docs/results.md, "When are a part's codes distinct"). That holds for
-codes that start alike (``code_init_std`` 0.02); codes started apart (1.0, the presets'
-value) are below :data:`ALIKE` from the first step, so there a low cosine does not show
-that a fit was long enough (docs/results.md, "Codes distinct from the start").
+A part token draws the sub-concept it is asked for only once its codes mean different
+things. Early in a fit they do not: asking for head 3 or head 12 draws the same head.
+
+* **What the codes draw** (:func:`creaturekit.training.recognition.code_recognition`):
+  how often the model prefers a training image's own code to another code of the part
+  when denoising it. Along the toy fits' checkpoints, parts drawn right on novel
+  combinations 60% of the time or more won at least 84% of these comparisons, parts
+  drawn right a third of the time or less 60-79% (docs/results.md, "A safeguard that
+  watches what the codes draw"): below :data:`DISTINCT` a part is flagged.
+* **The token vectors** (:func:`code_similarity`): each part's median pairwise cosine
+  between its code vectors. At :data:`ALIKE` or above the vectors are nearly the same
+  (codes started at ``code_init_std`` 0.02 sit there for most of a fit); codes started
+  apart (1.0, the presets' value) are below it from the first step, so a low cosine does
+  not show that a fit was long enough.
+
+``fit`` records both per part in its last log row, ``eval`` in ``metrics.json``; a part
+flagged by either is named in one warning line.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import torch
 from creaturekit.conditioning.mapper import TokenMapper
 
 ALIKE = 0.9
-"""Median pairwise cosine similarity from which a part's codes are taken to draw alike."""
+"""Median pairwise cosine similarity from which a part's code vectors are alike."""
+
+DISTINCT = 0.8
+"""Share of won own-code comparisons below which a part's codes draw alike."""
 
 
 @torch.no_grad()
@@ -40,17 +50,28 @@ def code_similarity(mapper: TokenMapper, names: list[str]) -> dict[str, float | 
     return medians
 
 
-def alike(similarity: dict[str, float | None]) -> dict[str, float]:
-    """The parts whose codes are not yet distinct (median cosine >= :data:`ALIKE`)."""
-    return {name: v for name, v in similarity.items() if v is not None and v >= ALIKE}
+def not_distinct(
+    similarity: dict[str, float | None], recognition: dict[str, float | None] | None = None
+) -> dict[str, str]:
+    """The parts whose codes are not yet distinct, each with the figure that says so."""
+    flagged: dict[str, str] = {}
+    for name, share in (recognition or {}).items():
+        if share is not None and share < DISTINCT:
+            flagged[name] = f"own code preferred {share:.0%}"
+    for name, cosine in similarity.items():
+        if cosine is not None and cosine >= ALIKE:
+            reason = f"vectors' cosine {cosine:.3f}"
+            flagged[name] = f"{flagged[name]}, {reason}" if name in flagged else reason
+    return flagged
 
 
-def alike_warning(parts_alike: dict[str, float], step: int | None) -> str:
-    """One line telling which parts' codes still draw alike, and what to do."""
-    parts = ", ".join(f"{name} ({value:.3f})" for name, value in parts_alike.items())
-    when = f"After {step} steps the" if step is not None else "The"
+def distinctness_warning(flagged: dict[str, str], step: int | None) -> str:
+    """One line naming the parts whose codes still draw alike, and what to do."""
+    parts = ", ".join(f"{name} ({why})" for name, why in flagged.items())
+    when = f"after {step} steps" if step is not None else "yet"
     return (
-        f"{when} codes of {parts} are not yet distinct (median cosine of "
-        f"their token vectors >= {ALIKE}): each of their codes draws about the same; fit "
-        "longer (`--resume --steps N`)."
+        f"The codes of {parts} are not distinct {when}: each of their codes draws about "
+        f"the same (distinct parts: own code preferred in {DISTINCT:.0%} or more of the "
+        f"probe's comparisons, chance 50%; token vectors' cosine under {ALIKE}); fit longer "
+        "(`--resume --steps N`)."
     )

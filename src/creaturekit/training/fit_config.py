@@ -31,6 +31,7 @@ RESUMABLE = frozenset(
         "sample_every",
         "sample_steps",
         "log_every",
+        "probe_images",
     }
 )
 
@@ -72,6 +73,9 @@ class FitConfig:
     sample_every: int = 1000  # 0: no samples during training
     sample_steps: int = 30
     log_every: int = 10
+    # training images the end-of-fit probe reads to tell whether each part's codes draw
+    # distinct things (creaturekit.training.recognition); 0: no probe
+    probe_images: int = 16
     workers: int = 0  # data-loader worker processes
 
     def validate(self) -> FitConfig:
@@ -98,6 +102,8 @@ class FitConfig:
             raise ConfigError(f"fit lr must be positive, got {self.lr}.")
         if self.lora_lr < 0:
             raise ConfigError(f"fit lora_lr cannot be negative, got {self.lora_lr}.")
+        if self.probe_images < 0:
+            raise ConfigError(f"fit probe_images cannot be negative, got {self.probe_images}.")
         if self.warmup_steps < 0:
             raise ConfigError(f"fit warmup_steps cannot be negative, got {self.warmup_steps}.")
         if self.code_init_std <= 0:

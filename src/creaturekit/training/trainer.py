@@ -48,9 +48,10 @@ from creaturekit.training.data import (
     load_pixels,
     next_indices,
 )
-from creaturekit.training.distinctness import alike, alike_warning, code_similarity
+from creaturekit.training.distinctness import code_similarity, distinctness_warning, not_distinct
 from creaturekit.training.fit_config import OPTIMIZERS, FitConfig, lr_scale
 from creaturekit.training.objective import Objective, add_lora, lora_targets
+from creaturekit.training.recognition import code_recognition, load_probes
 from creaturekit.training.run import RunVocab, VocabPart, run_folder, write_lora
 
 
@@ -461,14 +462,35 @@ class Trainer:
             groups[1]["lr"] = self.config.lora_lr * scale
         return scale
 
-    def _code_similarity(self, step: int) -> dict[str, float | None]:
-        """Each part's median cosine between its code vectors; a warning for parts whose
-        codes are not yet distinct (:mod:`creaturekit.training.distinctness`)."""
+    def _distinctness(self, step: int) -> dict[str, Any]:
+        """Per part, its code vectors' median cosine and how often the probe recognises
+        its codes; one warning for parts whose codes are not yet distinct
+        (:mod:`creaturekit.training.distinctness`)."""
         names = [p.name for p in self.run_vocab().parts]
-        similarity = code_similarity(self.accelerator.unwrap_model(self.mapper), names)
-        if parts_alike := alike(similarity):
-            warn(alike_warning(parts_alike, step))
-        return similarity
+        mapper = self.accelerator.unwrap_model(self.mapper)
+        similarity = code_similarity(mapper, names)
+        recognition = None
+        if self.config.probe_images:
+            found = load_probes(
+                self.examples, self.base.vae, self.config.resolution, self.config.probe_images
+            )
+            self.objective.store.active = False
+            with self.accelerator.autocast():
+                shares = code_recognition(
+                    self.conditioning,
+                    self.base.unet,
+                    self.base.scheduler,
+                    mapper,
+                    found,
+                    [p.subconcepts for p in self.result.parts],
+                    self.project.config.project.category,
+                    resolution=self.config.resolution,
+                    batch_size=self.config.batch_size,
+                )
+            recognition = dict(zip(names, shares, strict=True))
+        if flagged := not_distinct(similarity, recognition):
+            warn(distinctness_warning(flagged, step))
+        return {"code_similarity": similarity, "code_recognition": recognition}
 
     def _write_outputs(self, step: int) -> None:
         from diffusers.utils import convert_state_dict_to_diffusers
@@ -612,7 +634,7 @@ class Trainer:
                             "seconds": round(time.monotonic() - t0, 4),
                         }
                         if step == cfg.steps:
-                            row["code_similarity"] = self._code_similarity(step)
+                            row.update(self._distinctness(step))
                         self.run.log(row)
                     if asked is not None and step < cfg.steps and self._stop_agreed(asked.is_set()):
                         raise KeyboardInterrupt  # every process stops after this same step

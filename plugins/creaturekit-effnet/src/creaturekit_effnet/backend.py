@@ -67,9 +67,13 @@ class EffnetKMeans(Discoverer):
         *,
         colour_weight: float = 0.5,
         grid_stride: int = 8,
+        position_weight: float = 0.5,
         **options: Any,
     ) -> None:
-        super().__init__(model, **options)
+        # half the shared default: its three unit-norm scales weigh about sqrt(3) against
+        # the position cue, and at 1.0 the toy head swallowed the front of the body
+        # (head sub-concepts 0.61-0.65 pure vs 0.73-0.85 at 0.5; docs/discovery.md)
+        super().__init__(model, position_weight=position_weight, **options)
         self.colour_weight = colour_weight
         self.grid_stride = grid_stride
 
