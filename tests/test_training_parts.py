@@ -133,6 +133,20 @@ def test_attention_loss_is_lower_for_matching_maps() -> None:
     assert attention_loss(good, masks) < attention_loss(bad, masks)
 
 
+def test_attention_loss_weighs_parts() -> None:
+    """A part's weight scales its own terms only: weight 1 everywhere is the plain loss,
+    and a part at weight 0 adds nothing (the background's ``attn_bg_weight``)."""
+    masks = torch.zeros(1, 4, 4, dtype=torch.long)
+    masks[0, :2] = 1
+    maps = torch.rand(1, 2, 16)
+    plain = attention_loss(maps, masks)
+    assert torch.allclose(attention_loss(maps, masks, part_weights=torch.ones(2)), plain)
+    only = [attention_loss(maps, masks, part_weights=torch.eye(2)[p]) for p in range(2)]
+    assert torch.allclose(only[0] + only[1], plain)
+    half = attention_loss(maps, masks, part_weights=torch.tensor([0.5, 1.0]))
+    assert torch.allclose(half, 0.5 * only[0] + only[1])
+
+
 def test_min_snr_weights() -> None:
     ac = torch.linspace(0.999, 0.01, 1000)
     t = torch.tensor([0, 500, 999])

@@ -55,6 +55,7 @@ class FitConfig:
     lora_layers: str = "all"  # "all", "cross" (attn2 only) or "self" (attn1 only)
     attn_loss: float = 0.01  # lambda of the attention loss (0 disables it)
     attn_resolution: int = 16  # side of the cross-attention maps the loss uses
+    attn_bg_weight: float = 1.0  # the background's weight within the attention loss
     projector_depth: int = 3
     # std of the code embeddings at the start; 0.02 is the value of runs saved before the
     # setting existed, the presets start at the reference's 1.0
@@ -75,7 +76,7 @@ class FitConfig:
     log_every: int = 10
     # training images the end-of-fit probe reads to tell whether each part's codes draw
     # distinct things (creaturekit.training.recognition); 0: no probe
-    probe_images: int = 16
+    probe_images: int = 32
     workers: int = 0  # data-loader worker processes
 
     def validate(self) -> FitConfig:
@@ -108,8 +109,10 @@ class FitConfig:
             raise ConfigError(f"fit warmup_steps cannot be negative, got {self.warmup_steps}.")
         if self.code_init_std <= 0:
             raise ConfigError(f"fit code_init_std must be positive, got {self.code_init_std}.")
-        if self.rank < 0 or self.attn_loss < 0 or self.snr_gamma < 0:
-            raise ConfigError("fit rank, attn_loss and snr_gamma cannot be negative.")
+        if self.rank < 0 or self.attn_loss < 0 or self.snr_gamma < 0 or self.attn_bg_weight < 0:
+            raise ConfigError(
+                "fit rank, attn_loss, attn_bg_weight and snr_gamma cannot be negative."
+            )
         if self.checkpoint_minutes < 0:
             raise ConfigError(
                 f"fit checkpoint_minutes cannot be negative, got {self.checkpoint_minutes}."

@@ -60,13 +60,19 @@ def part_attention(
     return out
 
 
-def attention_loss(part_maps: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def attention_loss(
+    part_maps: torch.Tensor,
+    masks: torch.Tensor,
+    eps: float = 1e-6,
+    part_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """BCE between per-pixel normalised part attention and one-hot part masks.
 
     ``part_maps``: (B, P, H*W) from :func:`part_attention`. ``masks``: (B, H', W') integer
     part labels (0..P-1; -1 or P+ for "no part"), resized here to the map size with
     nearest neighbours. Parts absent from an image have target 0 and attention 0, so
-    they add nothing and receive no gradient.
+    they add nothing and receive no gradient. ``part_weights`` (P,) scales each part's
+    terms (default: all 1).
     """
     batch, parts, pixels = part_maps.shape
     side = math.isqrt(pixels)
@@ -77,7 +83,12 @@ def attention_loss(part_maps: torch.Tensor, masks: torch.Tensor, eps: float = 1e
     target.scatter_(1, labels.clamp(0, parts - 1)[:, None], valid[:, None].to(target.dtype))
     normalised = part_maps / part_maps.sum(1, keepdim=True).clamp(min=eps)
     normalised = (normalised.clamp(eps, 1 - eps) * (part_maps > 0)).float()
+    weight = None
+    if part_weights is not None:
+        weight = part_weights.to(normalised).view(1, parts, 1).expand_as(normalised)
     # BCE refuses NaN input with an error; a diverged model must give a NaN loss instead,
     # which the trainer's NaN stop handles.
-    loss = F.binary_cross_entropy(torch.nan_to_num(normalised, nan=eps), target.float())
+    loss = F.binary_cross_entropy(
+        torch.nan_to_num(normalised, nan=eps), target.float(), weight=weight
+    )
     return torch.where(normalised.isnan().any(), torch.full_like(loss, math.nan), loss)

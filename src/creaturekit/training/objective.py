@@ -62,6 +62,7 @@ class Objective:
     attn_weight: float = 0.01
     snr_gamma: float | None = 5.0
     resolution: int = 512  # the side training images are squashed to
+    attn_part_weights: torch.Tensor | None = None  # (parts,) each part's share of it
 
     @property
     def num_parts(self) -> int:
@@ -107,7 +108,9 @@ class Objective:
         total, logs = ldm, {"loss_ldm": ldm.item()}
         if self.attn_weight > 0:
             attn = attention_loss(
-                part_attention(self.store.maps(), embeds.found, self.num_parts), masks
+                part_attention(self.store.maps(), embeds.found, self.num_parts),
+                masks,
+                part_weights=self.attn_part_weights,
             )
             total = total + self.attn_weight * attn
             logs["loss_attn"] = attn.item()

@@ -184,6 +184,7 @@ class Trainer:
             cfg.attn_loss,
             cfg.snr_gamma or None,
             cfg.resolution,
+            self._attention_weights(),
         )
         self.latents = None
         if cfg.cache_latents:
@@ -195,6 +196,14 @@ class Trainer:
         self.data_gen = torch.Generator().manual_seed(rank_seed + 1)
         self.noise_gen = torch.Generator(device=acc.device).manual_seed(rank_seed + 2)
         self.caption_rng = random.Random(rank_seed + 3)
+
+    def _attention_weights(self) -> torch.Tensor | None:
+        """Each part's weight within the attention loss (None: all 1)."""
+        if self.config.attn_bg_weight == 1.0:
+            return None
+        weights = torch.ones(len(self.result.parts))
+        weights[self.result.background_index] = self.config.attn_bg_weight
+        return weights
 
     def _original_sizes(self) -> list[tuple[int, int]]:
         """Each example's (height, width) before it is squashed, as the project's manifest

@@ -70,9 +70,9 @@ class EffnetKMeans(Discoverer):
         position_weight: float = 0.5,
         **options: Any,
     ) -> None:
-        # half the shared default: its three unit-norm scales weigh about sqrt(3) against
-        # the position cue, and at 1.0 the toy head swallowed the front of the body
-        # (head sub-concepts 0.61-0.65 pure vs 0.73-0.85 at 0.5; docs/discovery.md)
+        # half the shared default, measured on the toy world: at 1.0 the head part also
+        # took the front of the body, and its sub-concepts were 0.61-0.65 pure against
+        # 0.74-0.77 at 0.5 (docs/discovery.md, "Interior patches and a lighter position cue")
         super().__init__(model, position_weight=position_weight, **options)
         self.colour_weight = colour_weight
         self.grid_stride = grid_stride
