@@ -218,6 +218,7 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     assert any(similarity[name] >= ALIKE for name in flagged)  # codes that start alike
     said = " ".join(result.stderr.split())
     assert said.count("are not distinct after 2 steps") == 1  # one line for every part
+    assert last["warning"] in said  # and recorded in the run's log
     assert all(f"{name} (" in said for name in flagged)
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "--resume" in again.stderr

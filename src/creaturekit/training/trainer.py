@@ -473,14 +473,14 @@ class Trainer:
 
     def _distinctness(self, step: int) -> dict[str, Any]:
         """Per part, its code vectors' median cosine and how often the probe recognises
-        its codes; one warning for parts whose codes are not yet distinct
-        (:mod:`creaturekit.training.distinctness`)."""
+        its codes; one warning (also returned, for the log) for parts whose codes are not
+        yet distinct (:mod:`creaturekit.training.distinctness`)."""
         names = [p.name for p in self.run_vocab().parts]
         mapper = self.accelerator.unwrap_model(self.mapper)
         similarity = code_similarity(mapper, names)
         recognition = None
         if self.config.probe_images:
-            found = load_probes(
+            probes = load_probes(
                 self.examples, self.base.vae, self.config.resolution, self.config.probe_images
             )
             self.objective.store.active = False
@@ -490,16 +490,18 @@ class Trainer:
                     self.base.unet,
                     self.base.scheduler,
                     mapper,
-                    found,
+                    probes,
                     [p.subconcepts for p in self.result.parts],
                     self.project.config.project.category,
                     resolution=self.config.resolution,
                     batch_size=self.config.batch_size,
                 )
             recognition = dict(zip(names, shares, strict=True))
+        figures: dict[str, Any] = {"code_similarity": similarity, "code_recognition": recognition}
         if flagged := not_distinct(similarity, recognition):
-            warn(distinctness_warning(flagged, step))
-        return {"code_similarity": similarity, "code_recognition": recognition}
+            figures["warning"] = distinctness_warning(flagged, step)
+            warn(figures["warning"])
+        return figures
 
     def _write_outputs(self, step: int) -> None:
         from diffusers.utils import convert_state_dict_to_diffusers
