@@ -459,7 +459,8 @@ def part_means(
     With ``grid``, a part with at least :data:`INTERIOR_MIN` interior patches in an
     image (:func:`interior`) is averaged over those alone: a boundary patch sees the
     neighbouring part or the background too (on the toy world the head's sub-concepts
-    went from 0.78 to 0.98 pure; docs/discovery.md, "Part means from interior patches").
+    went from 0.78 to 0.98 pure; docs/discovery.md, "Interior patches and a lighter
+    position cue").
     """
     n, _, d = feats.shape
     means = np.zeros((n, n_parts, d), np.float32)

@@ -75,12 +75,22 @@ def code_recognition(
     """Per part index, how often the model prefers a probe's own code to another code of
     the part (the share of won comparisons, ``RIVALS`` per probe; ``None`` where a part has
     fewer than two codes or no probe shows it)."""
-    device = next(unet.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     total = scheduler.config.num_train_timesteps
-    steps = [min(total - 1, round(f * total)) for f in NOISE_LEVELS]
     latents = torch.stack([p.latents for p in probes]).float()
-    noise = torch.randn((len(steps), *latents.shape), generator=gen)
+    denoiser = _Denoiser(
+        conditioning,
+        unet,
+        scheduler,
+        mapper,
+        probes,
+        category,
+        resolution,
+        batch_size,
+        latents,
+        noise=torch.randn((len(NOISE_LEVELS), *latents.shape), generator=gen),
+        steps=[min(total - 1, round(f * total)) for f in NOISE_LEVELS],
+    )
     shares: list[float | None] = []
     for part, k in enumerate(num_codes):
         shown = [i for i, p in enumerate(probes) if part in p.codes and (p.mask == part).any()]
@@ -95,22 +105,7 @@ def code_recognition(
             candidates = [own, *rivals[:RIVALS]]
             sizes.append(len(candidates))
             rows += [(i, _prompt_codes({**probes[i].codes, part: c})) for c in candidates]
-        errors = _errors(
-            conditioning,
-            unet,
-            scheduler,
-            mapper,
-            probes,
-            rows,
-            part,
-            category,
-            latents,
-            noise,
-            steps,
-            resolution,
-            batch_size,
-            device,
-        )
+        errors = denoiser.errors(rows, part)
         won = [bool(e[0] < r) for e in errors.split(sizes) for r in e[1:]]
         shares.append(round(sum(won) / len(won), 4))
     return shares
@@ -120,50 +115,57 @@ def _prompt_codes(codes: dict[int, int]) -> list[int]:
     return [codes[p] for p in sorted(codes)]
 
 
-def _errors(
-    conditioning: Any,
-    unet: Any,
-    scheduler: Any,
-    mapper: Any,
-    probes: Sequence[Probe],
-    rows: list[tuple[int, list[int]]],
-    part: int,
-    category: str,
-    latents: torch.Tensor,
-    noise: torch.Tensor,
-    steps: list[int],
-    resolution: int,
-    batch_size: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """Each row's prediction error inside ``part``'s mask, summed over the noise levels."""
-    out = torch.zeros(len(rows))
-    side = latents.shape[-1]
-    prediction = scheduler.config.prediction_type
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        index = [i for i, _ in chunk]
-        prompts = [
-            f"a photo of a {' '.join(part_token(p) for p in sorted(probes[i].codes))} {category}"
-            for i in index
-        ]
-        embeds = conditioning.encode(prompts, [codes for _, codes in chunk], mapper)
-        inputs = conditioning.unet_inputs(
-            embeds, [(resolution, resolution)] * len(chunk), resolution
-        )
-        masks = torch.stack([(probes[i].mask == part).float() for i in index])[:, None]
-        weight = F.interpolate(masks, size=(side, side), mode="area").to(device)
-        clean = latents[index].to(device)
-        for level, t in enumerate(steps):
-            eps = noise[level][index].to(device)
-            timestep = torch.full((len(chunk),), t, device=device, dtype=torch.long)
-            noisy = scheduler.add_noise(clean, eps, timestep)
-            pred = unet(noisy, timestep, **inputs).sample.float()
-            target = (
-                eps if prediction == "epsilon" else scheduler.get_velocity(clean, eps, timestep)
+@dataclass
+class _Denoiser:
+    """The fitted model and the probes' fixed noise: prediction errors of prompts."""
+
+    conditioning: Any
+    unet: Any
+    scheduler: Any
+    mapper: Any
+    probes: Sequence[Probe]
+    category: str
+    resolution: int
+    batch_size: int
+    latents: torch.Tensor  # (probes, C, h, w)
+    noise: torch.Tensor  # (levels, probes, C, h, w)
+    steps: list[int]  # one timestep per noise level
+
+    def errors(self, rows: list[tuple[int, list[int]]], part: int) -> torch.Tensor:
+        """Each (probe, codes) row's prediction error inside ``part``'s mask, summed over
+        the noise levels."""
+        device = next(self.unet.parameters()).device
+        out = torch.zeros(len(rows))
+        side = self.latents.shape[-1]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            index = [i for i, _ in chunk]
+            tokens = [" ".join(part_token(p) for p in sorted(self.probes[i].codes)) for i in index]
+            prompts = [f"a photo of a {t} {self.category}" for t in tokens]
+            embeds = self.conditioning.encode(prompts, [codes for _, codes in chunk], self.mapper)
+            side_px = self.resolution
+            inputs = self.conditioning.unet_inputs(
+                embeds, [(side_px, side_px)] * len(chunk), side_px
             )
-            err = ((pred - target.float()) ** 2).mean(1, keepdim=True)
-            out[start : start + len(chunk)] += (
-                (err * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp(min=1e-6)
-            ).cpu()
-    return out
+            masks = torch.stack([(self.probes[i].mask == part).float() for i in index])[:, None]
+            weight = F.interpolate(masks, size=(side, side), mode="area").to(device)
+            clean = self.latents[index].to(device)
+            for level, t in enumerate(self.steps):
+                err = self._squared_error(clean, self.noise[level][index].to(device), t, inputs)
+                out[start : start + len(chunk)] += (
+                    (err * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp(min=1e-6)
+                ).cpu()
+        return out
+
+    def _squared_error(
+        self, clean: torch.Tensor, eps: torch.Tensor, t: int, inputs: dict[str, Any]
+    ) -> torch.Tensor:
+        """Per pixel, the squared error of the UNet's prediction at timestep ``t`` (B, 1, h, w)."""
+        timestep = torch.full((len(clean),), t, device=clean.device, dtype=torch.long)
+        noisy = self.scheduler.add_noise(clean, eps, timestep)
+        pred = self.unet(noisy, timestep, **inputs).sample.float()
+        if self.scheduler.config.prediction_type == "epsilon":
+            target = eps
+        else:
+            target = self.scheduler.get_velocity(clean, eps, timestep)
+        return ((pred - target.float()) ** 2).mean(1, keepdim=True)
