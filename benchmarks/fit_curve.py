@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = run_folder(project, name)
             if not folder.mapper.is_file():
                 folder = run_from_checkpoint(project, args.run, step, name)
+            mixer = Mixer(project, name)
             (row,) = score_settings(
                 project,
                 name,
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                 combinations=args.combinations,
                 draw=args.draw,
                 steps=args.sample_steps,
+                mixer=mixer,
             )
-            distinct = distinctness(Mixer(project, name), names, result)
+            distinct = distinctness(mixer, names, result)
             rows.append({"step": step, **row, **distinct})
             parts = ", ".join(f"{p} {100 * a:.0f}%" for p, a in row["per_part"].items())
             similarity = distinct["code_similarity"] or {}

@@ -36,8 +36,10 @@ def score_settings(
     combinations: int,
     draw: int,
     steps: int | None = None,
+    mixer: Any = None,
 ) -> list[dict[str, Any]]:
-    """Novel-combination oracle figures of ``run`` under each (guidance, negative)."""
+    """Novel-combination oracle figures of ``run`` under each (guidance, negative)
+    (``mixer``: the run already loaded)."""
     from creaturekit.discovery.discover import load_result
     from creaturekit.discovery.naming import part_names
     from creaturekit.evaluation.combinations import code_rows, evaluation_draw
@@ -53,7 +55,7 @@ def score_settings(
         )
     combos = evaluation_draw(code_rows(result), combinations, draw)["novel"]
     names = part_names(project, result)
-    mixer = Mixer(project, run)
+    mixer = mixer or Mixer(project, run)
     rows = []
     for guidance, negative in settings:
         started = time.monotonic()

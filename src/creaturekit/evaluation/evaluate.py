@@ -28,7 +28,7 @@ from creaturekit.evaluation.reference import Reference, find_reference
 from creaturekit.generation.mix import Mixer
 from creaturekit.htmlpage import Html, image, join, markup, page, table_row
 from creaturekit.paths import check_name
-from creaturekit.progress import track, warn
+from creaturekit.progress import track
 from creaturekit.project import Project
 from creaturekit.version import __version__
 
@@ -67,35 +67,26 @@ class RunCreatures:
         parts = {self.names[m]: [k] for m, k in combo.items()}
         return self.mixer(parts, n=n, seed=seed, **generation).images
 
-    def distinctness(self, result: Any) -> dict[str, dict[str, float | None] | None]:
+    def distinctness(self, result: Any) -> dict[str, Any]:
         """:func:`distinctness` of the run's codes."""
         return distinctness(self.mixer, self.names, result)
 
 
-def distinctness(
-    mixer: Mixer, names: dict[int, str], result: Any
-) -> dict[str, dict[str, float | None] | None]:
-    """Per part (by ``names``), its code vectors' median cosine and how often the probe
-    recognises its codes on ``result``'s training images (the run's ``probe_images``);
-    one warning for parts whose codes are not yet distinct
-    (:mod:`creaturekit.training.distinctness`)."""
+def distinctness(mixer: Mixer, names: dict[int, str], result: Any) -> dict[str, Any]:
+    """:func:`creaturekit.training.distinctness.distinctness` of a loaded run's codes (by
+    the project's part ``names``), the probe on ``result``'s training images (the run's
+    ``probe_images``)."""
+    from creaturekit.training import distinctness as distinct
     from creaturekit.training.data import examples_from_discovery
-    from creaturekit.training.distinctness import (
-        code_similarity,
-        distinctness_warning,
-        not_distinct,
-    )
     from creaturekit.training.recognition import code_recognition, load_probes
 
     parts = mixer.fitted.vocab.parts
-    labels = [names[p.index] for p in parts]
-    similarity = code_similarity(mixer.mapper, labels)
-    recognition = None
     fit = mixer.run.info().fit
-    if fit.probe_images:
-        pipe = mixer.pipe
+    pipe = mixer.pipe
+
+    def recognise() -> list[float | None]:
         examples = examples_from_discovery(mixer.project.images_dir, result)
-        shares = code_recognition(
+        return code_recognition(
             mixer.conditioning,
             pipe.unet,
             pipe.scheduler,
@@ -105,11 +96,14 @@ def distinctness(
             mixer.project.config.project.category,
             resolution=fit.resolution,
         )
-        recognition = dict(zip(labels, shares, strict=True))
-    if flagged := not_distinct(similarity, recognition):
-        step = fsutil.safetensors_metadata(mixer.run.mapper).get("step", "")
-        warn(distinctness_warning(flagged, int(step) if step.isdigit() else None))
-    return {"code_similarity": similarity, "code_recognition": recognition}
+
+    step = fsutil.safetensors_metadata(mixer.run.mapper).get("step", "")
+    return distinct.distinctness(
+        mixer.mapper,
+        [names[p.index] for p in parts],
+        int(step) if step.isdigit() else None,
+        recognise if fit.probe_images else None,
+    )
 
 
 def evaluate(

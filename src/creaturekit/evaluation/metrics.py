@@ -183,12 +183,8 @@ class Metrics:
                 seconds=_number(data["seconds"]),
                 guidance=_maybe(_number)(data.get("guidance")),
                 negative=_maybe(_text)(data.get("negative")),
-                code_similarity=_maybe(lambda v: _table(v, _maybe(_number)))(
-                    data.get("code_similarity")
-                ),
-                code_recognition=_maybe(lambda v: _table(v, _maybe(_number)))(
-                    data.get("code_recognition")
-                ),
+                code_similarity=_per_part(data.get("code_similarity")),
+                code_recognition=_per_part(data.get("code_recognition")),
                 discovery=_maybe(_discovery)(data.get("discovery")),
                 image_metrics=_maybe(_image_info)(data.get("image_metrics")),
             )
@@ -266,6 +262,11 @@ def _text(value: Any) -> str:
 def _maybe(read: Callable[[Any], T]) -> Callable[[Any], T | None]:
     """``read``, letting ``null`` (a NaN figure, a field not recorded) through as None."""
     return lambda value: None if value is None else read(value)
+
+
+def _per_part(value: Any) -> dict[str, float | None] | None:
+    """A per-part table of figures that may be null, or None where the file has none."""
+    return _maybe(lambda v: _table(v, _maybe(_number)))(value)
 
 
 def _table(value: Any, read: Callable[[Any], T]) -> dict[str, T]:

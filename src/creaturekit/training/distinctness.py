@@ -22,9 +22,13 @@ flagged by either is named in one warning line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from creaturekit.conditioning.mapper import TokenMapper
+from creaturekit.progress import warn
 
 ALIKE = 0.9
 """Median pairwise cosine similarity from which a part's code vectors are alike."""
@@ -76,3 +80,21 @@ def distinctness_warning(flagged: dict[str, str], step: int | None) -> str:
         f"probe's comparisons, chance 50%; token vectors' cosine under {ALIKE}); fit longer "
         "(`--resume --steps N`)."
     )
+
+
+def distinctness(
+    mapper: TokenMapper,
+    names: list[str],
+    step: int | None,
+    recognise: Callable[[], list[float | None]] | None = None,
+) -> dict[str, Any]:
+    """Per part (by name), its code vectors' median cosine (``code_similarity``) and, with
+    ``recognise`` (the probe, run here), the share the probe won (``code_recognition``);
+    where a part is flagged, the one warning line (``warning``, also shown)."""
+    similarity = code_similarity(mapper, names)
+    recognition = None if recognise is None else dict(zip(names, recognise(), strict=True))
+    figures: dict[str, Any] = {"code_similarity": similarity, "code_recognition": recognition}
+    if flagged := not_distinct(similarity, recognition):
+        figures["warning"] = distinctness_warning(flagged, step)
+        warn(figures["warning"])
+    return figures

@@ -48,7 +48,7 @@ from creaturekit.training.data import (
     load_pixels,
     next_indices,
 )
-from creaturekit.training.distinctness import code_similarity, distinctness_warning, not_distinct
+from creaturekit.training.distinctness import distinctness
 from creaturekit.training.fit_config import OPTIMIZERS, FitConfig, lr_scale
 from creaturekit.training.objective import Objective, add_lora, lora_targets
 from creaturekit.training.recognition import code_recognition, load_probes
@@ -472,20 +472,16 @@ class Trainer:
         return scale
 
     def _distinctness(self, step: int) -> dict[str, Any]:
-        """Per part, its code vectors' median cosine and how often the probe recognises
-        its codes; one warning (also returned, for the log) for parts whose codes are not
-        yet distinct (:mod:`creaturekit.training.distinctness`)."""
-        names = [p.name for p in self.run_vocab().parts]
+        """:func:`~creaturekit.training.distinctness.distinctness` of the run's codes,
+        the probe on ``probe_images`` training images."""
         mapper = self.accelerator.unwrap_model(self.mapper)
-        similarity = code_similarity(mapper, names)
-        recognition = None
-        if self.config.probe_images:
-            probes = load_probes(
-                self.examples, self.base.vae, self.config.resolution, self.config.probe_images
-            )
+
+        def recognise() -> list[float | None]:
+            cfg = self.config
+            probes = load_probes(self.examples, self.base.vae, cfg.resolution, cfg.probe_images)
             self.objective.store.active = False
             with self.accelerator.autocast():
-                shares = code_recognition(
+                return code_recognition(
                     self.conditioning,
                     self.base.unet,
                     self.base.scheduler,
@@ -493,15 +489,12 @@ class Trainer:
                     probes,
                     [p.subconcepts for p in self.result.parts],
                     self.project.config.project.category,
-                    resolution=self.config.resolution,
-                    batch_size=self.config.batch_size,
+                    resolution=cfg.resolution,
+                    batch_size=cfg.batch_size,
                 )
-            recognition = dict(zip(names, shares, strict=True))
-        figures: dict[str, Any] = {"code_similarity": similarity, "code_recognition": recognition}
-        if flagged := not_distinct(similarity, recognition):
-            figures["warning"] = distinctness_warning(flagged, step)
-            warn(figures["warning"])
-        return figures
+
+        names = [p.name for p in self.run_vocab().parts]
+        return distinctness(mapper, names, step, recognise if self.config.probe_images else None)
 
     def _write_outputs(self, step: int) -> None:
         from diffusers.utils import convert_state_dict_to_diffusers
