@@ -11,7 +11,7 @@ import torch
 
 from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 from creaturekit.conditioning.text import TextConditioning
-from creaturekit.conditioning.tokens import add_part_tokens, part_token
+from creaturekit.conditioning.tokens import add_part_tokens, part_token, swapped_embeddings
 from creaturekit.errors import CreatureKitError
 from creaturekit.training.attention import install_attention_recorder
 from creaturekit.training.losses import (
@@ -85,6 +85,24 @@ def test_encode_with_parts_swaps_only_part_positions() -> None:
     assert mapper.code_embedding.weight.grad is not None
     with pytest.raises(CreatureKitError, match="part tokens but"):
         conditioning.encode(prompts, [[1], [0, 2]], mapper)
+
+
+def test_swapped_embeddings_follow_the_encoder_to_its_device() -> None:
+    """A prompt without part tokens (the negative prompt) on a GPU text encoder once failed
+    in every fit's samples and every mix: its empty replacement stayed on the CPU. A fake
+    CUDA tensor (no GPU needed) goes through the same device check."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        embedding = torch.nn.Embedding(10, 4, device="cuda")
+        encoder = SimpleNamespace(get_input_embeddings=lambda: embedding)
+        ids = torch.zeros(2, 3, dtype=torch.long, device="cuda")
+        where = torch.zeros(2, 3, dtype=torch.bool)
+        with swapped_embeddings(encoder, torch.zeros(0, 4), where):
+            assert embedding(ids).device.type == "cuda"
+        where[1, 2] = True
+        with swapped_embeddings(encoder, torch.ones(1, 4), where):
+            assert embedding(ids).shape == (2, 3, 4)
 
 
 def test_recorder_keeps_only_the_chosen_resolution() -> None:

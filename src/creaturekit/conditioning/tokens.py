@@ -83,7 +83,7 @@ def swapped_embeddings(
 
     def hook(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         out = output.clone()
-        out[where.to(out.device)] = replacements.to(out.dtype)
+        out[where.to(out.device)] = replacements.to(out.device, out.dtype)
         return out
 
     handle = text_encoder.get_input_embeddings().register_forward_hook(hook)
