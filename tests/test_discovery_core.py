@@ -56,28 +56,6 @@ def test_kmeans_is_seeded_and_finds_clear_clusters() -> None:
     np.testing.assert_array_equal(assign(x, c1), l1)
 
 
-def test_kmeans_start_choice_leaves_a_few_outliers_out() -> None:
-    """Three groups, two of them close, and 8 far-off rows (2.6%, e.g. images whose part
-    is hidden): the plain objective prefers the start that merges the close groups and
-    gives the outliers a centroid; the trimmed one keeps the three groups apart."""
-    rng = np.random.default_rng(0)
-    directions = np.array(
-        [[1, 0, 0, 0], [0, 1, 0, 0], [0, np.cos(0.5), np.sin(0.5), 0], [0, 0, 0, 1]]
-    )
-    sizes = [100, 100, 100, 8]
-    x = np.concatenate(
-        [d + 0.05 * rng.normal(size=(n, 4)) for d, n in zip(directions, sizes, strict=True)]
-    )
-    truth = np.repeat(np.arange(4), sizes)
-
-    def groups_found(trim: float) -> int:
-        _, labels = spherical_kmeans(x, 3, seed=0, n_init=16, trim=trim)
-        return len({int(np.bincount(labels[truth == g]).argmax()) for g in range(3)})
-
-    assert groups_found(0.0) == 2
-    assert groups_found(0.03) == 3
-
-
 def test_hierarchy_finds_foreground_parts_and_variants() -> None:
     feats, layout, variants = synthetic_features()
     params = hierarchy.HierarchyParams(parts=3, subconcepts=2, bg_subconcepts=3, position_weight=0)

@@ -37,28 +37,18 @@ def default_starts(n_rows: int, k: int) -> int:
     return int(np.clip(START_WORK // max(1, n_rows * k), 8, 64))
 
 
-#: Share of rows, the least typical, that the choice between k-means starts leaves out.
-START_TRIM = 0.03
-
-
 class KMeansGrouper:
     """Spherical k-means with exactly ``k`` clusters (the reference method), the tightest
-    of ``n_init`` seeded starts (default: :func:`default_starts`) over all rows but the
-    ``trim`` share least like their centroid, on ``engine``: ``"torch"``
-    (:func:`spherical_kmeans`) or ``"faiss"`` (:func:`faiss_kmeans`, which picks among
-    its starts itself, untrimmed)."""
+    of ``n_init`` seeded starts (default: :func:`default_starts`), on ``engine``:
+    ``"torch"`` (:func:`spherical_kmeans`) or ``"faiss"`` (:func:`faiss_kmeans`)."""
 
-    def __init__(
-        self, n_init: int | None = None, engine: str = "torch", trim: float = START_TRIM
-    ) -> None:
+    def __init__(self, n_init: int | None = None, engine: str = "torch") -> None:
         self.n_init = n_init
         self.engine = engine
-        self.trim = trim
 
     def fit(
         self, x: np.ndarray, k: int, seed: int, rows: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         starts = self.n_init or default_starts(len(x) if rows is None else len(rows), k)
-        if self.engine == "faiss":
-            return faiss_kmeans(x, k, seed, rows=rows, n_init=starts)
-        return spherical_kmeans(x, k, seed, rows=rows, n_init=starts, trim=self.trim)
+        kmeans = faiss_kmeans if self.engine == "faiss" else spherical_kmeans
+        return kmeans(x, k, seed, rows=rows, n_init=starts)

@@ -67,11 +67,10 @@ def _kmeans_pp(sample: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
 
 def _lloyd(
-    unit: Any, centroids: Any, max_iter: int, tol: float, chunk: int, trim: float = 0.0
+    unit: Any, centroids: Any, max_iter: int, tol: float, chunk: int
 ) -> tuple[Any, Any, float]:
     """Lloyd passes over the unit rows from ``centroids``: centroids, labels, objective
-    (the summed cosine of every row to its centroid, leaving out the ``trim`` share of
-    rows least similar to theirs)."""
+    (the summed cosine of every row to its centroid)."""
     import torch
 
     k, n = len(centroids), len(unit)
@@ -90,13 +89,12 @@ def _lloyd(
         centroids = new
         if shift < tol:
             break
-    similarity = torch.empty(n, dtype=torch.float64)
+    objective = 0.0
     for s in range(0, n, chunk):
         best = torch.max(unit[s : s + chunk].float() @ centroids.T, dim=1)
         labels[s : s + chunk] = best.indices
-        similarity[s : s + chunk] = best.values
-    kept = torch.sort(similarity).values[int(trim * n) :]
-    return centroids, labels, float(kept.sum())
+        objective += float(best.values.double().sum())
+    return centroids, labels, objective
 
 
 def spherical_kmeans(
@@ -108,16 +106,13 @@ def spherical_kmeans(
     tol: float = 1e-4,
     chunk: int = CHUNK_ROWS,
     n_init: int = 1,
-    trim: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster the rows of ``x`` (or the subset ``rows``) into ``k`` groups by cosine.
 
-    ``n_init`` seeded k-means++ starts are run to convergence and the tightest result is
-    kept: the highest summed cosine to the centroids over all rows but the ``trim`` share
-    least similar to theirs (a trimmed objective: a few outlying rows, such as images
-    whose part is hidden, cannot make a start win by taking a centroid of their own).
-    Returns unit-length centroids ``(k, D)`` and each row's label, clusters ordered by
-    decreasing size. Deterministic for a given ``seed``.
+    ``n_init`` seeded k-means++ starts are run to convergence and the tightest result
+    (highest summed cosine to the centroids) is kept. Returns unit-length centroids
+    ``(k, D)`` and each row's label, clusters ordered by decreasing size. Deterministic
+    for a given ``seed``.
     """
     import torch
 
@@ -132,7 +127,7 @@ def spherical_kmeans(
     for s in range(0, n, chunk):
         unit[s : s + chunk] = _unit_rows(x, rows, s, s + chunk)
     runs = (
-        _lloyd(unit, torch.from_numpy(_kmeans_pp(sample, k, rng)), max_iter, tol, chunk, trim)
+        _lloyd(unit, torch.from_numpy(_kmeans_pp(sample, k, rng)), max_iter, tol, chunk)
         for _ in range(max(1, n_init))
     )
     centroids, labels, _ = max(runs, key=lambda run: run[2])
