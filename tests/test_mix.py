@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import shutil
@@ -264,6 +265,10 @@ def test_eval_writes_metrics_and_report(fitted: Path) -> None:
     said = " ".join(result.stderr.split())
     assert ("are not distinct" in said) == bool(flagged)  # warned exactly when flagged
     assert all(f"{name} (" in said for name in flagged)
+    warning = saved.distinctness_warning  # and recorded with the metrics and on the page
+    assert (warning is not None) == bool(flagged)
+    page = (folder / "report.html").read_text()
+    assert warning is None or (warning in said and html.escape(warning) in page)
     assert list(folder.glob("seen-best-*.png"))
     again = runner.invoke(
         app, ["eval", "-C", str(fitted), "--combinations", "2", "--steps", "2", "--json"]

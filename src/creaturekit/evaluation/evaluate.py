@@ -194,6 +194,7 @@ def evaluate(
         negative=negative,
         code_similarity=distinct.get("code_similarity"),
         code_recognition=distinct.get("code_recognition"),
+        distinctness_warning=distinct.get("warning"),
         discovery=discovery,
         image_metrics=scorer.describe() if scorer is not None else None,
     )
@@ -361,7 +362,7 @@ def _report(metrics: Metrics, shown: dict[str, list[tuple[str, ImageScores]]]) -
             )
         )
     body = markup(
-        """<h1>Evaluation of run {run}</h1>
+        """<h1>Evaluation of run {run}</h1>{warning}
 <p>Generated creatures re-coded with the discovery centroids. EMR: share of requested part
 codes recovered exactly; CoSim: cosine similarity of the part's mean feature to the
 requested sub-concept centroid (requested code -> recovered code below each picture).</p>
@@ -371,6 +372,11 @@ seed {seed}, {seconds} s. Oracle: share of requested parts whose
 ground-truth variant the toy world's independent oracle reads on the image.
 {discovery}</p>{images}{figures}""",
         run=metrics.run,
+        warning=(
+            markup("<p><strong>Warning:</strong> {}</p>", metrics.distinctness_warning)
+            if metrics.distinctness_warning
+            else ""
+        ),
         head=table_row([], ["", "EMR", "CoSim", "oracle (toy)", *parts]),
         table=join(table),
         per=metrics.images_per_combination,

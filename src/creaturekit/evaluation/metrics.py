@@ -5,7 +5,8 @@
 checked, and names a damaged file. Keys that are part names (per-part figures) are
 ``dict[str, ...]`` fields. Figures that were NaN are stored as ``null`` and read back
 as ``None``. Files written before a field was recorded (``guidance``, ``negative``,
-``code_similarity``, ``code_recognition``) still load, with ``None`` for it.
+``code_similarity``, ``code_recognition``, ``distinctness_warning``) still load, with
+``None`` for it.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class Metrics:
     negative: str | None = None
     code_similarity: dict[str, float | None] | None = None  # its code vectors' median cosine
     code_recognition: dict[str, float | None] | None = None  # the probe's own-code preference
+    distinctness_warning: str | None = None  # the line naming parts whose codes draw alike
     discovery: DiscoveryFigures | None = None
     image_metrics: ImageMetricsInfo | None = None
 
@@ -151,6 +153,8 @@ class Metrics:
             out["code_similarity"] = self.code_similarity
         if self.code_recognition is not None:
             out["code_recognition"] = self.code_recognition
+        if self.distinctness_warning is not None:
+            out["distinctness_warning"] = self.distinctness_warning
         if self.discovery is not None:
             out["discovery"] = _discovery_dict(self.discovery)
         for name in GROUPS:
@@ -185,6 +189,7 @@ class Metrics:
                 negative=_maybe(_text)(data.get("negative")),
                 code_similarity=_per_part(data.get("code_similarity")),
                 code_recognition=_per_part(data.get("code_recognition")),
+                distinctness_warning=_maybe(_text)(data.get("distinctness_warning")),
                 discovery=_maybe(_discovery)(data.get("discovery")),
                 image_metrics=_maybe(_image_info)(data.get("image_metrics")),
             )
