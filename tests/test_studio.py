@@ -394,11 +394,13 @@ def test_runs_page_shows_eval_figures(client: TestClient, fitted: Path) -> None:
     assert "not evaluated" in client.get("/runs").text
     folder = fitted / "eval" / "r1"
     folder.mkdir(parents=True)
-    fsutil.write_json(folder / "metrics.json", older_metrics({"novel_emr": 0.25, XSS: 1.0}))
+    figures = {"novel_emr": 0.25, "novel_fid": None, XSS: 1.0}  # null: not computable
+    fsutil.write_json(folder / "metrics.json", older_metrics(figures))
     write_image(folder / "novel-best-000.png")
     try:
         page = client.get("/runs").text
         assert "0.250" in page and "novel_emr" in page and XSS not in page
+        assert "<td>n/a</td>" in page and "None" not in page
         assert 'src="/files/eval/r1/novel-best-000.png"' in page
         assert client.get("/files/eval/r1/novel-best-000.png").status_code == 200
         (folder / "metrics.json").write_text("{")

@@ -398,6 +398,15 @@ def mix_page(mix: MixFolder) -> Html:
 
 
 # -- runs -------------------------------------------------------------------------------
+def _figure(metrics: dict[str, Any], key: str) -> object:
+    """One evaluation figure: three decimals; n/a where it could not be computed (null in
+    ``metrics.json``); empty where the run's evaluation has no such figure."""
+    if key not in metrics:
+        return ""
+    value = metrics[key]
+    return markup("{:.3f}", value) if isinstance(value, (int, float)) else "n/a"
+
+
 def runs_page(runs: list[dict[str, Any]]) -> Html:
     """Runs and their evaluation figures side by side."""
     if not runs:
@@ -411,12 +420,7 @@ def runs_page(runs: list[dict[str, Any]]) -> Html:
             if r["report"]
             else (r["eval_error"] or "not evaluated (`creaturekit eval --run NAME`)")
         )
-        figures = [
-            markup("{:.3f}", r["metrics"][k])
-            if isinstance(r["metrics"].get(k), float)
-            else r["metrics"].get(k, "")
-            for k in keys
-        ]
+        figures = [_figure(r["metrics"], k) for k in keys]
         rows.append(
             table_row([r["state"], r["base_model"], r["steps"], report, *figures], [r["name"]])
         )
