@@ -50,6 +50,16 @@ def lora_config(rank: int, alpha: int | None = None, targets: Sequence[str] = LO
     )
 
 
+def denoising_target(
+    scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """What the UNet is trained to predict: the noise, or for v-prediction schedulers the
+    velocity of ``clean`` under ``noise`` at timesteps ``t``."""
+    if scheduler.config.prediction_type == "epsilon":
+        return noise
+    return scheduler.get_velocity(clean, noise, t)
+
+
 @dataclass
 class Objective:
     """The frozen and trained pieces one loss evaluation needs."""
@@ -97,12 +107,10 @@ class Objective:
         self.store.reset()
         self.store.active = self.attn_weight > 0
         pred = self.unet(noisy, t, **inputs).sample
-        prediction = self.scheduler.config.prediction_type
-        target = (
-            noise if prediction == "epsilon" else self.scheduler.get_velocity(latents, noise, t)
-        )
+        target = denoising_target(self.scheduler, latents, noise, t)
         weights = None
         if self.snr_gamma:
+            prediction = self.scheduler.config.prediction_type
             weights = min_snr_weights(self.scheduler.alphas_cumprod, t, self.snr_gamma, prediction)
         ldm = diffusion_loss(pred, target, weights)
         total, logs = ldm, {"loss_ldm": ldm.item()}

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from creaturekit.conditioning.tokens import part_token
+from creaturekit.training.objective import denoising_target
 
 RIVALS = 7
 """Other codes of the part each probe's own code is compared with."""
@@ -164,8 +165,5 @@ class _Denoiser:
         timestep = torch.full((len(clean),), t, device=clean.device, dtype=torch.long)
         noisy = self.scheduler.add_noise(clean, eps, timestep)
         pred = self.unet(noisy, timestep, **inputs).sample.float()
-        if self.scheduler.config.prediction_type == "epsilon":
-            target = eps
-        else:
-            target = self.scheduler.get_velocity(clean, eps, timestep)
+        target = denoising_target(self.scheduler, clean, eps, timestep)
         return ((pred - target.float()) ** 2).mean(1, keepdim=True)
