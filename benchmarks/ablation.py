@@ -33,7 +33,6 @@ baseline's runs live in the sibling project DIR-image-clusters (same images, lin
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from creaturekit import fsutil
+from creaturekit.config import parse_assignments
 from creaturekit.constants import CONFIG_NAME
 from creaturekit.discovery.result import RESULT_FILE
 from creaturekit.errors import CreatureKitError
@@ -254,7 +254,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--clusters", type=int, help="K of image-clusters (default: species)")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="fit setting (JSON value)"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a fit setting"
     )
     parser.add_argument("--out", help="folder for ablation.json and ablation.md")
     return parser.parse_args(argv)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    flags = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    flags = parse_assignments(args.set, "--set", "lr_schedule=cosine")
     try:
         resolve_model(args.model)  # before minutes of set-up: is the base model there?
         project = toy_project(Path(args.project).expanduser().resolve())

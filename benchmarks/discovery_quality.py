@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from creaturekit.config import parse_assignments
 from creaturekit.discovery.discover import discover
 from creaturekit.progress import quiet
 from creaturekit.project import Project, open_project
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--project", default="/tmp/creaturekit-toy-quality")
     parser.add_argument("--per-species", type=int, default=10)
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="Toy image side (new).")
-    parser.add_argument("--option", action="append", default=[], help="key=value (JSON value)")
+    parser.add_argument("--option", action="append", default=[], help="KEY=VALUE (TOML, else text)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--sample-images", type=int, help="[discover] sample_images")
     parser.add_argument("--subconcept-points", type=int, help="[discover] subconcept_points")
@@ -43,7 +44,7 @@ def main() -> None:
         project = open_project(folder)
     else:
         project = create_toy_project(folder, per_species=args.per_species, size=args.size)
-    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+    options = parse_assignments(args.option, "--option", "position_weight=0.5")
     for key in ("sample_images", "subconcept_points", "kmeans"):  # this run only, not saved
         if getattr(args, key) is not None:
             setattr(project.config.discover, key, getattr(args, key))

@@ -20,12 +20,12 @@ line per step and writes them as JSON to --out (default DIR/fit-curve.json).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from creaturekit import fsutil
+from creaturekit.config import parse_assignments
 from creaturekit.errors import CreatureKitError
 from creaturekit.project import Project, open_project
 
@@ -39,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--run", required=True, help="the run whose checkpoints are scored")
     parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 1000, 1500])
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="fit setting (JSON value)"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a fit setting"
     )
     parser.add_argument("--model", help="base model of the fit (default: the project's)")
     parser.add_argument("--combinations", type=int, default=64, help="novel combinations")
@@ -54,7 +54,7 @@ def fit_if_missing(project: Project, args: argparse.Namespace) -> None:
     from creaturekit.training.fit import fit
     from creaturekit.training.run import run_folder
 
-    flags = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    flags = parse_assignments(args.set, "--set", "lr_schedule=cosine")
     if (run_folder(project, args.run).path / "config.toml").is_file():
         if flags or args.model:
             raise CreatureKitError(

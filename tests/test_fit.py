@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,24 @@ def test_warmup_raises_the_rates_linearly(discovered: Path, tiny_sd: Path) -> No
     assert [r["lora_lr"] for r in rows] == pytest.approx([1e-4 / 3, 2e-4 / 3, 1e-4, 1e-4])
 
 
+def test_cosine_schedule_decays_after_the_warmup() -> None:
+    from creaturekit.errors import ConfigError
+    from creaturekit.training.fit_config import lr_scale
+
+    config = resolve_fit_config("toy", flags={"steps": 9, "warmup_steps": 2})
+    assert [lr_scale(config, s) for s in (1, 2, 9)] == [0.5, 1.0, 1.0]
+    config = resolve_fit_config(
+        "toy", flags={"steps": 9, "warmup_steps": 2, "lr_schedule": "cosine"}
+    )
+    scales = [lr_scale(config, s) for s in range(1, 10)]
+    assert scales[:2] == [0.5, 1.0]  # the warm-up, then the top of the cosine
+    assert scales[5] == pytest.approx(0.5)  # half-way through the 8-step span
+    assert all(a > b for a, b in itertools.pairwise(scales[1:])) and 0 < scales[-1] < 0.05
+    assert lr_scale(config, 12) == 0.0  # a step past the end (a resume that lowered steps)
+    with pytest.raises(ConfigError, match="lr_schedule must be"):
+        resolve_fit_config("toy", flags={"lr_schedule": "linear"})
+
+
 def test_code_init_std_sets_the_code_embeddings_scale() -> None:
     from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 
@@ -175,6 +194,7 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     import shutil
 
     from creaturekit.cli import app
+    from creaturekit.training.run import RunFolder
     from tests.helpers import GuardedRunner
 
     project = tmp_path / "moved"
@@ -194,8 +214,18 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
         "2",
         "--run",
         "cli",
+        "--set",
+        "lr_schedule=cosine",  # any other setting; text without TOML quotes
+        "--set",
+        "steps=9",  # a named flag (--steps 2) wins
         "--json",
     ]
+    for bad, message in (
+        (["--set", "nokey"], "expects KEY=VALUE"),
+        (["--set", "bogus=1"], "Unknown fit setting 'bogus'"),
+    ):
+        refused = runner.invoke(app, [*args[:-1], *bad])
+        assert refused.exit_code == 1 and message in refused.stderr
     proj = open_project(project)  # settings without a flag come from creaturekit.toml
     proj.config.fit.overrides = {
         "attn_resolution": 8,
@@ -208,6 +238,8 @@ def test_fit_cli(discovered: Path, tiny_sd: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["step"] == 2 and data["run"] == "cli"
+    saved = RunFolder(project / "runs" / "cli").info().fit
+    assert (saved.lr_schedule, saved.steps) == ("cosine", 2)
     last = json.loads((project / "runs" / "cli" / "log.jsonl").read_text().splitlines()[-1])
     similarity = last["code_similarity"]  # how distinct each part's codes are (distinctness.py)
     recognition = last["code_recognition"]  # and what they draw (recognition.py)
@@ -238,26 +270,34 @@ def test_fit_before_discover_cli(tmp_path: Path) -> None:
     assert "run `creaturekit discover` first" in result.stderr
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches(
-    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch
+    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch, schedule: str
 ) -> None:
+    """Also with the cosine schedule, whose rates follow the step."""
     from safetensors.torch import load_file
 
     from creaturekit.progress import quiet
+    from creaturekit.training.run import RunFolder
     from creaturekit.training.trainer import FitInterrupted
 
     project = open_project(discovered)
+    settings = {"checkpoint_every": 100, "lr_schedule": schedule}
+    reference, name = f"reference-{schedule}", f"ctrl-c-{schedule}"
     with quiet():
-        tiny_trainer(project, tiny_sd, "reference", checkpoint_every=100).fit()
+        tiny_trainer(project, tiny_sd, reference, **settings).fit()
         with monkeypatch.context() as m:
             failing_objective(m, at_call=6, failure=KeyboardInterrupt)  # mid step 3
             with pytest.raises(FitInterrupted, match="step 2"):
-                tiny_trainer(project, tiny_sd, "ctrl-c", checkpoint_every=100).fit()
-        run = project.runs_dir / "ctrl-c"
+                tiny_trainer(project, tiny_sd, name, **settings).fit()
+        run = project.runs_dir / name
         assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
-        tiny_trainer(project, tiny_sd, "ctrl-c", resume=True, checkpoint_every=100).fit()
+        tiny_trainer(project, tiny_sd, name, resume=True, **settings).fit()
     a = load_file(str(run / "mapper.safetensors"))
-    b = load_file(str(project.runs_dir / "reference" / "mapper.safetensors"))
+    b = load_file(str(project.runs_dir / reference / "mapper.safetensors"))
+    rates = [row["lr"] for row in RunFolder(run).read_log()]
+    assert rates == [row["lr"] for row in RunFolder(project.runs_dir / reference).read_log()]
+    assert (rates[0] > rates[-1]) == (schedule == "cosine")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

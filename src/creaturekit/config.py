@@ -161,6 +161,22 @@ class Config:
         return self.parts.names.get(str(index), f"part{index}")
 
 
+def parse_assignments(pairs: list[str], flag: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (the ``flag`` options of a command) as a dict; a VALUE is read as
+    TOML (``0.5``, ``true``, ``"text"``) and else taken as text (``pretrained=openai``)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. {example}), got {pair!r}.")
+        try:
+            values[key] = tomllib.loads(f"value = {value.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            values[key] = value.strip()
+    return values
+
+
 def _check_value(where: str, value: Any, expected: Any) -> Any:
     origin = getattr(expected, "__origin__", None)
     if origin is dict:

@@ -20,33 +20,13 @@ from creaturekit.cli.common import (
     print_json,
 )
 from creaturekit.cli.fit import worker_command_line
+from creaturekit.config import parse_assignments
 from creaturekit.progress import stderr_console
 from creaturekit.project import Project
 
 
 def register(app: typer.Typer) -> None:
     app.command("discover")(handle_errors(discover))
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """``--option KEY=VALUE`` pairs as backend options; a VALUE is read as TOML (``0.5``,
-    ``true``, ``"text"``) and else taken as text (``-o pretrained=openai``)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise fail(f"--option expects KEY=VALUE (e.g. position_weight=0.5), got {pair!r}.")
-        try:
-            options[key] = tomllib.loads(f"value = {value.strip()}")["value"]
-        except tomllib.TOMLDecodeError:
-            options[key] = value.strip()
-    return options
 
 
 def discover(
@@ -123,7 +103,7 @@ def discover(
         raise typer.Exit(launch(num_processes, worker_command_line(sys.argv[1:])))
     proj = open_cli_project(project)
     options = {
-        **parse_options(option or []),
+        **parse_assignments(option or [], "--option", "position_weight=0.5"),
         "model": model,
         "parts": parts,
         "subconcepts": subconcepts,

@@ -74,6 +74,14 @@ def fit(
             min=0,
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any other fit setting as KEY=VALUE, repeatable (e.g. --set "
+            'lr_schedule=cosine; every setting: docs/method.md, "Fit settings").',
+        ),
+    ] = None,
     run: Annotated[str, typer.Option(help="Run name (folder under runs/).")] = "default",
     resume: Annotated[
         bool,
@@ -97,6 +105,7 @@ def fit(
     json_output: JsonOpt = False,
 ) -> None:
     """Train the part tokens' mapper and the UNet LoRA on the discovered parts."""
+    from creaturekit.config import parse_assignments
     from creaturekit.paths import check_name
     from creaturekit.training.fit import fit as run_fit
     from creaturekit.training.fit import launch
@@ -122,6 +131,9 @@ def fit(
         "gradient_checkpointing": gradient_checkpointing,
         "checkpoint_minutes": checkpoint_minutes,
     }
+    for key, value in parse_assignments(set_ or [], "--set", "lr_schedule=cosine").items():
+        if flags.get(key) is None:  # a named flag wins over --set
+            flags[key] = value
     result = run_fit(
         open_cli_project(project), preset=preset, run=run, resume=resume, device=device, **flags
     )

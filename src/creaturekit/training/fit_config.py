@@ -16,6 +16,8 @@ from creaturekit.errors import ConfigError
 
 MAX_SEED = 2**32 - 1
 
+#: Learning-rate schedules after the warm-up (:func:`lr_scale`).
+LR_SCHEDULES = ("constant", "cosine")
 #: Optimizer names -> (module, class): AdamW, or bitsandbytes' 8-bit AdamW.
 OPTIMIZERS = {"adamw": ("torch.optim", "AdamW"), "adamw8bit": ("bitsandbytes.optim", "AdamW8bit")}
 
@@ -48,6 +50,7 @@ class FitConfig:
     lr: float = 1e-4  # token mapper, and LoRA unless lora_lr is set
     lora_lr: float = 0.0  # LoRA's own learning rate; 0: the same as lr
     warmup_steps: int = 0  # learning rates rise linearly from 0 over the first N steps
+    lr_schedule: str = "constant"  # after the warm-up: "constant", or "cosine" decay to 0
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
     rank: int = 4  # LoRA rank (0: textual inversion only, no LoRA)
@@ -121,6 +124,8 @@ class FitConfig:
             raise ConfigError(f"fit seed must be between 0 and {MAX_SEED}, got {self.seed}.")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"fit optimizer must be {' or '.join(map(repr, OPTIMIZERS))}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"fit lr_schedule must be {' or '.join(map(repr, LR_SCHEDULES))}.")
         if self.lora_layers not in ("all", "cross", "self"):
             raise ConfigError('fit lora_layers must be "all", "cross" or "self".')
         if self.resolution % 8:
@@ -175,10 +180,16 @@ PRESETS: dict[str, FitConfig] = {
 
 def lr_scale(config: FitConfig, step: int) -> float:
     """The factor on every learning rate at optimisation step ``step`` (1-based): the
-    linear warm-up, then 1. A function of the step alone, so a resumed run follows it."""
-    if step >= config.warmup_steps:
+    linear warm-up, then 1 (``constant``) or a half cosine from 1 that would reach 0
+    one step after ``config.steps`` (``cosine``). A function of the step and the config
+    alone, so a resumed run follows it (a resume that changes ``steps`` stretches it)."""
+    if step < config.warmup_steps:
+        return step / config.warmup_steps
+    if config.lr_schedule == "constant":
         return 1.0
-    return step / config.warmup_steps
+    span = config.steps - config.warmup_steps + 1
+    done = min(step - config.warmup_steps, span)
+    return 0.5 * (1.0 + math.cos(math.pi * done / span))
 
 
 def field_names() -> list[str]:

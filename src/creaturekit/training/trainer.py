@@ -463,7 +463,7 @@ class Trainer:
 
     def _set_learning_rates(self, step: int) -> float:
         """Set every group's rate for optimisation step ``step`` from the config (a resumed
-        run may change --lr) and the warm-up; return the warm-up factor."""
+        run may change --lr), the warm-up and the schedule; return the factor on ``lr``."""
         scale = lr_scale(self.config, step)
         groups = self.optimizer.param_groups
         groups[0]["lr"] = self.config.lr * scale
