@@ -94,7 +94,7 @@ def test_manifest_paths_stay_inside_the_project(
     [
         ("format_version = 1", "format_version = 99", ["format_version", "upgrade"]),
         ('template = "a photo of a {parts} {category}"', 'template = "{0}"', ["mix.template"]),
-        ("guidance = 7.5", "guidance = nan", ["mix.guidance", "finite"]),
+        ("guidance = 5.0", "guidance = nan", ["mix.guidance", "finite"]),  # toy projects: 5
         ("names = {}", 'names = { 0 = "seed" }', ["seed", "option"]),
     ],
 )

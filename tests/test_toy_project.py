@@ -18,7 +18,12 @@ from creaturekit.cli import app
 from creaturekit.config import Config
 from creaturekit.errors import ProjectExistsError, StageMissingError
 from creaturekit.project import init_project, open_project
-from creaturekit.toy.dataset import TOY_NEGATIVE, create_toy_project, load_ground_truth
+from creaturekit.toy.dataset import (
+    TOY_GUIDANCE,
+    TOY_NEGATIVE,
+    create_toy_project,
+    load_ground_truth,
+)
 from creaturekit.toy.world import PARTS, SCENES, ToyWorldError, is_novel
 
 TINY = {"species": 5, "per_species": 2, "size": 32, "novel_images": 1}
@@ -70,6 +75,7 @@ def test_toy_project_holds_complete_ground_truth(tmp_path: Path) -> None:
     # the demo's 960 training images all teach its 8 sub-concepts per part (no sample)
     assert config.discover.subconcept_points * config.discover.subconcepts >= 24 * 40
     assert config.mix.negative == TOY_NEGATIVE != Config().mix.negative  # written to the toml
+    assert config.mix.guidance == TOY_GUIDANCE != Config().mix.guidance
     assert not any(Path(r["mask"]).is_absolute() for r in truth.rows.values())
 
 
