@@ -165,6 +165,9 @@ PRESETS: dict[str, FitConfig] = {
         # above the reference's 0.01: more novel parts drawn right, the head most
         # (docs/results.md, "Attention-loss weight")
         attn_loss=0.05,
+        # the background's terms lighter: it is drawn right more often at the same overall
+        # level, with a higher EMR (docs/results.md, "The last levers")
+        attn_bg_weight=0.3,
         attn_resolution=16,
         projector_depth=3,
         # codes apart from the start: the quality of 1,500 steps at 0.02 in 500
