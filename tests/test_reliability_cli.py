@@ -93,7 +93,7 @@ def test_manifest_paths_stay_inside_the_project(
     ("old", "new", "words"),
     [
         ("format_version = 1", "format_version = 99", ["format_version", "upgrade"]),
-        ('template = "a photo of a {parts} {category}"', 'template = "{0}"', ["mix.template"]),
+        ('template = "{parts}"', 'template = "{0}"', ["mix.template"]),  # toy projects
         ("guidance = 5.0", "guidance = nan", ["mix.guidance", "finite"]),  # toy projects: 5
         ("names = {}", 'names = { 0 = "seed" }', ["seed", "option"]),
     ],

@@ -21,6 +21,7 @@ from creaturekit.project import init_project, open_project
 from creaturekit.toy.dataset import (
     TOY_GUIDANCE,
     TOY_NEGATIVE,
+    TOY_TEMPLATE,
     create_toy_project,
     load_ground_truth,
 )
@@ -76,6 +77,7 @@ def test_toy_project_holds_complete_ground_truth(tmp_path: Path) -> None:
     assert config.discover.subconcept_points * config.discover.subconcepts >= 24 * 40
     assert config.mix.negative == TOY_NEGATIVE != Config().mix.negative  # written to the toml
     assert config.mix.guidance == TOY_GUIDANCE != Config().mix.guidance
+    assert config.mix.template == TOY_TEMPLATE != Config().mix.template
     assert not any(Path(r["mask"]).is_absolute() for r in truth.rows.values())
 
 

@@ -113,8 +113,10 @@ class PassThrough(torch.nn.Module):
 
 
 def text_prompt(template: str, category: str) -> str:
-    """The mix prompt without part tokens, e.g. ``a photo of a bird``."""
-    return re.sub(r"\s+", " ", template.format(parts="", category=category)).strip()
+    """The mix prompt without part tokens, e.g. ``a photo of a bird``; the category word
+    alone when the template holds nothing else (``{parts}``)."""
+    text = re.sub(r"\s+", " ", template.format(parts="", category=category)).strip()
+    return text or category
 
 
 class ImageScorer:
