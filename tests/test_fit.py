@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -340,22 +341,37 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(
     assert [p.name for p in checkpoints.iterdir()] == ["step-000002"]
 
 
-def test_samples_uncached_latents_and_reloaded_embeddings(discovered: Path, tiny_sd: Path) -> None:
+def test_samples_uncached_latents_and_reloaded_embeddings(
+    discovered: Path, tiny_sd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from diffusers import StableDiffusionPipeline
 
     from creaturekit.conditioning.mapper import TokenMapper
     from creaturekit.conditioning.pipeline import part_prompt_embeddings
     from creaturekit.conditioning.text import TextConditioning
     from creaturekit.progress import quiet
+    from creaturekit.training import trainer as trainer_module
 
     project = open_project(discovered)
     trainer = tiny_trainer(
         project, tiny_sd, "samples", steps=2, sample_every=2, sample_steps=2, cache_latents=False
     )
+    asked: list[str] = []
+    drawn = trainer_module.generate
+
+    def spy(
+        pipe: Any, conditioning: Any, mapper: Any, prompts: list[str], *a: Any, **k: Any
+    ) -> Any:
+        asked.extend(prompts)
+        return drawn(pipe, conditioning, mapper, prompts, *a, **k)
+
+    monkeypatch.setattr(trainer_module, "generate", spy)
     with quiet():
         trainer.fit()
     run = project.runs_dir / "samples"
     assert (run / "samples" / "step-000002.png").is_file()
+    # prompted as `mix` prompts them: a toy project's template is the part tokens alone
+    assert asked and all(p.startswith("<part_") and "photo" not in p for p in asked)
     prompt, codes = ["a photo of a <part_0> <part_1> creature"], [[1, 0]]
     trained = part_prompt_embeddings(trainer.conditioning, trainer.mapper, prompt, codes).hidden
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)

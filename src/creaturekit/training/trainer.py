@@ -537,10 +537,12 @@ class Trainer:
         cfg = self.config
         picks = self.examples[:4]
         category = self.project.config.project.category
+        template = self.project.config.mix.template  # samples are prompted as mix prompts
         prompts, codes = [], []
         for ex in picks:
             parts = sorted(ex.codes)
-            prompts.append(f"a photo of a {' '.join(part_token(p) for p in parts)} {category}")
+            tokens = " ".join(part_token(p) for p in parts)
+            prompts.append(template.format(parts=tokens, category=category))
             codes.append([ex.codes[p] for p in parts])
         self.objective.store.active = False
         with self.accelerator.autocast():  # frozen weights may be half, the VAE is fp32
