@@ -48,9 +48,9 @@ seven of eight (fit, draw) pairs (docs/results.md, "The last levers")."""
 TOY_TEMPLATE = "{parts}"
 """Prompt of toy projects' mixes: the part tokens alone, one of the two caption forms of
 training. The toy base model never saw the template's other words ("a photo of"): their
-embeddings are untrained, and with them the background is drawn right less often (83.5%
-against 73% over four (fit, draw) pairs; docs/results.md, "Prompt without untrained
-words")."""
+embeddings are untrained, and with them the background is drawn right less often (73%
+against 83% without, over four (fit, draw) pairs; docs/results.md, "Prompt without
+untrained words")."""
 IMAGE_STREAM = 10
 """Seed stream of the data set's images (the oracle's training uses other streams)."""
 
