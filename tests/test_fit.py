@@ -508,3 +508,39 @@ def test_8bit_adam_without_bitsandbytes_says_what_to_install(
     ):
         trainer.fit()
     assert not (open_project(discovered).runs_dir / "bnb-missing" / "config.toml").exists()
+
+
+def test_v_prediction_base_trains_on_the_velocity_and_mixes(
+    discovered: Path, tmp_path: Path
+) -> None:
+    """A v-prediction base (as SD 2.x), loaded from a folder like a downloaded one: the fit
+    regresses the velocity, and `mix` samples with the same prediction type."""
+    import json
+    import shutil
+
+    from creaturekit.generation.mix import Mixer
+    from creaturekit.progress import quiet
+    from creaturekit.training.objective import denoising_target
+    from tests.tiny_sd import save_tiny_pipeline
+
+    base = save_tiny_pipeline(tmp_path / "v-base")
+    config_file = base / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "prediction_type": "v_prediction"}))
+    root = Path(
+        shutil.copytree(discovered, tmp_path / "proj", ignore=shutil.ignore_patterns("runs"))
+    )
+    project = open_project(root)
+    trainer = tiny_trainer(project, base, "v", steps=2)
+    with quiet():
+        trainer.fit()
+    scheduler = trainer.objective.scheduler
+    assert scheduler.config.prediction_type == "v_prediction"
+    clean, noise, t = torch.randn(2, 4, 2, 2), torch.randn(2, 4, 2, 2), torch.tensor([5, 90])
+    ac = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    velocity = ac.sqrt() * noise - (1 - ac).sqrt() * clean  # v = sqrt(a) eps - sqrt(1-a) x0
+    assert torch.allclose(denoising_target(scheduler, clean, noise, t), velocity, atol=1e-6)
+    mixer = Mixer(project, "v", model=str(base))  # a folder outside the project: named
+    assert mixer.pipe.scheduler.config.prediction_type == "v_prediction"
+    image = np.asarray(mixer({"part0": [1], "bg": [0]}, seed=0, steps=2, size=16).images[0])
+    assert image.shape == (16, 16, 3) and image.std() > 0
