@@ -254,13 +254,19 @@ def check_part_name(name: str) -> None:
         )
 
 
+def fill_template(template: str, parts: str, category: str) -> str:
+    """A mix prompt: ``parts`` (the part tokens, space-separated) and ``category`` in
+    ``template`` (``mix.template``, checked by :func:`_check_template`)."""
+    return template.format(parts=parts, category=category)
+
+
 def _check_template(template: str) -> None:
     """mix.template may use {parts} and {category} only (and must use {parts})."""
     import string
 
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-        template.format(parts="", category="")
+        fill_template(template, "", "")
     except (ValueError, IndexError, KeyError) as err:
         fields = {f"invalid: {err}"}
     if fields - {"parts", "category"} or "parts" not in fields:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from creaturekit.config import fill_template
 from creaturekit.evaluation.backbones import Backbone, check_backbone, load_backbone
 from creaturekit.evaluation.clip_score import ClipScorer, check_clip
 from creaturekit.evaluation.combinations import Combination, code_rows
@@ -115,7 +116,7 @@ class PassThrough(torch.nn.Module):
 def text_prompt(template: str, category: str) -> str:
     """The mix prompt without part tokens, e.g. ``a photo of a bird``; the category word
     alone when the template holds nothing else (``{parts}``)."""
-    text = re.sub(r"\s+", " ", template.format(parts="", category=category)).strip()
+    text = re.sub(r"\s+", " ", fill_template(template, "", category)).strip()
     return text or category
 
 

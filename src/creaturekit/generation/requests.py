@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from creaturekit.conditioning.tokens import part_token
-from creaturekit.config import Config
+from creaturekit.config import Config, fill_template
 from creaturekit.errors import CreatureKitError
 from creaturekit.training.run import RunVocab
 
@@ -112,5 +112,4 @@ def compose_prompt(requests: list[PartRequest], template: str, category: str) ->
     """Part tokens in a template such as ``a photo of a {parts} {category}``."""
     if not requests:
         raise PartRequestError("Give at least one part, e.g. --head 42, or a prompt.")
-    tokens = " ".join(part_token(r.token) for r in requests)
-    return template.format(parts=tokens, category=category)
+    return fill_template(template, " ".join(part_token(r.token) for r in requests), category)

@@ -33,6 +33,7 @@ from creaturekit.conditioning.mapper import MapperConfig, TokenMapper
 from creaturekit.conditioning.pipeline import build_pipeline, contact_sheet, generate
 from creaturekit.conditioning.text import TextConditioning
 from creaturekit.conditioning.tokens import part_token
+from creaturekit.config import fill_template
 from creaturekit.errors import ConfigError, CreatureKitError, DamagedFileError, StageMissingError
 from creaturekit.progress import make_progress, progress_enabled, stderr_console, warn
 from creaturekit.project import Project, find_project_root
@@ -541,8 +542,7 @@ class Trainer:
         prompts, codes = [], []
         for ex in picks:
             parts = sorted(ex.codes)
-            tokens = " ".join(part_token(p) for p in parts)
-            prompts.append(template.format(parts=tokens, category=category))
+            prompts.append(fill_template(template, " ".join(map(part_token, parts)), category))
             codes.append([ex.codes[p] for p in parts])
         self.objective.store.active = False
         with self.accelerator.autocast():  # frozen weights may be half, the VAE is fp32
